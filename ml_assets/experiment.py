@@ -1,0 +1,51 @@
+"""The ML location's foothold on the platform: the MLflow experiment the model pipeline logs into."""
+
+import dagster as dg
+
+from platform_assets.services.results import NO_CHANGE, check_errors_fail
+from platform_assets.tracking.mlflow_server import MlflowResource
+
+# Upstreams live in the platform code location; lineage crosses locations through these keys.
+MLFLOW_SERVER = dg.AssetKey("mlflow_server")
+GROUP = "ml_tracking"
+OWNERS = ["team:ml"]
+
+
+def build_experiment_asset(datasets_bucket: dg.AssetKey) -> dg.AssetsDefinition:
+    @dg.asset(
+        group_name=GROUP,
+        kinds={"mlflow"},
+        owners=OWNERS,
+        deps=[MLFLOW_SERVER, datasets_bucket],
+        description="The MLflow experiment of the model pipeline (platform.yaml mlflow.experiment).",
+    )
+    def ml_experiment(mlflow_resource: MlflowResource) -> dg.MaterializeResult:
+        experiment_id, created = mlflow_resource.ensure_experiment(mlflow_resource.cfg.mlflow.experiment)
+        return dg.MaterializeResult(
+            metadata={
+                "change": "created" if created else NO_CHANGE,
+                "experiment": mlflow_resource.cfg.mlflow.experiment,
+                "experiment_id": experiment_id,
+                "url": dg.MetadataValue.url(f"{mlflow_resource.url}/#/experiments/{experiment_id}"),
+            },
+            data_version=dg.DataVersion(experiment_id),
+        )
+
+    return ml_experiment
+
+
+@dg.asset_check(
+    asset=dg.AssetKey("ml_experiment"),
+    blocking=True,
+    description="The experiment resolves by name through the MLflow REST API and is active.",
+)
+@check_errors_fail
+def experiment_resolves(mlflow_resource: MlflowResource) -> dg.AssetCheckResult:
+    name = mlflow_resource.cfg.mlflow.experiment
+    experiment = mlflow_resource.get_experiment(name)
+    active = experiment is not None and experiment["lifecycle_stage"] == "active"
+    return dg.AssetCheckResult(
+        passed=active,
+        description=f"experiment {name}: "
+        + (f"id {experiment['experiment_id']}, {experiment['lifecycle_stage']}" if experiment else "not found"),
+    )

@@ -1,0 +1,137 @@
+"""`platformctl`: bring the local stack up (platform location, then ML location), tear it down, show status.
+
+`up` materializes each code location with `dagster asset materialize`, the same command a person would run,
+into the Dagster instance kept in the state directory, so `dagster dev` afterwards shows those runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from platform_assets.config import ConfigError, PlatformConfig
+from platform_assets.settings import CONFIG_ENV, STATE_DIR_ENV, config_path
+from platform_assets.state import StateDir, load_platform
+
+LOCATIONS = ("platform_assets.definitions", "ml_assets.definitions")
+DAGSTER_YAML = """\
+# Written by platformctl: the Dagster instance of this stack lives beside its services.
+telemetry:
+  enabled: false
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="platformctl", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help=f"platform.yaml to use (env {CONFIG_ENV}; default ./platform.yaml)")
+    parser.add_argument("--state-dir", help=f"state directory (env {STATE_DIR_ENV}; default from platform.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="materialize the platform location, then the ML location")
+    sub.add_parser("down", help="stop every service (data stays in the state directory)")
+    sub.add_parser("status", help="services, and any drift between platform.yaml and what runs")
+    args = parser.parse_args(argv)
+    if args.config:
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+    if args.state_dir:
+        os.environ[STATE_DIR_ENV] = str(Path(args.state_dir).resolve())
+    try:
+        cfg, state = load_platform()
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"platformctl: {err}", file=sys.stderr)
+        return 2
+    state.ensure()
+    return {"up": up, "down": down, "status": status}[args.command](state, cfg)
+
+
+def dagster_env(state: StateDir) -> dict[str, str]:
+    """The environment every dagster command of this stack runs with."""
+    home = state.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    return {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(config_path()), STATE_DIR_ENV: str(state.root)}
+
+
+def up(state: StateDir, cfg: PlatformConfig) -> int:
+    env = dagster_env(state)
+    dagster = str(Path(sys.executable).parent / "dagster")
+    for location in LOCATIONS:
+        log = state.logs / f"up-{location.split('.')[0]}.log"
+        started = time.monotonic()
+        print(f"==> materializing {location} (log: {log})", flush=True)
+        with log.open("w") as handle:
+            code = subprocess.call(
+                [dagster, "asset", "materialize", "-m", location, "--select", "*"],
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                cwd=config_path().parent,
+            )
+        print(f"    {'ok' if code == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s", flush=True)
+        _print_run_summary(env["DAGSTER_HOME"])
+        if code != 0:
+            print(f"platformctl: {location} failed; see {log}", file=sys.stderr)
+            return 1
+    _print_where(state, cfg)
+    return 0
+
+
+def _print_run_summary(dagster_home: str) -> None:
+    """What the latest run changed and how its checks went, read from the instance."""
+    os.environ["DAGSTER_HOME"] = dagster_home
+    from platform_assets.runs import latest_run_report
+
+    for line in latest_run_report():
+        print(f"    {line}")
+
+
+def _print_where(state: StateDir, cfg: PlatformConfig) -> None:
+    services = cfg.services
+    print(f"""
+The platform is up. State directory: {state.root}
+  MLflow UI:        http://127.0.0.1:{services.mlflow.port}
+  S3 endpoint:      http://127.0.0.1:{services.seaweedfs.s3_port}  (credentials: {state.secrets_file})
+  Postgres:         127.0.0.1:{services.postgres.port}  (passwords: {state.secrets_file})
+  Dagster UI:       DAGSTER_HOME={state.dagster_home} dagster dev -w workspace.yaml   (or: make ui)
+  Alerts log:       {state.root / cfg.alerts.log_file}
+  Stop everything:  make down   (data stays; `make up` brings it back)""")
+
+
+def _services(state: StateDir, cfg: PlatformConfig) -> dict:
+    from platform_assets.resources import build_resources
+
+    resources = build_resources(cfg, state, config_path())
+    return {key: resources[key] for key in ("mlflow_resource", "seaweedfs_resource", "postgres_resource")}
+
+
+def down(state: StateDir, cfg: PlatformConfig) -> int:
+    for resource in _services(state, cfg).values():  # dependents first
+        spec = resource.service_spec()
+        was_running = resource.supervisor.stop(spec.name, spec.stop_signal, spec.stop_timeout)
+        print(f"{spec.name}: {'stopped' if was_running else 'was not running'}", flush=True)
+    return 0
+
+
+def status(state: StateDir, cfg: PlatformConfig) -> int:
+    from platform_assets.drift.local import local_findings
+
+    services = _services(state, cfg)
+    for resource in reversed(services.values()):
+        name = resource.service_spec().name
+        current = resource.supervisor.status(name)
+        shown = f"running (pid {current.pid})" if current.running else ("down" if current.deployed else "stopped")
+        print(f"{name:10} {shown}")
+    findings = local_findings(
+        services["postgres_resource"], services["seaweedfs_resource"], services["mlflow_resource"]
+    )
+    for finding in findings:
+        print(f"DRIFT {finding.subject}: {finding.message} [{finding.remedy}]")
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

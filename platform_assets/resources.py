@@ -1,0 +1,39 @@
+"""The one place where the target (local or k3s) picks the resources every asset, check and sensor uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platform_assets.alerts import AlertsResource
+from platform_assets.config import PlatformConfig
+from platform_assets.host.resources import HostResource
+from platform_assets.state import StateDir
+from platform_assets.storage.postgres import PostgresResource
+from platform_assets.storage.seaweedfs import SeaweedFSResource
+from platform_assets.tracking.mlflow_server import MlflowResource
+
+
+class TargetNotBuiltError(RuntimeError):
+    """The k3s target's resources are not part of this build yet."""
+
+
+def build_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) -> dict[str, object]:
+    alerts = AlertsResource(
+        log_file=str(state.root / cfg.alerts.log_file),
+        webhook_url=str(cfg.alerts.webhook_url) if cfg.alerts.webhook_url else None,
+        timeout_seconds=cfg.alerts.timeout_seconds,
+        retries=cfg.alerts.retries,
+        backoff_seconds=cfg.alerts.backoff_seconds,
+    )
+    if cfg.target != "local":
+        raise TargetNotBuiltError(
+            f"{config_path}: target: '{cfg.target}' has no resources in this build yet; use target: local"
+        )
+    where = {"config_path": str(config_path), "state_dir": str(state.root)}
+    return {
+        "host_resource": HostResource(**where),
+        "postgres_resource": PostgresResource(**where),
+        "seaweedfs_resource": SeaweedFSResource(**where),
+        "mlflow_resource": MlflowResource(**where),
+        "alerts": alerts,
+    }

@@ -1,0 +1,257 @@
+"""A small supervisor for long-lived local services.
+
+Services must outlive the Dagster run that starts them, so each one runs in its own session with a pid file
+under `<state>/run/`. The pid file records the process start time (a recycled PID is never mistaken for ours)
+and the hash of the rendered config, so `ensure` restarts a service only when what it would run has changed.
+Stopping is graceful with a short bound, then SIGKILL to the service's own process group: never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import psutil
+
+Action = Literal["started", "restarted", "unchanged"]
+
+
+class ServiceStartError(RuntimeError):
+    """A service did not become healthy; the message names it and quotes the end of its log."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    argv: tuple[str, ...]
+    health: Callable[[], bool]
+    ports: tuple[int, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[Path, str] = field(default_factory=dict)  # rendered config files, written 0600
+    run_as: str | None = None
+    cwd: Path | None = None
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 5.0
+    start_timeout: float = 90.0
+
+    @property
+    def config_hash(self) -> str:
+        digest = hashlib.sha256()
+        for part in self.argv:
+            digest.update(part.encode() + b"\0")
+        for key in sorted(self.env):
+            digest.update(f"{key}={self.env[key]}\0".encode())
+        for path in sorted(self.files):
+            digest.update(f"{path}\0{self.files[path]}\0".encode())
+        return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    config_hash: str | None
+    started_at: float | None
+    deployed: bool = True  # False when never started here or stopped on purpose (`platform down`)
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+
+@dataclass(frozen=True)
+class EnsureResult:
+    action: Action
+    pid: int
+    config_hash: str
+    reason: str
+
+
+class Supervisor:
+    def __init__(self, run_dir: Path, log_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.log_dir = log_dir
+
+    def pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.json"
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def status(self, name: str) -> ServiceStatus:
+        record = self._read_record(name)
+        if record is None or record.get("pid") is None:
+            return ServiceStatus(name, None, record and record.get("config_hash"), None, deployed=False)
+        if not _is_same_process(record["pid"], record["create_time"]):
+            return ServiceStatus(name, None, record["config_hash"], None)
+        return ServiceStatus(name, record["pid"], record["config_hash"], record["started_at"])
+
+    def ensure(self, spec: ServiceSpec) -> EnsureResult:
+        """Start the service, or restart it if its config changed, or leave it be (and say so)."""
+        current = self.status(spec.name)
+        wanted = spec.config_hash
+        if current.running and current.config_hash == wanted and probe(spec.health):
+            return EnsureResult("unchanged", current.pid, wanted, "running with the same config")
+        if current.running:
+            reason = "config changed" if current.config_hash != wanted else "unhealthy"
+            self.stop(spec.name, spec.stop_signal, spec.stop_timeout)
+            pid = self._start(spec)
+            return EnsureResult("restarted", pid, wanted, reason)
+        pid = self._start(spec)
+        return EnsureResult("started", pid, wanted, "was not running")
+
+    def stop(self, name: str, stop_signal: int = signal.SIGTERM, timeout: float = 5.0) -> bool:
+        """Stop the recorded process group on purpose; returns whether anything was running."""
+        status = self.status(name)
+        if status.deployed:
+            stopped = {"pid": None, "config_hash": status.config_hash, "stopped_at": time.time()}
+            _write_private(self.pid_file(name), json.dumps(stopped, indent=2))
+        if status.pid is None:
+            return False
+        _signal_group(status.pid, stop_signal)
+        if not _wait_gone(status.pid, timeout):
+            _signal_group(status.pid, signal.SIGKILL)
+            _wait_gone(status.pid, 10.0)
+        return True
+
+    def _start(self, spec: ServiceSpec) -> int:
+        for path, content in spec.files.items():
+            _write_private(path, content)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        _wait_ports_free(spec.ports, timeout=15.0)
+        log = self.log_file(spec.name).open("ab")
+        log.write(f"\n--- starting {spec.name} at {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            list(spec.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **spec.env},
+            user=spec.run_as,
+            cwd=spec.cwd,
+            start_new_session=True,
+        )
+        log.close()
+        record = {
+            "pid": proc.pid,
+            "create_time": psutil.Process(proc.pid).create_time(),
+            "config_hash": spec.config_hash,
+            "started_at": time.time(),
+            "argv": list(spec.argv),
+        }
+        _write_private(self.pid_file(spec.name), json.dumps(record, indent=2))
+        self._wait_healthy(spec, proc)
+        return proc.pid
+
+    def _wait_healthy(self, spec: ServiceSpec, proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + spec.start_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pid_file(spec.name).unlink(missing_ok=True)
+                raise ServiceStartError(
+                    f"{spec.name} exited with code {proc.returncode} while starting: {self.log_tail(spec.name)}"
+                )
+            if probe(spec.health):
+                return
+            time.sleep(0.2)
+        self.stop(spec.name, spec.stop_signal, spec.stop_timeout)
+        raise ServiceStartError(f"{spec.name} not healthy after {spec.start_timeout:.0f}s: {self.log_tail(spec.name)}")
+
+    def process_tree(self, name: str) -> set[int]:
+        """The service's pid and its descendants' (mlflow forks a uvicorn worker, Postgres its backends)."""
+        pid = self.status(name).pid
+        if pid is None:
+            return set()
+        try:
+            return {pid} | {child.pid for child in psutil.Process(pid).children(recursive=True)}
+        except psutil.Error:
+            return {pid}
+
+    def listen_addresses(self, name: str) -> set[tuple[str, int]]:
+        """(address, port) of every listening socket the service holds."""
+        pids = self.process_tree(name)
+        return {
+            (conn.laddr.ip, conn.laddr.port)
+            for conn in psutil.net_connections(kind="inet")
+            if conn.status == psutil.CONN_LISTEN and conn.pid in pids
+        }
+
+    def log_tail(self, name: str, lines: int = 5) -> str:
+        path = self.log_file(name)
+        if not path.exists():
+            return "(no log)"
+        tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
+        return " | ".join(line.strip() for line in tail)
+
+    def _read_record(self, name: str) -> dict | None:
+        try:
+            return json.loads(self.pid_file(name).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+
+def probe(health: Callable[[], bool]) -> bool:
+    try:
+        return bool(health())
+    except Exception:  # a probe that raises means "not healthy yet"
+        return False
+
+
+def _is_same_process(pid: int, create_time: float) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return abs(proc.create_time() - create_time) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)  # the service leads its own session, so its group id is its pid
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    try:
+        proc = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return True
+    try:
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        return False
+    return True
+
+
+def _wait_ports_free(ports: tuple[int, ...], timeout: float) -> None:
+    """A start racing a previous instance's exit dies on a busy port, so wait for the ports first."""
+    deadline = time.monotonic() + timeout
+    while ports_in_use(ports) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def ports_in_use(ports: tuple[int, ...]) -> dict[int, int | None]:
+    """Listening TCP ports among `ports`, each with its owning pid where the kernel tells us."""
+    wanted = set(ports)
+    busy: dict[int, int | None] = {}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in wanted:
+            busy[conn.laddr.port] = conn.pid
+    return busy
+
+
+def _write_private(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)

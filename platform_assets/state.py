@@ -1,0 +1,124 @@
+"""Layout of the state directory and the generated credentials that live in it.
+
+Everything a stack owns sits under one directory (default `.platform/`): service data, logs, pid files,
+the Dagster instance and a 0600 credentials file generated on first use. Nothing here is ever in git.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from platform_assets.config import PlatformConfig, load_config
+from platform_assets.settings import config_path, state_dir_override
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def generate_secret(length: int = 32) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def generate_access_key() -> str:
+    return "AK" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(18))
+
+
+@dataclass(frozen=True)
+class StateDir:
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def etc(self) -> Path:
+        """Rendered service configuration (may hold secrets: 0700)."""
+        return self.root / "etc"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster_home"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets" / "credentials.json"
+
+    def ensure(self) -> StateDir:
+        for path in (self.root, self.data, self.logs, self.run, self.dagster_home):
+            path.mkdir(parents=True, exist_ok=True)
+        for private in (self.etc, self.secrets_file.parent):
+            private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self
+
+    @cached_property
+    def credentials(self) -> Credentials:
+        return Credentials(self.secrets_file)
+
+
+class Credentials:
+    """Passwords and S3 keys, generated once into a 0600 JSON file and reused on every later run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, dict[str, str]]:
+        if not self.path.exists():
+            return {}
+        return json.loads(self.path.read_text())
+
+    def _save(self, data: dict[str, dict[str, str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+        os.replace(tmp, self.path)
+
+    def postgres_password(self, role: str) -> str:
+        return self._get_or_create("postgres", role, generate_secret)
+
+    def s3_keys(self, identity: str) -> tuple[str, str]:
+        access = self._get_or_create("s3_access_keys", identity, generate_access_key)
+        secret = self._get_or_create("s3_secret_keys", identity, lambda: generate_secret(40))
+        return access, secret
+
+    def _get_or_create(self, section: str, name: str, make: Callable[[], str]) -> str:
+        data = self._load()
+        value = data.get(section, {}).get(name)
+        if value is None:
+            value = make()
+            data.setdefault(section, {})[name] = value
+            self._save(data)
+        return value
+
+
+def resolve_state_dir(cfg: PlatformConfig, base: Path | None = None) -> StateDir:
+    override = state_dir_override()
+    if override is not None:
+        return StateDir(override)
+    root = Path(cfg.state_dir).expanduser()
+    if not root.is_absolute():
+        root = (base or Path.cwd()) / root
+    return StateDir(root.resolve())
+
+
+def load_platform() -> tuple[PlatformConfig, StateDir]:
+    """Config and state directory as chosen by the environment (see settings.py)."""
+    path = config_path()
+    cfg = load_config(path)
+    return cfg, resolve_state_dir(cfg, base=path.parent)
