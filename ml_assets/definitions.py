@@ -1,6 +1,6 @@
 """Code location `ml_assets`: the model pipeline, on top of the platform location's services."""
 
-from __future__ import annotations
+from pathlib import Path
 
 import dagster as dg
 
@@ -11,14 +11,19 @@ from platform_assets.settings import config_path
 from platform_assets.state import load_platform
 from platform_assets.storage.assets import bucket_key
 
-cfg, state = load_platform()
 
-defs = with_default_freshness(
-    dg.Definitions(
-        assets=[build_experiment_asset(bucket_key("datasets"))],
-        asset_checks=[experiment_resolves],
-        resources=build_resources(cfg, state, config_path()),
-        executor=dg.in_process_executor,
-    ),
-    cfg.freshness.model_minutes,
-)
+def build_definitions(path: Path) -> dg.Definitions:
+    cfg, state = load_platform(path)
+    return with_default_freshness(
+        dg.Definitions(
+            assets=[build_experiment_asset(bucket_key("datasets"))],
+            asset_checks=[experiment_resolves],
+            jobs=[dg.define_asset_job("ml_up", selection=dg.AssetSelection.all())],
+            resources=build_resources(cfg, state, path),
+            executor=dg.in_process_executor,
+        ),
+        cfg.freshness.model_minutes,
+    )
+
+
+defs = build_definitions(config_path())

@@ -63,6 +63,7 @@ class StateDir:
             path.mkdir(parents=True, exist_ok=True)
         for private in (self.etc, self.secrets_file.parent):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private.chmod(0o700)
         return self
 
     @cached_property
@@ -85,6 +86,7 @@ class Credentials:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # the mode of os.open only applies to a new file
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, sort_keys=True)
         os.replace(tmp, self.path)
@@ -117,8 +119,8 @@ def resolve_state_dir(cfg: PlatformConfig, base: Path | None = None) -> StateDir
     return StateDir(root.resolve())
 
 
-def load_platform() -> tuple[PlatformConfig, StateDir]:
-    """Config and state directory as chosen by the environment (see settings.py)."""
-    path = config_path()
+def load_platform(path: Path | None = None) -> tuple[PlatformConfig, StateDir]:
+    """Config and state directory; by default as the environment chooses them (see settings.py)."""
+    path = path or config_path()
     cfg = load_config(path)
     return cfg, resolve_state_dir(cfg, base=path.parent)

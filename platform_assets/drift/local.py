@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from platform_assets.drift.findings import Finding
-from platform_assets.services.supervisor import ServiceSpec, Supervisor, probe
+from platform_assets.services.supervisor import ServiceSpec, Supervisor, edited_files, probe
 from platform_assets.storage.postgres import PostgresResource
 from platform_assets.storage.seaweedfs import SeaweedFSResource
 from platform_assets.tracking.mlflow_server import MlflowResource
@@ -44,16 +42,15 @@ def service_drift(supervisor: Supervisor, spec: ServiceSpec) -> list[Finding]:
             )
         ]
     findings = []
-    for path, content in spec.files.items():
-        if not Path(path).exists() or Path(path).read_text() != content:
-            findings.append(
-                Finding(
-                    f"config_edited:{spec.name}:{Path(path).name}",
-                    asset,
-                    f"{spec.name} config edited out of band",
-                    f"{path} differs from what platform.yaml renders",
-                )
+    for path in edited_files(spec):
+        findings.append(
+            Finding(
+                f"config_edited:{spec.name}:{path.name}",
+                asset,
+                f"{spec.name} config edited out of band",
+                f"{path} differs from what platform.yaml renders: re-materialize {asset} to restore it",
             )
+        )
     if status.config_hash != spec.config_hash:
         findings.append(
             Finding(

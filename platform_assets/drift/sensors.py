@@ -18,7 +18,6 @@ from platform_assets.storage.seaweedfs import SeaweedFSResource
 from platform_assets.tracking.mlflow_server import MlflowResource
 
 DRIFT_INTERVAL_SECONDS = 30
-CHECK_BATCH = 500
 
 
 @dg.sensor(
@@ -44,7 +43,7 @@ def infra_drift_sensor(
 def _summary(findings: list[Finding], sent: list[Alert]) -> str:
     if not findings:
         return f"no drift; {len(sent)} alert(s) resolved" if sent else "no drift"
-    listed = "; ".join(f"{f.subject}: {f.message}" for f in findings)
+    listed = "; ".join(f"{f.title} ({f.subject}): {f.message}" for f in findings)
     return f"{len(findings)} finding(s), {len(sent)} new alert(s): {listed}"
 
 
@@ -54,24 +53,22 @@ def _summary(findings: list[Finding], sent: list[Alert]) -> str:
     description="Turns failed ERROR asset checks into alerts, and their next pass into a resolution.",
 )
 def check_failure_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource) -> dg.SkipReason:
-    state = json.loads(context.cursor) if context.cursor else {"after": None, "failing": {}}
-    records = context.instance.get_event_records(
-        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=state["after"]),
-        ascending=True,
-        limit=CHECK_BATCH,
-    )
+    # The latest evaluation of each check of this code location; works on any instance storage.
+    failing: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
+    check_keys = list(context.repository_def.asset_graph.asset_check_keys)
+    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
     sent = 0
-    for record in records:
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
-        key = f"check_failed:{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-        alert = _check_transition(state["failing"], key, evaluation, record.timestamp)
+    for check_key, record in sorted(latest.items(), key=lambda item: item[1].id):
+        evaluation = record.evaluation
+        if evaluation is None or record.event is None:
+            continue  # planned or still running
+        key = f"check_failed:{check_key.asset_key.to_user_string()}:{check_key.name}"
+        alert = _check_transition(failing, key, evaluation, record.event.timestamp)
         if alert is not None:
             alerts.send(alert)
             sent += 1
-        state["after"] = record.storage_id
-    context.update_cursor(json.dumps(state, sort_keys=True))
-    failing = sorted(state["failing"])
-    return dg.SkipReason(f"{len(records)} evaluation(s) read, {sent} alert(s) sent; failing: {failing or 'none'}")
+    context.update_cursor(json.dumps(failing, sort_keys=True))
+    return dg.SkipReason(f"{len(latest)} check(s) read, {sent} alert(s) sent; failing: {sorted(failing) or 'none'}")
 
 
 def _check_transition(
@@ -93,12 +90,12 @@ def _check_transition(
             subject=subject,
             onset=when,
         )
-    if evaluation.passed and key in failing:
+    if key in failing:  # it passed, or fails only at WARN severity now: no longer an error
         seen = failing.pop(key)
         return Alert(
             key=key,
             status="resolved",
-            title=f"{title} passes again",
+            title=f"{title} passes again" if evaluation.passed else f"{title} is down to a warning",
             message=seen["message"],
             source="check_failure_sensor",
             subject=subject,

@@ -46,7 +46,8 @@ class ServiceSpec:
     @property
     def config_hash(self) -> str:
         digest = hashlib.sha256()
-        for part in self.argv:
+        # the same venv reached through a symlink is the same program
+        for part in (os.path.realpath(self.argv[0]), *self.argv[1:]):
             digest.update(part.encode() + b"\0")
         for key in sorted(self.env):
             digest.update(f"{key}={self.env[key]}\0".encode())
@@ -99,10 +100,17 @@ class Supervisor:
         """Start the service, or restart it if its config changed, or leave it be (and say so)."""
         current = self.status(spec.name)
         wanted = spec.config_hash
-        if current.running and current.config_hash == wanted and probe(spec.health):
+        edited = edited_files(spec)
+        if current.running and current.config_hash == wanted and not edited and probe(spec.health):
             return EnsureResult("unchanged", current.pid, wanted, "running with the same config")
         if current.running:
-            reason = "config changed" if current.config_hash != wanted else "unhealthy"
+            reason = (
+                "config changed"
+                if current.config_hash != wanted
+                else f"{', '.join(p.name for p in edited)} edited out of band"
+                if edited
+                else "unhealthy"
+            )
             self.stop(spec.name, spec.stop_signal, spec.stop_timeout)
             pid = self._start(spec)
             return EnsureResult("restarted", pid, wanted, reason)
@@ -201,6 +209,11 @@ class Supervisor:
             return None
 
 
+def edited_files(spec: ServiceSpec) -> list[Path]:
+    """Rendered config files whose content on disk is not what the spec renders."""
+    return [path for path, content in spec.files.items() if not path.exists() or path.read_text() != content]
+
+
 def probe(health: Callable[[], bool]) -> bool:
     try:
         return bool(health())
@@ -253,5 +266,6 @@ def ports_in_use(ports: tuple[int, ...]) -> dict[int, int | None]:
 def _write_private(path: Path, content: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # the mode of os.open only applies to a new file
     with os.fdopen(fd, "w") as handle:
         handle.write(content)

