@@ -121,6 +121,11 @@ class MlflowResource(PlatformResource):
         """Create or get an experiment, log an artifact through the server, read it back, find it in S3."""
         from mlflow import MlflowClient  # heavy import, only where a check needs it
 
+        # MLflow's client retries a dead server for minutes; a down server should fail the check at once.
+        try:
+            requests.get(f"{self.url}/health", timeout=5).raise_for_status()
+        except requests.RequestException as err:
+            raise ConnectionError(f"mlflow server at {self.url} is not reachable: {err}") from err
         client = MlflowClient(tracking_uri=self.url)
         experiment = client.get_experiment_by_name(CHECK_EXPERIMENT)
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(CHECK_EXPERIMENT)
