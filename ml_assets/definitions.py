@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from ml_assets.experiment import build_experiment_asset, experiment_resolves
+from platform_assets.drift.sensors import check_failure_sensor
 from platform_assets.freshness import with_default_freshness
 from platform_assets.resources import build_resources
 from platform_assets.settings import config_path
@@ -19,6 +20,7 @@ def build_definitions(path: Path) -> dg.Definitions:
             assets=[build_experiment_asset(bucket_key("datasets"))],
             asset_checks=[experiment_resolves],
             jobs=[dg.define_asset_job("ml_up", selection=dg.AssetSelection.all())],
+            sensors=[check_failure_sensor],  # each location alerts on its own checks
             resources=build_resources(cfg, state, path),
             executor=dg.in_process_executor,
         ),

@@ -1,0 +1,40 @@
+"""Typed model of ``platform.yaml``; ``load_config`` is the only way in."""
+
+from platform_assets.config.base import ConfigError
+from platform_assets.config.loading import load_config, parse_config
+from platform_assets.config.models import (
+    AlertsConfig,
+    BucketConfig,
+    DatabaseConfig,
+    FreshnessConfig,
+    HostConfig,
+    InferenceService,
+    MlflowConfig,
+    MlflowService,
+    PlatformConfig,
+    PostgresService,
+    SeaweedService,
+    ServicesConfig,
+    VersionsConfig,
+)
+from platform_assets.config.network import NetworkConfig
+
+__all__ = [
+    "AlertsConfig",
+    "BucketConfig",
+    "ConfigError",
+    "DatabaseConfig",
+    "FreshnessConfig",
+    "HostConfig",
+    "InferenceService",
+    "MlflowConfig",
+    "MlflowService",
+    "NetworkConfig",
+    "PlatformConfig",
+    "PostgresService",
+    "SeaweedService",
+    "ServicesConfig",
+    "VersionsConfig",
+    "load_config",
+    "parse_config",
+]

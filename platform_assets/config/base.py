@@ -1,0 +1,49 @@
+"""Shared pieces of the config models: the one-line error, the strict base model, value checks."""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+)
+
+
+class ConfigError(ValueError):
+    """A config problem as one line: ``<file>: <dotted.field.path>: <message>``."""
+
+    def __init__(self, source: str, path: str, message: str) -> None:
+        self.source, self.path, self.message = source, path, message
+        text = ": ".join(part for part in (source, path, message) if part)
+        super().__init__(" ".join(text.splitlines()))  # logged as a single line
+
+
+class _FieldError(ValueError):
+    """Raised by cross-field checks to blame one sub-field, not the whole model."""
+
+    def __init__(self, field: str | tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = tuple(field.split(".")) if isinstance(field, str) else field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check(predicate: Any, message: str) -> AfterValidator:
+    """A field check; ``message`` may show the (shortened) bad value as ``{v}``."""
+
+    def run(v: Any) -> Any:
+        if not predicate(v):
+            raise ValueError(message.replace("{v}", reprlib.repr(v)))
+        return v
+
+    return AfterValidator(run)
+
+
+# Strict: YAML already yields ints, so a quoted "5000" is a mistake worth flagging.
+Port = Annotated[int, Field(strict=True, ge=1024, le=65535)]
