@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
+from pathlib import Path
 
 import dagster as dg
 
@@ -18,6 +20,16 @@ def previous_metadata(context: dg.AssetExecutionContext) -> dict[str, object]:
     if event is None or event.asset_materialization is None:
         return {}
     return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+
+
+def directory_bytes(path: Path) -> int:
+    """Bytes on disk under `path` (files the service user made may be unreadable to us: skipped)."""
+    total = 0
+    for entry in path.rglob("*"):
+        with contextlib.suppress(OSError):
+            if entry.is_file():
+                total += entry.stat().st_size
+    return total
 
 
 def change_text(result: EnsureResult) -> str:

@@ -4,7 +4,13 @@ import dagster as dg
 
 from platform_assets.config import PlatformConfig
 from platform_assets.host.assets import host
-from platform_assets.services.results import NO_CHANGE, check_errors_fail, loopback_only, service_result
+from platform_assets.services.results import (
+    NO_CHANGE,
+    check_errors_fail,
+    directory_bytes,
+    loopback_only,
+    service_result,
+)
 from platform_assets.storage.postgres import SUPERUSER, PostgresResource
 from platform_assets.storage.seaweedfs import SeaweedFSResource
 
@@ -36,6 +42,7 @@ def postgres(postgres_resource: PostgresResource) -> dg.MaterializeResult:
             "password_encryption": settings.get("password_encryption", "?"),
             "cluster_initialised_now": initialised,
             "data_dir": dg.MetadataValue.path(str(postgres_resource.pgdata)),
+            "data_bytes": directory_bytes(postgres_resource.pgdata),
         },
     )
 
@@ -167,6 +174,7 @@ def seaweedfs(seaweedfs_resource: SeaweedFSResource) -> dg.MaterializeResult:
             ),
             "identities": ", ".join(i["name"] for i in seaweedfs_resource.identities()["identities"]),
             "live_buckets": ", ".join(sorted(seaweedfs_resource.live_buckets())),
+            "data_bytes": directory_bytes(seaweedfs_resource.data_dir),
         },
     )
 

@@ -89,9 +89,13 @@ class SeaweedFSResource(PlatformResource):
         http = (weed.master_port, weed.volume_port, weed.filer_port, weed.s3_port)
         return http + tuple(port + GRPC_OFFSET for port in http)
 
+    @property
+    def data_dir(self) -> Path:
+        return self.state.data / "seaweedfs"
+
     def service_spec(self) -> ServiceSpec:
         weed = self.cfg.services.seaweedfs
-        data = self.state.data / "seaweedfs"
+        data = self.data_dir
         data.mkdir(parents=True, exist_ok=True)
         return ServiceSpec(
             name="seaweedfs",
