@@ -43,6 +43,7 @@ def write_stack_config(directory: Path, **overrides: object) -> Path:
         "seaweedfs": {"master_port": base + 1, "volume_port": base + 2, "filer_port": base + 3, "s3_port": base + 4},
         "mlflow": {"port": base + 5, "workers": 1},
         "inference": {"port": base + 6},
+        "data_api": {"port": base + 7},
     }
     data.update(overrides)
     path = directory / "platform.yaml"

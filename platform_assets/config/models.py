@@ -89,6 +89,16 @@ class MlflowService(_Model):
 
 class InferenceService(_Model):
     port: Port = 8000
+    threads: int = Field(1, strict=True, ge=1, le=8)  # model threads per request: more only adds contention
+    max_batch_rows: int = Field(1000, strict=True, ge=1, le=100_000)
+    max_body_bytes: int = Field(1_048_576, strict=True, ge=1024)
+    log_flush_rows: int = Field(500, strict=True, ge=1)  # predictions buffered before a write to S3
+
+
+class DataApiService(_Model):
+    """The bundled offline data API: real housing listings served batch by batch, like the seed's source."""
+
+    port: Port = 8001
 
 
 class ServicesConfig(_Model):
@@ -96,6 +106,7 @@ class ServicesConfig(_Model):
     seaweedfs: SeaweedService = Field(default_factory=SeaweedService)
     mlflow: MlflowService = Field(default_factory=MlflowService)
     inference: InferenceService = Field(default_factory=InferenceService)
+    data_api: DataApiService = Field(default_factory=DataApiService)
 
     def ports(self) -> dict[str, int]:
         """``"services.<svc>.<field>"`` -> port, in declaration order."""
@@ -192,6 +203,27 @@ class FreshnessConfig(_Model):
     model_minutes: int = Field(10080, strict=True, gt=0)
 
 
+class MlConfig(_Model):
+    """The model pipeline: where batches come from, where they go, and what a champion must achieve."""
+
+    source_url: AnyHttpUrl | None = None  # the seed's batch API; None = the bundled offline data API
+    group_number: int = Field(1, strict=True, ge=0)
+    batches: int = Field(8, strict=True, ge=1, le=1000)  # partitions: day 0 .. batches-1
+    batch_rows: int = Field(300, strict=True, ge=20, le=100_000)  # rows per batch of the offline API
+    timeout_seconds: float = Field(10, gt=0, le=300)
+    retries: int = Field(3, strict=True, ge=0, le=10)
+    backoff_seconds: float = Field(0.5, ge=0)
+    datasets_bucket: str = "datasets"
+    predictions_bucket: str = "predictions"
+    reports_bucket: str = "reports"
+    model_name: Annotated[
+        str, _check(lambda v: re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v), "{v} is not a valid model name")
+    ] = "housing-price"
+    holdout_percent: int = Field(20, strict=True, ge=5, le=50)
+    quality_floor_r2: float = Field(0.5, ge=-1, le=1)  # the first champion must reach this on the holdout
+    min_improvement: float = Field(0.0, ge=0, le=1)  # a challenger must cut holdout RMSE by this fraction
+
+
 class PlatformConfig(_Model):
     target: Literal["local", "k3s"] = "local"
     state_dir: str = Field(".platform", min_length=1)  # relative: to the process cwd
@@ -214,6 +246,7 @@ class PlatformConfig(_Model):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     freshness: FreshnessConfig = Field(default_factory=FreshnessConfig)
+    ml: MlConfig = Field(default_factory=MlConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -234,6 +267,10 @@ class PlatformConfig(_Model):
             if (want := getattr(self.mlflow, key)) not in names:
                 msg = f"must include mlflow.{key} {want!r} (has: {', '.join(names)})"
                 raise _FieldError(field, msg)
+        buckets = {b.name for b in self.buckets}
+        for key in ("datasets_bucket", "predictions_bucket", "reports_bucket"):
+            if (want := getattr(self.ml, key)) not in buckets:
+                raise _FieldError(("ml", key), f"bucket {want!r} is not declared in buckets")
         return self
 
     @property

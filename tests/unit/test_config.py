@@ -487,6 +487,7 @@ def test_defaults() -> None:
         "services.seaweedfs.s3_port": 8333,
         "services.mlflow.port": 5000,
         "services.inference.port": 8000,
+        "services.data_api.port": 8001,
     }
 
 

@@ -1,0 +1,43 @@
+"""The listing schema of the seed's batch API, shared by ingestion, validation, training and serving."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# column -> pandas dtype, in the API's order
+COLUMNS: dict[str, str] = {
+    "brokered_by": "float64",
+    "status": "string",
+    "price": "float64",
+    "bed": "float64",
+    "bath": "float64",
+    "acre_lot": "float64",
+    "street": "string",
+    "city": "string",
+    "state": "string",
+    "zip_code": "float64",
+    "house_size": "float64",
+    "prev_sold_date": "string",
+}
+TARGET = "price"
+STATUSES = ("for_sale", "sold", "ready_to_build")
+
+
+class Listing(BaseModel):
+    """One listing as the inference API accepts it: everything but the price, bounded to sane values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    brokered_by: float | None = Field(None, ge=0, description="broker / agency id")
+    status: Literal["for_sale", "sold", "ready_to_build"] = "for_sale"
+    bed: float | None = Field(None, ge=0, le=100)
+    bath: float | None = Field(None, ge=0, le=100)
+    acre_lot: float | None = Field(None, ge=0, le=100_000)
+    street: str | None = Field(None, max_length=200)
+    city: str | None = Field(None, max_length=100)
+    state: str | None = Field(None, max_length=100)
+    zip_code: float | None = Field(None, ge=0, le=99_999)
+    house_size: float | None = Field(None, gt=0, le=1_000_000, description="living area, square feet")
+    prev_sold_date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")
