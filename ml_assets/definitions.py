@@ -1,30 +1,74 @@
-"""Code location `ml_assets`: the model pipeline, on top of the platform location's services."""
+"""Code location `ml_assets`: the model pipeline, on top of the platform location's services.
+
+Lineage crosses locations by asset key: the data API and batches sit on the `datasets` bucket, training and the
+registry on `mlflow_server`, serving on the `predictions` bucket.
+"""
 
 from pathlib import Path
 
 import dagster as dg
 
+from ml_assets.data.assets import build_data_assets
+from ml_assets.deployment import deployed_model, inference_loopback_only, inference_service, serves_registry_predictions
 from ml_assets.experiment import build_experiment_asset, experiment_resolves
+from ml_assets.registry import champion_resolves_and_scores, registered_model
+from ml_assets.resources import build_ml_resources
+from ml_assets.training import features, trained_model
 from platform_assets.drift.sensors import check_failure_sensor
 from platform_assets.freshness import with_default_freshness
-from platform_assets.resources import build_resources
 from platform_assets.settings import config_path
 from platform_assets.state import load_platform
 from platform_assets.storage.assets import bucket_key
 
+MODEL_ASSETS = ["features", "trained_model", "registered_model", "deployed_model"]
+
 
 def build_definitions(path: Path) -> dg.Definitions:
     cfg, state = load_platform(path)
+    data_assets, data_checks = build_data_assets(cfg.ml.batches, use_offline_api=cfg.ml.source_url is None)
     return with_default_freshness(
         dg.Definitions(
-            assets=[build_experiment_asset(bucket_key("datasets"))],
-            asset_checks=[experiment_resolves],
-            jobs=[dg.define_asset_job("ml_up", selection=dg.AssetSelection.all())],
+            assets=[
+                build_experiment_asset(bucket_key(cfg.ml.datasets_bucket)),
+                *data_assets,
+                features,
+                trained_model,
+                registered_model,
+                inference_service,
+                deployed_model,
+            ],
+            asset_checks=[
+                experiment_resolves,
+                *data_checks,
+                champion_resolves_and_scores,
+                inference_loopback_only,
+                serves_registry_predictions,
+            ],
+            jobs=[
+                dg.define_asset_job(
+                    "ingest_batch",
+                    selection=dg.AssetSelection.groups("ml_data"),
+                    partitions_def=data_assets[-1].partitions_def,
+                    description="Fetch and validate one batch (a partition).",
+                ),
+                dg.define_asset_job(
+                    "retrain_and_deploy",
+                    selection=dg.AssetSelection.assets(*MODEL_ASSETS)
+                    | dg.AssetSelection.assets("ml_experiment", "inference_service"),
+                    description="Features from every validated batch, train, promote if better, deploy the champion.",
+                ),
+            ],
             sensors=[check_failure_sensor],  # each location alerts on its own checks
-            resources=build_resources(cfg, state, path),
+            resources=build_ml_resources(cfg, state, path),
             executor=dg.in_process_executor,
         ),
-        cfg.freshness.model_minutes,
+        cfg.freshness.platform_minutes,  # the inference service is platform health
+        {
+            "ml_data": cfg.freshness.data_minutes,
+            "ml_model": cfg.freshness.model_minutes,
+            "serving": cfg.freshness.model_minutes,
+            "ml_tracking": cfg.freshness.model_minutes,
+        },
     )
 
 

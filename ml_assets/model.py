@@ -46,6 +46,10 @@ class HousePriceModel(mlflow.pyfunc.PythonModel):
             estimator.fit(features, np.log(target))
         return cls(encoder, estimator, _typical_values(features, encoder.categorical_mask))
 
+    def hyperparameters(self) -> dict[str, object]:
+        keys = ("max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf", "l2_regularization")
+        return {key: getattr(self.estimator, key) for key in keys}
+
     # -- MLflow pyfunc ------------------------------------------------------------------------------------
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
         return self._predict_matrix(self.encoder.transform_frame(model_input))

@@ -11,13 +11,13 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from platform_assets.config import ConfigError, PlatformConfig
 from platform_assets.settings import CONFIG_ENV, STATE_DIR_ENV, config_path
 from platform_assets.state import StateDir, load_platform
 
-LOCATIONS = ("platform_assets.definitions", "ml_assets.definitions")
 DAGSTER_YAML = """\
 # Written by platformctl: the Dagster instance of this stack lives beside its services.
 telemetry:
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="materialize the platform location, then the ML location")
     sub.add_parser("down", help="stop every service (data stays in the state directory)")
     sub.add_parser("status", help="services, and any drift between platform.yaml and what runs")
+    feed = sub.add_parser("ingest", help="feed one batch through the graph (fetch, validate, retrain, deploy)")
+    feed.add_argument("day", type=int, help="the batch (partition) to ingest")
     args = parser.parse_args(argv)
     if args.config:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"platformctl: {err}", file=sys.stderr)
         return 2
     state.ensure()
+    if args.command == "ingest":
+        return ingest(state, cfg, args.day)
     return {"up": up, "down": down, "status": status}[args.command](state, cfg)
 
 
@@ -56,27 +60,64 @@ def dagster_env(state: StateDir) -> dict[str, str]:
     return {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(config_path()), STATE_DIR_ENV: str(state.root)}
 
 
+@dataclass(frozen=True)
+class Step:
+    """One `dagster asset materialize` call: a code location, a selection, optionally one partition."""
+
+    title: str
+    location: str
+    selection: str
+    partition: str | None = None
+
+    def argv(self, dagster: str) -> list[str]:
+        argv = [dagster, "asset", "materialize", "-m", self.location, "--select", self.selection]
+        return argv + (["--partition", self.partition] if self.partition is not None else [])
+
+
+PLATFORM = Step("platform services", "platform_assets.definitions", "*")
+ML_MODEL = Step(
+    "model: features, training, registry, serving",
+    "ml_assets.definitions",
+    "ml_experiment,features,trained_model,registered_model,inference_service,deployed_model",
+)
+
+
+def ingest_step(day: int) -> Step:
+    return Step(f"batch of day {day}", "ml_assets.definitions", "group:ml_data", str(day))
+
+
 def up(state: StateDir, cfg: PlatformConfig) -> int:
+    """The platform, then the first batch, then the model on it."""
+    code = run_steps(state, [PLATFORM, ingest_step(0), ML_MODEL])
+    if code == 0:
+        _print_where(state, cfg)
+    return code
+
+
+def ingest(state: StateDir, cfg: PlatformConfig, day: int) -> int:
+    """Feed one more batch through the graph: fetch, validate, retrain, promote only if better, deploy."""
+    if not 0 <= day < cfg.ml.batches:
+        print(f"platformctl: day {day} is outside ml.batches (0..{cfg.ml.batches - 1})", file=sys.stderr)
+        return 2
+    return run_steps(state, [ingest_step(day), ML_MODEL])
+
+
+def run_steps(state: StateDir, steps: list[Step]) -> int:
     env = dagster_env(state)
     dagster = str(Path(sys.executable).parent / "dagster")
-    for location in LOCATIONS:
-        log = state.logs / f"up-{location.split('.')[0]}.log"
+    for number, step in enumerate(steps, start=1):
+        log = state.logs / f"up-{number}-{step.location.split('.')[0]}.log"
         started = time.monotonic()
-        print(f"==> materializing {location} (log: {log})", flush=True)
+        print(f"==> {step.title} ({step.location}; log: {log})", flush=True)
         with log.open("w") as handle:
             code = subprocess.call(
-                [dagster, "asset", "materialize", "-m", location, "--select", "*"],
-                env=env,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                cwd=config_path().parent,
+                step.argv(dagster), env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=config_path().parent
             )
         print(f"    {'ok' if code == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s", flush=True)
         _print_run_summary(env["DAGSTER_HOME"])
         if code != 0:
-            print(f"platformctl: {location} failed; see {log}", file=sys.stderr)
+            print(f"platformctl: {step.title} failed; see {log}", file=sys.stderr)
             return 1
-    _print_where(state, cfg)
     return 0
 
 
@@ -102,10 +143,12 @@ The platform is up. State directory: {state.root}
 
 
 def _services(state: StateDir, cfg: PlatformConfig) -> dict:
-    from platform_assets.resources import build_resources
+    """Every supervised service's resource, dependents first (the order `down` stops them in)."""
+    from ml_assets.resources import build_ml_resources
 
-    resources = build_resources(cfg, state, config_path())
-    return {key: resources[key] for key in ("mlflow_resource", "seaweedfs_resource", "postgres_resource")}
+    resources = build_ml_resources(cfg, state, config_path())
+    keys = ("inference_resource", "data_api_resource", "mlflow_resource", "seaweedfs_resource", "postgres_resource")
+    return {key: resources[key] for key in keys}
 
 
 def down(state: StateDir, cfg: PlatformConfig) -> int:

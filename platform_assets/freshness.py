@@ -1,13 +1,23 @@
-"""One default FreshnessPolicy per code location, applied to every asset that does not set its own."""
+"""One FreshnessPolicy per asset group, applied to every asset that does not set its own."""
 
 import warnings
+from collections.abc import Mapping
 from datetime import timedelta
 
 import dagster as dg
 
 
-def with_default_freshness(defs: dg.Definitions, minutes: int) -> dg.Definitions:
-    policy = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=minutes))
+def with_default_freshness(
+    defs: dg.Definitions, minutes: int, minutes_by_group: Mapping[str, int] | None = None
+) -> dg.Definitions:
+    """`minutes` for every asset, unless its group has its own window in `minutes_by_group`."""
+    windows = dict(minutes_by_group or {})
+
+    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        window = timedelta(minutes=windows.get(spec.group_name or "", minutes))
+        policy = dg.FreshnessPolicy.time_window(fail_window=window)
+        return dg.apply_freshness_policy(spec, policy, overwrite_existing=False)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # map_asset_specs is the documented way, still "preview"
-        return defs.map_asset_specs(func=lambda spec: dg.apply_freshness_policy(spec, policy, overwrite_existing=False))
+        return defs.map_asset_specs(func=apply)

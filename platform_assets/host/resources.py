@@ -14,7 +14,7 @@ from platform_assets.resources_base import PlatformResource
 from platform_assets.services.supervisor import ports_in_use
 
 MIN_FREE_DISK_BYTES = 2 * 1024**3
-SERVICES = ("postgres", "seaweedfs", "mlflow")
+SERVICES = ("postgres", "seaweedfs", "mlflow", "data_api", "inference")  # every supervised service name
 
 
 @dataclass(frozen=True)

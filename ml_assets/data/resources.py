@@ -1,0 +1,27 @@
+"""Where the ML data lives: Parquet tables in the datasets bucket, written by the bucket's owner identity."""
+
+from ml_assets.data.store import TableStore
+from platform_assets.resources_base import PlatformResource
+from platform_assets.storage.seaweedfs import SeaweedFSResource
+
+
+class DatasetsResource(PlatformResource):
+    def store(self) -> TableStore:
+        cfg = self.cfg
+        bucket = cfg.ml.datasets_bucket
+        seaweed = SeaweedFSResource(config_path=self.config_path, state_dir=self.state_dir)
+        return TableStore(seaweed.client(cfg.bucket(bucket).owner), bucket)
+
+    def raw_key(self, day: int) -> str:
+        return f"raw/group={self.cfg.ml.group_number}/day={day:04d}.parquet"
+
+    def validated_key(self, day: int) -> str:
+        return f"validated/group={self.cfg.ml.group_number}/day={day:04d}.parquet"
+
+    def validated_days(self) -> list[int]:
+        prefix = f"validated/group={self.cfg.ml.group_number}/"
+        return [int(key.removeprefix(prefix + "day=").removesuffix(".parquet")) for key in self.store().keys(prefix)]
+
+    @property
+    def features_key(self) -> str:
+        return f"features/group={self.cfg.ml.group_number}/training.parquet"

@@ -1,0 +1,180 @@
+"""A client of the seed's batch API (`GET /data?group_number=N&day=D`), strict about what comes back.
+
+Transient failures (connection errors, timeouts, 429, 5xx) are retried with exponential backoff; anything else
+is a `SourceError` whose single line names the URL, the day and the problem, so a failed ingestion run says
+what the API did wrong without anyone opening a debugger.
+"""
+
+from __future__ import annotations
+
+import re
+import reprlib
+import time
+from dataclasses import dataclass
+from typing import cast
+
+import dagster as dg
+import pandas as pd
+import requests
+
+from ml_assets.data.service import offline_api_url
+from ml_assets.schema import COLUMNS
+from platform_assets.config import PlatformConfig
+
+EXCERPT_CHARS = 200
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+
+
+class SourceError(ValueError):
+    """The batch API failed or answered something that is not a batch of listings."""
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value, so no generated __eq__/__hash__
+class Batch:
+    group_number: int
+    day: int
+    batch_number: int
+    frame: pd.DataFrame
+
+
+def _one_line(text: str, limit: int = EXCERPT_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+def _connection_reason(err: requests.RequestException) -> str:
+    """The useful end of urllib3's nested message, e.g. '[Errno 111] Connection refused'."""
+    text = str(err)
+    found = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    return found.group(0).strip() if found else _one_line(text, 160)
+
+
+class BatchSourceResource(dg.ConfigurableResource):
+    """One day's batch of listings for a group, from the batch API rooted at `base_url` (`/data` is appended)."""
+
+    base_url: str
+    group_number: int
+    timeout_seconds: float = 10
+    retries: int = 3
+    backoff_seconds: float = 0.5
+
+    def fetch_batch(self, day: int) -> Batch:
+        endpoint = f"{self.base_url.rstrip('/')}/data"
+        params = {"group_number": self.group_number, "day": day}
+        url = requests.Request("GET", endpoint, params=params).prepare().url or endpoint
+        with requests.Session() as session:  # one connection reused across retries
+            response = self._get(session, url, day)
+        where = f"day {day} from {url}"
+        try:
+            payload = response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content-type")
+            raise SourceError(f"response of {where} is not JSON ({kind}): {_one_line(response.text)!r}") from None
+        return self._parse(payload, day, where)
+
+    def _get(self, session: requests.Session, url: str, day: int) -> requests.Response:
+        attempts = self.retries + 1
+        problem = ""
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+            try:
+                response = session.get(url, timeout=self.timeout_seconds)
+            except requests.RequestException as err:
+                # a body that stalls mid-read surfaces as a ConnectionError wrapping urllib3's ReadTimeoutError
+                if isinstance(err, requests.Timeout) or "timed out" in str(err).lower():
+                    problem = f"timed out after {self.timeout_seconds:g}s"
+                elif isinstance(err, requests.ConnectionError):
+                    problem = f"connection failed: {_connection_reason(err)}"
+                else:
+                    raise SourceError(f"request of day {day} to {url} failed: {_one_line(str(err))}") from err
+                continue
+            if response.status_code < 400:
+                return response
+            problem = f"HTTP {response.status_code}: {_one_line(response.text)!r}"
+            if response.status_code != 429 and response.status_code < 500:
+                raise SourceError(f"day {day} from {url} failed with {problem}")
+        tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+        raise SourceError(f"day {day} from {url} failed after {tries}: {problem}")
+
+    def _parse(self, payload: object, day: int, where: str) -> Batch:
+        if not isinstance(payload, dict):
+            raise SourceError(f"payload of {where} is a JSON {type(payload).__name__}, not an object")
+        for key in ("group_number", "day", "batch_number"):
+            if key not in payload:
+                raise SourceError(f"payload of {where} has no {key!r}")
+        records = payload.get("data")
+        if not isinstance(records, list):
+            raise SourceError(f"payload of {where} has no 'data' list")
+        for key, expected in (("group_number", self.group_number), ("day", day)):
+            if str(payload[key]) != str(expected):  # tolerate "3" for 3, as JSON APIs often quote numbers
+                raise SourceError(f"payload of {where} echoes {key} {payload[key]!r}, expected {expected}")
+        try:
+            batch_number = int(payload["batch_number"])
+        except (TypeError, ValueError):
+            number = _short.repr(payload["batch_number"])
+            raise SourceError(f"payload of {where} has a non-integer batch_number {number}") from None
+        return Batch(self.group_number, day, batch_number, _frame(records, where))
+
+
+def _frame(records: list[object], where: str) -> pd.DataFrame:
+    expected = set(COLUMNS)
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise SourceError(f"record {index} of {where} is a JSON {type(record).__name__}, not an object")
+        if record.keys() != expected:  # the common case costs one set comparison per record
+            missing = [c for c in COLUMNS if c not in record]
+            if missing:
+                raise SourceError(f"record {index} of {where} has no {missing[0]!r} column")
+            extra = next(k for k in record if k not in expected)
+            raise SourceError(f"record {index} of {where} has an unknown column {_short.repr(extra)}")
+    rows = cast(list[dict[str, object]], records)
+    columns = {
+        column: _coerce(pd.Series([r[column] for r in rows], dtype=object), column, dtype, where)
+        for column, dtype in COLUMNS.items()
+    }
+    return pd.DataFrame(columns).astype(COLUMNS)
+
+
+def _coerce(values: pd.Series, column: str, dtype: str, where: str) -> pd.Series:
+    """`values` as `dtype`; the first value that cannot be converted is named with its record index."""
+    kinds = values.map(type)
+    nulls = values.isna()
+    if dtype == "float64":
+        plain = kinds.isin([int, float]) | nulls  # bool is not int here: map(type) gives the exact class
+        converted = values.where(plain, None).astype("float64")
+        for index in values.index[~plain]:  # rare: numbers sent as strings, or junk
+            number = _parse_float(values[index])
+            if number is None:
+                raise SourceError(f"record {index} of {where}: {column}={_short.repr(values[index])} is not a number")
+            converted[index] = number
+        return converted
+    plain = kinds.eq(str) | nulls
+    bad = ~plain & ~kinds.isin([int, float])  # numbers read fine as text (a numeric street or city name)
+    if bad.any():
+        index = int(values.index[bad][0])
+        raise SourceError(f"record {index} of {where}: {column}={_short.repr(values[index])} is not a string")
+    return values.where(plain, values.astype(str)).astype("string")
+
+
+def _parse_float(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None  # bool, list, object
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def source_for(cfg: PlatformConfig) -> BatchSourceResource:
+    """The seed's API when `ml.source_url` is set, else the bundled offline data API."""
+    base_url = str(cfg.ml.source_url) if cfg.ml.source_url else offline_api_url(cfg)
+    return BatchSourceResource(
+        base_url=base_url,
+        group_number=cfg.ml.group_number,
+        timeout_seconds=cfg.ml.timeout_seconds,
+        retries=cfg.ml.retries,
+        backoff_seconds=cfg.ml.backoff_seconds,
+    )

@@ -1,0 +1,98 @@
+"""Serving: the inference service process, and the champion deployed into it."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from ml_assets.data.resources import DatasetsResource
+from ml_assets.registry import registered_model
+from ml_assets.schema import TARGET
+from ml_assets.serving.resource import InferenceResource
+from ml_assets.tracking import ModelTracker
+from platform_assets.services.results import NO_CHANGE, check_errors_fail, loopback_only, service_result
+from platform_assets.tracking.mlflow_server import MlflowResource
+
+GROUP = "serving"
+OWNERS = ["team:ml"]
+PROBE_ROWS = 5
+TOLERANCE = 1e-6  # relative: the service and the registry run the same model on the same features
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"fastapi"},
+    owners=OWNERS,
+    deps=[dg.AssetKey("mlflow_server"), dg.AssetKey(["buckets", "predictions"])],
+    description="The FastAPI inference service (predict, explain, metrics, a web page), supervised locally.",
+)
+def inference_service(inference_resource: InferenceResource) -> dg.MaterializeResult:
+    result = inference_resource.ensure_server()
+    return service_result(
+        inference_resource.supervisor,
+        "inference",
+        result,
+        {
+            "url": dg.MetadataValue.url(inference_resource.url),
+            "docs": dg.MetadataValue.url(f"{inference_resource.url}/docs"),
+        },
+    )
+
+
+@dg.asset_check(asset=inference_service, blocking=True, description="The inference service listens on 127.0.0.1 only.")
+@check_errors_fail
+def inference_loopback_only(inference_resource: InferenceResource) -> dg.AssetCheckResult:
+    return loopback_only(inference_resource.supervisor, "inference")
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"mlflow", "fastapi"},
+    owners=OWNERS,
+    deps=[registered_model, inference_service],
+    description="The champion, loaded by the running inference service (a reload drops no request).",
+)
+def deployed_model(inference_resource: InferenceResource, mlflow_resource: MlflowResource) -> dg.MaterializeResult:
+    champion = ModelTracker.of(mlflow_resource).champion()
+    if champion is None:
+        raise dg.Failure("no model carries the champion alias yet: nothing to deploy")
+    served = inference_resource.model_info()
+    if served and str(served.get("version")) == champion.version:
+        change = NO_CHANGE
+    else:
+        reload = inference_resource.reload()
+        change = f"reloaded v{reload.get('previous_version')} -> v{reload['version']}"
+    return dg.MaterializeResult(
+        metadata={
+            "change": change,
+            "version": champion.version,
+            "run_id": champion.run_id,
+            "predict_url": dg.MetadataValue.url(f"{inference_resource.url}/"),
+        },
+        data_version=dg.DataVersion(champion.version),
+    )
+
+
+@dg.asset_check(
+    asset=deployed_model,
+    blocking=True,
+    description="Real requests to the service match the registry champion's own predictions.",
+)
+@check_errors_fail
+def serves_registry_predictions(
+    inference_resource: InferenceResource, mlflow_resource: MlflowResource, datasets: DatasetsResource
+) -> dg.AssetCheckResult:
+    tracker = ModelTracker.of(mlflow_resource)
+    champion = tracker.champion()
+    table = datasets.store().get(datasets.features_key)
+    probe = table[table["holdout"]].head(PROBE_ROWS).drop(columns=[TARGET, "holdout", "day"])
+    expected = tracker.predict(champion.version, probe)
+    records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in probe.to_dict("records")]
+    served = np.array([inference_resource.predict(record) for record in records])
+    worst = float(np.max(np.abs(served - expected) / expected))
+    version = (inference_resource.model_info() or {}).get("version")
+    return dg.AssetCheckResult(
+        passed=worst <= TOLERANCE and str(version) == champion.version,
+        description=f"service v{version} vs registry v{champion.version}: worst relative difference {worst:.2e} "
+        f"over {len(records)} holdout listings",
+        metadata={"worst_relative_difference": worst},
+    )

@@ -1,0 +1,147 @@
+"""The registered model: every trained candidate becomes a registry version; `champion` moves only to a better one."""
+
+from dataclasses import asdict, dataclass
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from ml_assets.data.resources import DatasetsResource
+from ml_assets.schema import TARGET
+from ml_assets.tracking import CHAMPION, ModelTracker, Version
+from ml_assets.training import GROUP, OWNERS, Metrics, evaluate, trained_model
+from platform_assets.services.results import NO_CHANGE, check_errors_fail
+from platform_assets.tracking.mlflow_server import MlflowResource
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def decide_promotion(
+    challenger: Metrics, champion: Metrics | None, quality_floor_r2: float, min_improvement: float
+) -> Decision:
+    """The first model must reach the quality floor; later ones must beat the champion's holdout RMSE
+    (in log price) by `min_improvement` on the same rows."""
+    if champion is None:
+        if challenger.r2_log >= quality_floor_r2:
+            return Decision(True, f"first model: R² {challenger.r2_log:.3f} >= floor {quality_floor_r2}")
+        return Decision(False, f"first model: R² {challenger.r2_log:.3f} below floor {quality_floor_r2}")
+    bar = champion.rmse_log * (1 - min_improvement)
+    if challenger.rmse_log < bar:
+        return Decision(
+            True,
+            f"RMSE(log) {challenger.rmse_log:.4f} < champion's {champion.rmse_log:.4f}"
+            + (f" - {min_improvement:.0%}" if min_improvement else ""),
+        )
+    return Decision(
+        False,
+        f"RMSE(log) {challenger.rmse_log:.4f} does not beat champion's {champion.rmse_log:.4f}"
+        + (f" - {min_improvement:.0%}" if min_improvement else ""),
+    )
+
+
+def _latest_training_run(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    event = context.instance.get_latest_materialization_event(trained_model.key)
+    if event is None or event.asset_materialization is None:
+        raise dg.Failure("trained_model has never been materialized")
+    metadata = event.asset_materialization.metadata
+    return str(metadata["run_id"].value), str(metadata["model_uri"].value)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"mlflow"},
+    owners=OWNERS,
+    deps=[trained_model],
+    description="The trained model as a registry version; alias `champion` moves to it only if it is better.",
+)
+def registered_model(
+    context: dg.AssetExecutionContext, datasets: DatasetsResource, mlflow_resource: MlflowResource
+) -> dg.MaterializeResult:
+    cfg = mlflow_resource.cfg
+    tracker = ModelTracker.of(mlflow_resource)
+    run_id, model_uri = _latest_training_run(context)
+    version, created = tracker.register(run_id, model_uri)
+    champion = tracker.champion()
+    if champion is not None and champion.version == version.version:
+        return _result(
+            "no change" if not created else f"registered v{version.version}",
+            tracker,
+            version,
+            Decision(False, f"v{version.version} is already the champion"),
+            None,
+            None,
+        )
+    holdout = _holdout(datasets)
+    truth = holdout[TARGET].to_numpy()
+    features = holdout.drop(columns=[TARGET, "holdout", "day"])
+    challenger_metrics = evaluate(tracker.predict(version.version, features), truth)
+    champion_metrics = evaluate(tracker.predict(champion.version, features), truth) if champion else None
+    decision = decide_promotion(challenger_metrics, champion_metrics, cfg.ml.quality_floor_r2, cfg.ml.min_improvement)
+    if decision.promote:
+        tracker.set_champion(version.version)
+    tracker.tag(version.version, {"decision": decision.reason, "holdout_rmse_log": challenger_metrics.rmse_log})
+    change = (
+        f"v{version.version} promoted to {CHAMPION}"
+        if decision.promote
+        else f"v{version.version} registered, champion stays"
+        if created
+        else NO_CHANGE
+    )
+    return _result(change, tracker, version, decision, challenger_metrics, champion_metrics)
+
+
+def _holdout(datasets: DatasetsResource) -> pd.DataFrame:
+    table = datasets.store().get(datasets.features_key)
+    return table[table["holdout"]]
+
+
+def _result(
+    change: str,
+    tracker: ModelTracker,
+    version: Version,
+    decision: Decision,
+    challenger: Metrics | None,
+    champion: Metrics | None,
+) -> dg.MaterializeResult:
+    current = tracker.champion()
+    metadata: dict[str, object] = {
+        "change": change,
+        "model": tracker.model_name,
+        "version": version.version,
+        "champion_version": current.version if current else "none",
+        "decision": decision.reason,
+        "registry_url": dg.MetadataValue.url(f"{tracker.url}/#/models/{tracker.model_name}"),
+    }
+    for label, metrics in (("challenger", challenger), ("champion", champion)):
+        if metrics is not None:
+            metadata.update({f"{label}_{k}": v for k, v in asdict(metrics).items()})
+    return dg.MaterializeResult(
+        metadata=metadata, data_version=dg.DataVersion(f"{version.version}:{metadata['champion_version']}")
+    )
+
+
+@dg.asset_check(
+    asset=registered_model,
+    blocking=True,
+    description="Alias `champion` resolves, loads, and scores the holdout above the quality floor.",
+)
+@check_errors_fail
+def champion_resolves_and_scores(datasets: DatasetsResource, mlflow_resource: MlflowResource) -> dg.AssetCheckResult:
+    tracker = ModelTracker.of(mlflow_resource)
+    champion = tracker.champion()
+    if champion is None:
+        return dg.AssetCheckResult(passed=False, description="no version carries the champion alias yet")
+    holdout = _holdout(datasets)
+    prices = tracker.predict(champion.version, holdout.drop(columns=[TARGET, "holdout", "day"]))
+    metrics = evaluate(prices, holdout[TARGET].to_numpy())
+    floor = mlflow_resource.cfg.ml.quality_floor_r2
+    return dg.AssetCheckResult(
+        passed=bool(np.all(np.isfinite(prices))) and metrics.r2_log >= floor,
+        description=f"champion v{champion.version}: holdout R²(log) {metrics.r2_log:.3f} (floor {floor}), "
+        f"RMSE ${metrics.rmse:,.0f} on {metrics.rows} rows",
+        metadata={"champion_version": champion.version, "r2_log": metrics.r2_log},
+    )

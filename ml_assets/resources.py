@@ -1,0 +1,22 @@
+"""Resources of the ML location: the platform's (chosen by target in platform_assets.resources) plus the ML ones."""
+
+from pathlib import Path
+
+from ml_assets.data.resources import DatasetsResource
+from ml_assets.data.service import DataApiResource
+from ml_assets.data.source import source_for
+from ml_assets.serving.resource import InferenceResource
+from platform_assets.config import PlatformConfig
+from platform_assets.resources import build_resources
+from platform_assets.state import StateDir
+
+
+def build_ml_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) -> dict[str, object]:
+    where = {"config_path": str(config_path), "state_dir": str(state.root)}
+    return {
+        **build_resources(cfg, state, config_path),
+        "data_api_resource": DataApiResource(**where),
+        "batch_source": source_for(cfg),
+        "datasets": DatasetsResource(**where),
+        "inference_resource": InferenceResource(**where),
+    }

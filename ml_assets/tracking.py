@@ -1,0 +1,114 @@
+"""The pipeline's use of MLflow: runs, the model registry and the `champion` alias, on the platform's server."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from ml_assets.model import HousePriceModel
+from platform_assets.tracking.mlflow_server import MlflowResource
+
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    run_id: str
+    run_url: str
+    model_uri: str
+
+
+@dataclass(frozen=True)
+class Version:
+    version: str
+    run_id: str
+
+
+class ModelTracker:
+    def __init__(self, url: str, experiment: str, model_name: str) -> None:
+        self.url = url
+        self.experiment = experiment
+        self.model_name = model_name
+        self.client = MlflowClient(tracking_uri=url, registry_uri=url)
+
+    @classmethod
+    def of(cls, resource: MlflowResource) -> ModelTracker:
+        cfg = resource.cfg
+        return cls(resource.url, cfg.mlflow.experiment, cfg.ml.model_name)
+
+    def run_exists(self, run_id: str) -> bool:
+        try:
+            return self.client.get_run(run_id).info.lifecycle_stage == "active"
+        except MlflowException:
+            return False
+
+    def log_model_run(
+        self, model: HousePriceModel, params: Mapping[str, object], metrics: Mapping[str, float], example: pd.DataFrame
+    ) -> LoggedRun:
+        mlflow.set_tracking_uri(self.url)
+        experiment_id = self._experiment_id()
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.log_params({k: str(v) for k, v in params.items()})
+            mlflow.log_metrics(dict(metrics))
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=model,
+                input_example=example,
+                signature=infer_signature(example, model.predict(None, example)),
+            )
+        url = f"{self.url}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
+        return LoggedRun(run.info.run_id, url, info.model_uri)
+
+    def _experiment_id(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment)
+        return found.experiment_id if found else self.client.create_experiment(self.experiment)
+
+    # -- registry -----------------------------------------------------------------------------------------
+    def version_of_run(self, run_id: str) -> Version | None:
+        for found in self.client.search_model_versions(f"name='{self.model_name}' and run_id='{run_id}'"):
+            return Version(found.version, found.run_id)
+        return None
+
+    def register(self, run_id: str, model_uri: str) -> tuple[Version, bool]:
+        """The registry version of this run, created if missing; (version, created now)."""
+        existing = self.version_of_run(run_id)
+        if existing:
+            return existing, False
+        with contextlib.suppress(MlflowException):  # already registered
+            self.client.create_registered_model(self.model_name)
+        created = self.client.create_model_version(self.model_name, source=model_uri, run_id=run_id)
+        return Version(created.version, run_id), True
+
+    def champion(self) -> Version | None:
+        try:
+            found = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
+        except MlflowException:
+            return None
+        return Version(found.version, found.run_id)
+
+    def set_champion(self, version: str) -> None:
+        self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+
+    def tag(self, version: str, tags: Mapping[str, object]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.model_name, version, key, str(value))
+
+    def predict(self, version: str, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(_load(self.url, self.model_name, version).predict(frame), dtype=float)
+
+
+@lru_cache(maxsize=8)
+def _load(url: str, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
+    """A registered version never changes, so one load per process is enough."""
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
