@@ -32,7 +32,9 @@ def data_api(data_api_resource: DataApiResource) -> dg.MaterializeResult:
         "data_api",
         result,
         {
-            "url": dg.MetadataValue.url(f"{data_api_resource.url}/data?group_number=1&day=0"),
+            "url": dg.MetadataValue.url(
+                f"{data_api_resource.url}/data?group_number={data_api_resource.cfg.ml.group_number}&day=0"
+            ),
         },
     )
 

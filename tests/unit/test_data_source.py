@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pandas as pd
@@ -179,3 +180,175 @@ def test_bad_drift_settings_are_422(api_url: str, drift: None, body: dict[str, o
 def test_bad_query_is_422(api_url: str) -> None:
     assert requests.get(f"{api_url}/data", params={"group_number": -1, "day": 0}, timeout=5).status_code == 422
     assert requests.get(f"{api_url}/data", params={"group_number": 1}, timeout=5).status_code == 422
+
+
+# --- a receiver that misbehaves on command ----------------------------------------------------------------------
+
+GOOD = {
+    "brokered_by": 101.0,
+    "status": "for_sale",
+    "price": 250000,
+    "bed": 3,
+    "bath": 2,
+    "acre_lot": 0.25,
+    "street": "1 Main Street",
+    "city": "Ames",
+    "state": "Iowa",
+    "zip_code": 50010,
+    "house_size": 1500,
+    "prev_sold_date": None,
+}
+Reply = tuple[int, str, bytes]  # status, content type, body
+
+
+def ok(group: int, day: int, records: list[object] | None = None, /, **overrides: object) -> Reply:
+    data = [GOOD, GOOD] if records is None else records
+    payload = {"group_number": group, "day": day, "batch_number": day, "data": data, **overrides}
+    return 200, "application/json", json.dumps(payload).encode()
+
+
+def echo(**overrides: object) -> Callable[[int, int], Reply]:
+    """A good batch except for the top-level keys in `overrides` (e.g. a wrong `day` echoed back)."""
+    return lambda g, d: ok(g, d, **{"data": [GOOD], **overrides})
+
+
+class Receiver(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # a deliberately slow handler must not hold up teardown
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.respond: Callable[[int, int, int], Reply] = lambda n, group, day: ok(group, day)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # the client hanging up on a slow reply is the point of that test
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.requests += 1
+            n = self.server.requests
+        query = parse_qs(urlparse(self.path).query)
+        status, content_type, body = self.server.respond(n, int(query["group_number"][0]), int(query["day"][0]))
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def error(status: int, text: str = "boom") -> Reply:
+    return status, "text/plain", text.encode()
+
+
+def test_retries_503_then_succeeds(receiver: Receiver) -> None:
+    receiver.respond = lambda n, group, day: error(503, "warming up") if n <= 2 else ok(group, day)
+    batch = client(receiver.url).fetch_batch(3)
+    assert receiver.requests == 3 and len(batch.frame) == 2 and batch.batch_number == 3
+
+
+def test_retries_429(receiver: Receiver) -> None:
+    receiver.respond = lambda n, group, day: error(429, "slow down") if n == 1 else ok(group, day)
+    assert len(client(receiver.url).fetch_batch(0).frame) == 2 and receiver.requests == 2
+
+
+def test_persistent_500_gives_up_after_retries(receiver: Receiver) -> None:
+    receiver.respond = lambda n, group, day: error(500, "database\nis down")
+    with pytest.raises(SourceError) as caught:
+        client(receiver.url, retries=2).fetch_batch(1)
+    assert receiver.requests == 3
+    message = str(caught.value)
+    assert "\n" not in message and "day 1 from http://127.0.0.1:" in message
+    assert "after 3 attempts: HTTP 500: 'database is down'" in message
+
+
+def test_400_is_not_retried(receiver: Receiver) -> None:
+    receiver.respond = lambda n, group, day: error(400, '{"detail": "unknown group"}')
+    with pytest.raises(SourceError, match=r"day 0 from .* failed with HTTP 400: .*unknown group"):
+        client(receiver.url).fetch_batch(0)
+    assert receiver.requests == 1
+
+
+def test_connection_refused_is_retried_then_reported() -> None:
+    free = Receiver()
+    url = free.url
+    free.server_close()  # nothing listens there any more
+    with pytest.raises(SourceError, match=r"failed after 2 attempts: connection failed: .*refused"):
+        client(url, retries=1).fetch_batch(0)
+
+
+def test_slow_response_times_out(receiver: Receiver) -> None:
+    def slow(n: int, group: int, day: int) -> Reply:
+        time.sleep(0.8)
+        return ok(group, day)
+
+    receiver.respond = slow
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"day 2 .*after 2 attempts: timed out after 0.3s"):
+        client(receiver.url, retries=1, timeout_seconds=0.3).fetch_batch(2)
+    assert time.monotonic() - started < 2.0 and receiver.requests == 2
+
+
+NO_PRICE = {k: v for k, v in GOOD.items() if k != "price"}
+HTML = b"<html>\n  maintenance </html>"
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (lambda g, d: (200, "text/html", HTML), r"is not JSON \(text/html\): '<html> maintenance </html>'"),
+        (lambda g, d: (200, "application/json", b"[1, 2]"), r"is a JSON list, not an object"),
+        (lambda g, d: (200, "application/json", b'{"group_number": 1, "day": 3}'), r"has no 'batch_number'"),
+        (echo(data={"rows": []}), r"^payload of day 3 from http://\S+ has no 'data' list$"),
+        (echo(group_number=7), r"echoes group_number 7, expected 1"),
+        (echo(day=4), r"echoes day 4, expected 3"),
+        (echo(batch_number="third"), r"non-integer batch_number 'third'"),
+        (lambda g, d: ok(g, d, [GOOD, NO_PRICE]), r"record 1 of day 3 .* has no 'price' column"),
+        (lambda g, d: ok(g, d, [{**GOOD, "garage": 2}]), r"record 0 of day 3 .* unknown column 'garage'"),
+        (lambda g, d: ok(g, d, [GOOD, GOOD, {**GOOD, "bed": "three"}]), r"record 2 .*: bed='three' is not a number"),
+        (lambda g, d: ok(g, d, [{**GOOD, "bath": True}]), r"record 0 .*: bath=True is not a number"),
+        (lambda g, d: ok(g, d, [{**GOOD, "city": ["Ames"]}]), r"record 0 .*: city=\['Ames'\] is not a string"),
+        (lambda g, d: ok(g, d, ["not a record"]), r"record 0 of day 3 .* is a JSON str, not an object"),
+    ],
+)
+def test_malformed_payloads_name_the_problem(
+    receiver: Receiver, reply: Callable[[int, int], Reply], expected: str
+) -> None:
+    receiver.respond = lambda n, group, day: reply(group, day)
+    with pytest.raises(SourceError, match=expected) as caught:
+        client(receiver.url).fetch_batch(3)
+    assert "\n" not in str(caught.value) and receiver.requests == 1  # a bad payload is not retried
+
+
+def test_empty_data_and_lenient_numbers(receiver: Receiver) -> None:
+    receiver.respond = lambda n, group, day: ok(group, day, [])
+    empty = client(receiver.url).fetch_batch(0).frame
+    assert len(empty) == 0 and {c: str(t) for c, t in empty.dtypes.items()} == COLUMNS
+    # numbers quoted as strings and a numeric street name are coerced, not refused
+    receiver.respond = lambda n, group, day: ok(group, day, [{**GOOD, "bed": "4", "street": 12, "price": None}])
+    frame = client(receiver.url).fetch_batch(0).frame
+    assert frame.loc[0, "bed"] == 4.0 and frame.loc[0, "street"] == "12" and pd.isna(frame.loc[0, "price"])
+    assert {c: str(t) for c, t in frame.dtypes.items()} == COLUMNS
