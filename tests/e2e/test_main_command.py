@@ -54,25 +54,96 @@ def test_main_command_brings_up_everything_then_changes_nothing(stack_config: Pa
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "The platform is up" in first.stdout
     home = stack_config.parent / "state" / "dagster_home"
-    platform_defs = build_platform_definitions(stack_config)
-    ml_defs = build_ml_definitions(stack_config)
+    platform_assets, platform_checks = _all_keys(build_platform_definitions(stack_config))
+    ml_assets, ml_checks = _all_keys(build_ml_definitions(stack_config))
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        platform_run, ml_run = _runs_by_job(instance, 2)
-        for run, defs in ((platform_run, platform_defs), (ml_run, ml_defs)):
-            assets, checks = _all_keys(defs)
-            assert run.status == "SUCCESS"
-            assert set(run.changes) == assets
-            assert set(run.checks) == checks and run.failed_checks == []
-        assert platform_run.changes["postgres"] == "started (was not running)"
+        platform_run, *ml_runs = _runs_by_job(instance, 3)
+    assert platform_run.status == "SUCCESS" and platform_run.failed_checks == []
+    assert set(platform_run.changes) == platform_assets and set(platform_run.checks) == platform_checks
+    assert platform_run.changes["postgres"] == "started (was not running)"
+    assert all(run.status == "SUCCESS" and run.failed_checks == [] for run in ml_runs)
+    assert set().union(*(run.changes for run in ml_runs)) == ml_assets
+    assert set().union(*(run.checks for run in ml_runs)) == ml_checks
+    assert "promoted to champion" in ml_runs[-1].changes["registered_model"]
 
     second = _main_command(stack_config)
     assert second.returncode == 0, second.stdout[-3000:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs = _runs_by_job(instance, 2)
-        for run in runs:
+        for run in _runs_by_job(instance, 3):
             assert run.status == "SUCCESS" and run.failed_checks == []
             assert set(run.changes.values()) == {NO_CHANGE}, run.changes
+
+
+def _platformctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "platform_assets.cli", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _served_and_champion(config: Path) -> tuple[str, str, float]:
+    from ml_assets.resources import build_ml_resources
+    from ml_assets.tracking import ModelTracker
+    from platform_assets.state import load_platform
+
+    cfg, state = load_platform(config)
+    resources = build_ml_resources(cfg, state, config)
+    served = resources["inference_resource"].model_info()
+    champion = ModelTracker.of(resources["mlflow_resource"]).champion()
+    price = resources["inference_resource"].predict(LISTING)
+    return str(served["version"]), champion.version, price
+
+
+LISTING = {
+    "bed": 3,
+    "bath": 2,
+    "acre_lot": 0.25,
+    "house_size": 1600,
+    "brokered_by": 16000.0,
+    "status": "sold",
+    "city": "Ames",
+    "state": "Iowa",
+    "zip_code": 50010.0,
+    "prev_sold_date": "2009-06-01",
+}
+
+
+def test_feeding_a_new_batch_retrains_and_deploys_the_better_model(stack_config: Path) -> None:
+    before_served, before_champion, _ = _served_and_champion(stack_config)
+    fed = _platformctl(stack_config, "ingest", "1")
+    assert fed.returncode == 0, fed.stdout[-3000:] + fed.stderr[-3000:]
+    home = stack_config.parent / "state" / "dagster_home"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        model_run = _runs_by_job(instance, 1)[0]
+    decision = model_run.changes["registered_model"]
+    served, champion, _ = _served_and_champion(stack_config)
+    assert served == champion
+    if "promoted" in decision:
+        assert champion != before_champion and model_run.changes["deployed_model"].startswith("reloaded")
+    else:
+        assert "champion stays" in decision and champion == before_champion == before_served
+
+
+def test_poisoned_batch_is_refused_and_the_champion_and_api_stay(stack_config: Path) -> None:
+    from ml_assets.data.service import DataApiResource
+    from platform_assets.state import load_platform
+
+    _, state = load_platform(stack_config)
+    data_api = DataApiResource(config_path=str(stack_config), state_dir=str(state.root))
+    before = _served_and_champion(stack_config)
+    data_api.set_drift("nulls", 3.0)
+    try:
+        fed = _platformctl(stack_config, "ingest", "2")
+    finally:
+        data_api.set_drift("none")
+    assert fed.returncode != 0
+    assert "raw_batch_is_valid" in fed.stdout and "FAILED" in fed.stdout
+    log = next(state.logs.glob("up-1-ml_assets.log")).read_text()
+    assert "house_size" in log, "the refusal must name the column"
+    assert _served_and_champion(stack_config) == before
 
 
 def test_killing_a_service_is_reported_by_the_drift_sensor(stack_config: Path) -> None:
