@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -83,9 +82,9 @@ class ModelTracker:
         existing = self.version_of_run(run_id)
         if existing:
             return existing, False
-        with contextlib.suppress(MlflowException):  # already registered
-            self.client.create_registered_model(self.model_name)
-        created = self.client.create_model_version(self.model_name, source=model_uri, run_id=run_id)
+        mlflow.set_tracking_uri(self.url)
+        mlflow.set_registry_uri(self.url)
+        created = mlflow.register_model(model_uri, self.model_name)  # resolves MLflow 3's models:/m-<id> URIs
         return Version(created.version, run_id), True
 
     def champion(self) -> Version | None:

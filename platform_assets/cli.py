@@ -88,7 +88,7 @@ def ingest_step(day: int) -> Step:
 
 def up(state: StateDir, cfg: PlatformConfig) -> int:
     """The platform, then the first batch, then the model on it."""
-    code = run_steps(state, [PLATFORM, ingest_step(0), ML_MODEL])
+    code = run_steps(state, "up", [PLATFORM, ingest_step(0), ML_MODEL])
     if code == 0:
         _print_where(state, cfg)
     return code
@@ -99,14 +99,14 @@ def ingest(state: StateDir, cfg: PlatformConfig, day: int) -> int:
     if not 0 <= day < cfg.ml.batches:
         print(f"platformctl: day {day} is outside ml.batches (0..{cfg.ml.batches - 1})", file=sys.stderr)
         return 2
-    return run_steps(state, [ingest_step(day), ML_MODEL])
+    return run_steps(state, f"ingest-day{day}", [ingest_step(day), ML_MODEL])
 
 
-def run_steps(state: StateDir, steps: list[Step]) -> int:
+def run_steps(state: StateDir, command: str, steps: list[Step]) -> int:
     env = dagster_env(state)
     dagster = str(Path(sys.executable).parent / "dagster")
     for number, step in enumerate(steps, start=1):
-        log = state.logs / f"up-{number}-{step.location.split('.')[0]}.log"
+        log = state.logs / f"{command}-{number}-{step.location.split('.')[0]}.log"
         started = time.monotonic()
         print(f"==> {step.title} ({step.location}; log: {log})", flush=True)
         with log.open("w") as handle:

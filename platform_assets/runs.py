@@ -13,6 +13,7 @@ class RunReport:
     status: str
     changes: dict[str, str]  # asset key -> the "change" metadata of its materialization
     checks: dict[str, bool]  # "asset:check" -> passed
+    failures: dict[str, str]  # "asset:check" -> the failed check's description
 
     @property
     def failed_checks(self) -> list[str]:
@@ -27,10 +28,14 @@ def run_report(instance: dg.DagsterInstance, run_id: str) -> RunReport:
         change = materialization.metadata.get("change")
         changes[materialization.asset_key.to_user_string()] = change.value if change else "?"
     checks: dict[str, bool] = {}
+    failures: dict[str, str] = {}
     for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
-        checks[f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"] = evaluation.passed
-    return RunReport(run_id, run.status.value if run else "UNKNOWN", changes, checks)
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        checks[name] = evaluation.passed
+        if not evaluation.passed:
+            failures[name] = evaluation.description or ""
+    return RunReport(run_id, run.status.value if run else "UNKNOWN", changes, checks, failures)
 
 
 def latest_run_report() -> list[str]:
@@ -47,4 +52,5 @@ def latest_run_report() -> list[str]:
         f"checks: {passed}/{len(report.checks)} passed"
         + (f"; FAILED: {', '.join(report.failed_checks)}" if report.failed_checks else "")
     )
+    lines += [f"  {name}: {description}" for name, description in report.failures.items()]
     return lines

@@ -141,7 +141,7 @@ def test_poisoned_batch_is_refused_and_the_champion_and_api_stay(stack_config: P
         data_api.set_drift("none")
     assert fed.returncode != 0
     assert "raw_batch_is_valid" in fed.stdout and "FAILED" in fed.stdout
-    log = next(state.logs.glob("up-1-ml_assets.log")).read_text()
+    log = (state.logs / "ingest-day2-1-ml_assets.log").read_text()
     assert "house_size" in log, "the refusal must name the column"
     assert _served_and_champion(stack_config) == before
 
