@@ -59,6 +59,9 @@ class ModelSlot:
         self.current: LoadedModel | None = None
         self._reload_lock = threading.Lock()  # two concurrent reloads would download the same model twice
         self._client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+        # pyfunc.load_model resolves models:/ URIs through the process-wide URIs only
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        mlflow.set_registry_uri(settings.tracking_uri)
 
     def reload(self) -> ReloadResult:
         """Load the version the alias points at now, unless it is the one already served."""
