@@ -17,7 +17,6 @@ from threadpoolctl import ThreadpoolController
 
 from ml_assets.features import FEATURES, FeatureEncoder
 
-
 # Inspecting the loaded BLAS/OpenMP libraries costs ~1 ms; do it once, not per prediction.
 _THREADPOOLS = ThreadpoolController()
 
