@@ -138,6 +138,7 @@ The platform is up. State directory: {state.root}
   S3 endpoint:      http://127.0.0.1:{services.seaweedfs.s3_port}  (credentials: {state.secrets_file})
   Postgres:         127.0.0.1:{services.postgres.port}  (passwords: {state.secrets_file})
   Dagster UI:       DAGSTER_HOME={state.dagster_home} dagster dev -w workspace.yaml   (or: make ui)
+  Inference API:    http://127.0.0.1:{services.inference.port}   (a page to try it at /, the API at /docs)
   Alerts log:       {state.root / cfg.alerts.log_file}
   Stop everything:  make down   (data stays; `make up` brings it back)""")
 
