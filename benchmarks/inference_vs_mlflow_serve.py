@@ -115,7 +115,12 @@ def main() -> None:
         cfg = load_config(config)
         ours = f"http://127.0.0.1:{cfg.services.inference.port}"
         port = free_port_block(1)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{cfg.services.mlflow.port}"}
+        venv_bin = str(Path(sys.executable).parent)  # mlflow execs `uvicorn` from PATH
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{cfg.services.mlflow.port}",
+            "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+        }
         serve = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "mlflow"),
