@@ -15,10 +15,12 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import ThreadpoolController
 
+from ml_assets.compiled_trees import CompiledForest
 from ml_assets.features import FEATURES, FeatureEncoder
 
 # Inspecting the loaded BLAS/OpenMP libraries costs ~1 ms; do it once, not per prediction.
 _THREADPOOLS = ThreadpoolController()
+COMPILED_MAX_ROWS = 256  # beyond ~500 rows sklearn's own threaded predict catches up
 
 
 class HousePriceModel(mlflow.pyfunc.PythonModel):
@@ -59,7 +61,21 @@ class HousePriceModel(mlflow.pyfunc.PythonModel):
 
     # -- fast path ----------------------------------------------------------------------------------------
     def predict_records(self, records: Sequence[Mapping[str, object]]) -> np.ndarray:
-        return self._predict_matrix(self.encoder.transform_records(records))
+        """The serving path: dicts to numpy, and for small batches the compiled trees (bit-identical to
+        sklearn's predict, without its ~3 ms of per-call set-up)."""
+        features = self.encoder.transform_records(records)
+        if len(features) > COMPILED_MAX_ROWS:
+            return self._predict_matrix(features)
+        return np.exp(self._compiled().predict(features))
+
+    def _compiled(self) -> CompiledForest:
+        compiled = self.__dict__.get("_forest")
+        if compiled is None:  # built on first use after loading; never pickled with the model
+            compiled = self.__dict__["_forest"] = CompiledForest.from_estimator(self.estimator)
+        return compiled
+
+    def __getstate__(self) -> dict[str, object]:
+        return {key: value for key, value in self.__dict__.items() if key != "_forest"}
 
     def _predict_matrix(self, features: np.ndarray) -> np.ndarray:
         with _THREADPOOLS.limit(limits=self.threads):
@@ -74,8 +90,7 @@ class HousePriceModel(mlflow.pyfunc.PythonModel):
         variants = np.repeat(row[None, :], len(FEATURES) + 1, axis=0)
         for i in range(len(FEATURES)):
             variants[i + 1, i] = self.baseline[i]
-        with _THREADPOOLS.limit(limits=self.threads):
-            logs = self.estimator.predict(variants)
+        logs = self._compiled().predict(variants)
         contributions = {name: float(logs[0] - logs[i + 1]) for i, name in enumerate(FEATURES)}
         ranked = dict(sorted(contributions.items(), key=lambda kv: -abs(kv[1])))
         return {
