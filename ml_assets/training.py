@@ -90,7 +90,7 @@ def features(datasets: DatasetsResource) -> dg.MaterializeResult:
     group_name=GROUP,
     kinds={"mlflow", "scikitlearn"},
     owners=OWNERS,
-    deps=[features],
+    deps=[features, dg.AssetKey("mlflow_server")],  # it logs its run to the tracking server
     description="HistGradientBoosting on log price, logged to MLflow with params, metrics and signature.",
 )
 def trained_model(

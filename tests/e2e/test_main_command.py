@@ -111,20 +111,18 @@ LISTING = {
 }
 
 
-def test_feeding_a_new_batch_retrains_and_deploys_the_better_model(stack_config: Path) -> None:
+def test_a_better_batch_retrains_promotes_and_deploys(stack_config: Path) -> None:
     before_served, before_champion, _ = _served_and_champion(stack_config)
     fed = _platformctl(stack_config, "ingest", "1")
     assert fed.returncode == 0, fed.stdout[-3000:] + fed.stderr[-3000:]
     home = stack_config.parent / "state" / "dagster_home"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         model_run = _runs_by_job(instance, 1)[0]
-    decision = model_run.changes["registered_model"]
+    # Twice the data scores better on the same holdout rows (deterministic: same data, same seed).
+    assert "promoted to champion" in model_run.changes["registered_model"], model_run.changes
     served, champion, _ = _served_and_champion(stack_config)
-    assert served == champion
-    if "promoted" in decision:
-        assert champion != before_champion and model_run.changes["deployed_model"].startswith("reloaded")
-    else:
-        assert "champion stays" in decision and champion == before_champion == before_served
+    assert served == champion != before_champion == before_served
+    assert model_run.changes["deployed_model"] == f"reloaded v{before_served} -> v{champion}"
 
 
 def test_poisoned_batch_is_refused_and_the_champion_and_api_stay(stack_config: Path) -> None:
