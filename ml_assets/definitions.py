@@ -11,6 +11,7 @@ import dagster as dg
 from ml_assets.data.assets import build_data_assets
 from ml_assets.deployment import deployed_model, inference_loopback_only, inference_service, serves_registry_predictions
 from ml_assets.experiment import build_experiment_asset, experiment_resolves
+from ml_assets.monitoring import ml_services_drift_sensor
 from ml_assets.registry import champion_resolves_and_scores, registered_model
 from ml_assets.resources import build_ml_resources
 from ml_assets.training import features, trained_model
@@ -58,7 +59,10 @@ def build_definitions(path: Path) -> dg.Definitions:
                     description="Features from every validated batch, train, promote if better, deploy the champion.",
                 ),
             ],
-            sensors=[check_failure_sensor],  # each location alerts on its own checks
+            sensors=[  # each location alerts on its own checks and services
+                check_failure_sensor,
+                ml_services_drift_sensor,
+            ],
             resources=build_ml_resources(cfg, state, path),
             executor=dg.in_process_executor,
         ),

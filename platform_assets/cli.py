@@ -161,7 +161,7 @@ def down(state: StateDir, cfg: PlatformConfig) -> int:
 
 
 def status(state: StateDir, cfg: PlatformConfig) -> int:
-    from platform_assets.drift.local import local_findings
+    from platform_assets.drift.local import local_findings, service_drift
 
     services = _services(state, cfg)
     for resource in reversed(services.values()):
@@ -172,6 +172,8 @@ def status(state: StateDir, cfg: PlatformConfig) -> int:
     findings = local_findings(
         services["postgres_resource"], services["seaweedfs_resource"], services["mlflow_resource"]
     )
+    for key in ("data_api_resource", "inference_resource"):
+        findings += service_drift(services[key].supervisor, services[key].service_spec())
     for finding in findings:
         print(f"DRIFT {finding.subject}: {finding.message} [{finding.remedy}]")
     return 1 if findings else 0

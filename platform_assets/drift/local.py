@@ -8,7 +8,14 @@ from platform_assets.storage.postgres import PostgresResource
 from platform_assets.storage.seaweedfs import SeaweedFSResource
 from platform_assets.tracking.mlflow_server import MlflowResource
 
-SERVICE_ASSETS = {"postgres": "postgres", "seaweedfs": "seaweedfs", "mlflow": "mlflow_server"}
+# supervised service name -> the asset that runs it
+SERVICE_ASSETS = {
+    "postgres": "postgres",
+    "seaweedfs": "seaweedfs",
+    "mlflow": "mlflow_server",
+    "data_api": "data_api",
+    "inference": "inference_service",
+}
 
 
 def local_findings(postgres: PostgresResource, seaweedfs: SeaweedFSResource, mlflow: MlflowResource) -> list[Finding]:

@@ -33,7 +33,14 @@ def infra_drift_sensor(
     alerts: AlertsResource,
 ) -> dg.SkipReason:
     findings = local_findings(postgres_resource, seaweedfs_resource, mlflow_resource)
-    sent, cursor = track(context.cursor, findings, time.time(), source="infra_drift_sensor")
+    return alert_on_findings(context, findings, alerts, "infra_drift_sensor")
+
+
+def alert_on_findings(
+    context: dg.SensorEvaluationContext, findings: list[Finding], alerts: AlertsResource, source: str
+) -> dg.SkipReason:
+    """One alert per finding that appeared or cleared since the cursor; the cursor keeps the rest."""
+    sent, cursor = track(context.cursor, findings, time.time(), source=source)
     for alert in sent:
         alerts.send(alert)
     context.update_cursor(cursor)

@@ -132,7 +132,7 @@ def roles_least_privilege(postgres_resource: PostgresResource) -> dg.AssetCheckR
 
 def _login_refused(resource: PostgresResource, role: str, dbname: str = "postgres") -> bool:
     try:
-        with resource.connect(role, password="wrong-" + resource.password(role), dbname=dbname):
+        with resource.connect(role, password=resource.password(role)[::-1] + "x", dbname=dbname):  # never right
             return False
     except Exception as err:  # psycopg2.OperationalError
         return "password authentication failed" in str(err)

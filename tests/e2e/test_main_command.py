@@ -157,3 +157,21 @@ def test_killing_a_service_is_reported_by_the_drift_sensor(stack_config: Path) -
     assert "postgres is down" in verdict.skip_message
     alerts = defs.resources["alerts"].history()
     assert [a["key"] for a in alerts if a["status"] == "firing"] == ["service_down:postgres"]
+
+
+def test_killing_the_inference_service_is_reported_by_the_ml_drift_sensor(stack_config: Path) -> None:
+    defs = build_ml_definitions(stack_config)
+    inference = defs.resources["inference_resource"]
+    pid = inference.supervisor.status("inference").pid
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    home = stack_config.parent / "state" / "dagster_home"
+    sensor = defs.resolve_sensor_def("ml_services_drift_sensor")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        context = dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs)
+        verdict = sensor(context)
+    assert "inference is down" in verdict.skip_message
+    assert any(
+        a["key"] == "service_down:inference" and a["subject"] == "inference_service"
+        for a in defs.resources["alerts"].history()
+    )
