@@ -62,7 +62,7 @@ class ServiceStatus:
     pid: int | None
     config_hash: str | None
     started_at: float | None
-    deployed: bool = True  # False when never started here or stopped on purpose (`platform down`)
+    deployed: bool = True  # False when never started here or stopped on purpose (`platformctl down`)
 
     @property
     def running(self) -> bool:
@@ -90,11 +90,13 @@ class Supervisor:
 
     def status(self, name: str) -> ServiceStatus:
         record = self._read_record(name)
-        if record is None or record.get("pid") is None:
-            return ServiceStatus(name, None, record and record.get("config_hash"), None, deployed=False)
-        if not _is_same_process(record["pid"], record["create_time"]):
-            return ServiceStatus(name, None, record["config_hash"], None)
-        return ServiceStatus(name, record["pid"], record["config_hash"], record["started_at"])
+        if record is None:
+            return ServiceStatus(name, None, None, None, deployed=False)
+        deployed = record.get("deployed", True)
+        pid = record.get("pid")
+        if pid is None or not _is_same_process(pid, record["create_time"]):
+            return ServiceStatus(name, None, record.get("config_hash"), None, deployed=deployed)
+        return ServiceStatus(name, pid, record["config_hash"], record["started_at"])
 
     def ensure(self, spec: ServiceSpec) -> EnsureResult:
         """Start the service, or restart it if its config changed, or leave it be (and say so)."""
@@ -117,26 +119,35 @@ class Supervisor:
         pid = self._start(spec)
         return EnsureResult("started", pid, wanted, "was not running")
 
-    def stop(self, name: str, stop_signal: int = signal.SIGTERM, timeout: float = 5.0) -> bool:
-        """Stop the recorded process group on purpose; returns whether anything was running."""
+    def stop(self, name: str, stop_signal: int = signal.SIGTERM, timeout: float = 5.0, on_purpose: bool = True) -> bool:
+        """Stop the recorded process group; returns whether anything was running.
+
+        On purpose (`platformctl down`) the service counts as no longer deployed, so drift checks leave it be;
+        otherwise (a failed start) it stays deployed and therefore "down".
+        """
+        record = self._read_record(name)
         status = self.status(name)
-        if status.deployed:
-            stopped = {"pid": None, "config_hash": status.config_hash, "stopped_at": time.time()}
-            _write_private(self.pid_file(name), json.dumps(stopped, indent=2))
+        if record is not None:
+            self._mark_stopped(name, status.config_hash, deployed=status.deployed and not on_purpose)
         if status.pid is None:
-            return False
+            return _kill_orphans(record)
         _signal_group(status.pid, stop_signal)
         if not _wait_gone(status.pid, timeout):
             _signal_group(status.pid, signal.SIGKILL)
             _wait_gone(status.pid, 10.0)
         return True
 
+    def _mark_stopped(self, name: str, config_hash: str | None, deployed: bool) -> None:
+        stopped = {"pid": None, "config_hash": config_hash, "deployed": deployed, "stopped_at": time.time()}
+        _write_private(self.pid_file(name), json.dumps(stopped, indent=2))
+
     def _start(self, spec: ServiceSpec) -> int:
         for path, content in spec.files.items():
             _write_private(path, content)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        _wait_ports_free(spec.ports, timeout=15.0)
+        _kill_orphans(self._read_record(spec.name))  # children of a leader that died still hold its ports
+        _wait_ports_free(spec.name, spec.ports, timeout=15.0)
         log = self.log_file(spec.name).open("ab")
         log.write(f"\n--- starting {spec.name} at {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
         log.flush()
@@ -166,14 +177,14 @@ class Supervisor:
         deadline = time.monotonic() + spec.start_timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                self.pid_file(spec.name).unlink(missing_ok=True)
+                self._mark_stopped(spec.name, spec.config_hash, deployed=True)  # wanted up, so it is down
                 raise ServiceStartError(
                     f"{spec.name} exited with code {proc.returncode} while starting: {self.log_tail(spec.name)}"
                 )
             if probe(spec.health):
                 return
             time.sleep(0.2)
-        self.stop(spec.name, spec.stop_signal, spec.stop_timeout)
+        self.stop(spec.name, spec.stop_signal, spec.stop_timeout, on_purpose=False)
         raise ServiceStartError(f"{spec.name} not healthy after {spec.start_timeout:.0f}s: {self.log_tail(spec.name)}")
 
     def process_tree(self, name: str) -> set[int]:
@@ -229,6 +240,14 @@ def _is_same_process(pid: int, create_time: float) -> bool:
         return False
 
 
+def _is_live(pid: int) -> bool:
+    """A zombie (a dead leader its parent has not reaped yet) is as gone as an exited process."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _signal_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)  # the service leads its own session, so its group id is its pid
@@ -246,11 +265,35 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return True
 
 
-def _wait_ports_free(ports: tuple[int, ...], timeout: float) -> None:
+def _wait_ports_free(name: str, ports: tuple[int, ...], timeout: float) -> None:
     """A start racing a previous instance's exit dies on a busy port, so wait for the ports first."""
     deadline = time.monotonic() + timeout
-    while ports_in_use(ports) and time.monotonic() < deadline:
+    while (busy := ports_in_use(ports)) and time.monotonic() < deadline:
         time.sleep(0.2)
+    if busy:
+        held = ", ".join(f"{port} (pid {pid})" for port, pid in sorted(busy.items()))
+        raise ServiceStartError(f"{name} cannot start: port(s) {held} still in use after {timeout:.0f}s")
+
+
+def _kill_orphans(record: dict | None) -> bool:
+    """Kill what is left of a service whose leader died (mlflow's uvicorn child, say); True if any.
+
+    Linux never hands out a PID still used as a process group id, so while any member of the recorded group
+    lives, no unrelated process can hold the recorded pid: when that pid is taken, there is nothing of ours.
+    """
+    pid = (record or {}).get("pid")
+    if pid is None or _is_live(pid):
+        return False
+    members = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(ProcessLookupError, psutil.Error):
+            if os.getpgid(proc.pid) == pid:
+                members.append(proc)
+    for proc in members:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(members, timeout=10)
+    return bool(members)
 
 
 def ports_in_use(ports: tuple[int, ...]) -> dict[int, int | None]:

@@ -301,8 +301,9 @@ def test_service_exiting_at_once_raises_with_code_and_log_tail(harness: Harness)
     assert "crasher" in message
     assert "code 3" in message
     assert "boom" in message
-    assert not harness.sup.pid_file("crasher").exists()
-    assert harness.sup.status("crasher").deployed is False
+    status = harness.sup.status("crasher")
+    assert not status.running
+    assert status.deployed is True, "a service that failed to start is down, not stopped on purpose"
     assert "boom" in harness.sup.log_file("crasher").read_text()
 
 
@@ -327,7 +328,7 @@ def test_service_never_healthy_times_out_and_is_stopped(harness: Harness) -> Non
     assert not psutil.pid_exists(seen[0])
     status = harness.sup.status("sleeper")
     assert status.running is False
-    assert status.deployed is False
+    assert status.deployed is True, "a service that never became healthy is down, not stopped on purpose"
 
 
 def test_files_written_private_and_part_of_config_hash(harness: Harness, port: int) -> None:
@@ -425,3 +426,37 @@ def test_probe_treats_exceptions_as_unhealthy() -> None:
     assert probe(broken) is False
     assert probe(lambda: 0) is False
     assert probe(lambda: True) is True
+
+
+FORKING_SERVER = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-m", "http.server", sys.argv[1], "--bind", "127.0.0.1"])
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_orphans_of_a_dead_leader_are_killed_before_a_restart(harness: Harness, port: int) -> None:
+    """Like mlflow's uvicorn child: the leader dies, its child keeps the port; healing must clear it."""
+    spec = ServiceSpec(
+        name="forker",
+        argv=(sys.executable, "-c", FORKING_SERVER, str(port)),
+        health=lambda: http_ok(port),
+        ports=(port,),
+        cwd=harness.root,
+        start_timeout=15.0,
+    )
+    harness.names.add("forker")
+    leader = harness.ensure(spec).pid
+    child = next(iter(psutil.Process(leader).children()))
+    harness.remember(child.pid)
+    os.kill(leader, signal.SIGKILL)  # the leader alone, not its group; left a zombie, as in a long-lived parent
+    time.sleep(0.3)
+    assert http_ok(port), "the orphaned child still serves the port"
+
+    again = harness.ensure(spec)
+
+    assert again.action == "started"
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert http_ok(port)
+    assert harness.sup.stop("forker") is True
