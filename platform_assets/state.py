@@ -6,11 +6,14 @@ the Dagster instance and a 0600 credentials file generated on first use. Nothing
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import string
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -83,13 +86,22 @@ class Credentials:
         return json.loads(self.path.read_text())
 
     def _save(self, data: dict[str, dict[str, str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # the mode of os.open only applies to a new file
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".credentials-")  # created 0600
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, sort_keys=True)
         os.replace(tmp, self.path)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Runs and sensors of both code locations create credentials concurrently: one writer at a time,
+        so no generated password is ever overwritten by another process's stale copy."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def postgres_password(self, role: str) -> str:
         return self._get_or_create("postgres", role, generate_secret)
@@ -100,12 +112,16 @@ class Credentials:
         return access, secret
 
     def _get_or_create(self, section: str, name: str, make: Callable[[], str]) -> str:
-        data = self._load()
-        value = data.get(section, {}).get(name)
-        if value is None:
-            value = make()
-            data.setdefault(section, {})[name] = value
-            self._save(data)
+        value = self._load().get(section, {}).get(name)
+        if value is not None:
+            return value
+        with self._locked():
+            data = self._load()  # re-read under the lock: another process may have just created it
+            value = data.get(section, {}).get(name)
+            if value is None:
+                value = make()
+                data.setdefault(section, {})[name] = value
+                self._save(data)
         return value
 
 

@@ -163,3 +163,21 @@ def test_load_platform_explicit_path_beats_env(tmp_path: Path, monkeypatch: pyte
 
     assert cfg == load_config(chosen)
     assert state.root == chosen.parent / yaml.safe_load(chosen.read_text())["state_dir"]
+
+
+def _create_password(path: str, role: str) -> str:
+    return Credentials(Path(path)).postgres_password(role)
+
+
+def test_concurrent_processes_never_lose_a_generated_credential(tmp_path: Path) -> None:
+    """Sensors and runs of both code locations generate credentials at the same time."""
+    import concurrent.futures
+    import multiprocessing
+
+    path = tmp_path / "secrets" / "credentials.json"
+    roles = [f"role{i}" for i in range(16)]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=8, mp_context=context) as pool:
+        returned = dict(zip(roles, pool.map(_create_password, [str(path)] * len(roles), roles), strict=True))
+    stored = json.loads(path.read_text())["postgres"]
+    assert stored == returned
