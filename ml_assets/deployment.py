@@ -6,9 +6,9 @@ import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.registry import registered_model
-from ml_assets.schema import TARGET
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.tracking import ModelTracker
+from ml_assets.training import listing_columns
 from platform_assets.services.results import NO_CHANGE, check_errors_fail, loopback_only, service_result
 from platform_assets.tracking.mlflow_server import MlflowResource
 
@@ -83,8 +83,12 @@ def serves_registry_predictions(
 ) -> dg.AssetCheckResult:
     tracker = ModelTracker.of(mlflow_resource)
     champion = tracker.champion()
+    if champion is None:
+        return dg.AssetCheckResult(passed=False, description="no version carries the champion alias")
     table = datasets.store().get(datasets.features_key)
-    probe = table[table["holdout"]].head(PROBE_ROWS).drop(columns=[TARGET, "holdout", "day"])
+    probe = listing_columns(table[table["holdout"]].head(PROBE_ROWS))
+    if probe.empty:
+        return dg.AssetCheckResult(passed=False, description="the training table has no holdout rows to probe with")
     expected = tracker.predict(champion.version, probe)
     records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in probe.to_dict("records")]
     served = np.array([inference_resource.predict(record) for record in records])

@@ -9,7 +9,7 @@ import pandas as pd
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.schema import TARGET
 from ml_assets.tracking import CHAMPION, ModelTracker, Version
-from ml_assets.training import GROUP, OWNERS, Metrics, evaluate, trained_model
+from ml_assets.training import GROUP, OWNERS, Metrics, evaluate, listing_columns, trained_model
 from platform_assets.services.results import NO_CHANGE, check_errors_fail
 from platform_assets.tracking.mlflow_server import MlflowResource
 
@@ -77,7 +77,7 @@ def registered_model(
         )
     holdout = _holdout(datasets)
     truth = holdout[TARGET].to_numpy()
-    features = holdout.drop(columns=[TARGET, "holdout", "day"])
+    features = listing_columns(holdout)
     challenger_metrics = evaluate(tracker.predict(version.version, features), truth)
     champion_metrics = evaluate(tracker.predict(champion.version, features), truth) if champion else None
     decision = decide_promotion(challenger_metrics, champion_metrics, cfg.ml.quality_floor_r2, cfg.ml.min_improvement)
@@ -136,7 +136,7 @@ def champion_resolves_and_scores(datasets: DatasetsResource, mlflow_resource: Ml
     if champion is None:
         return dg.AssetCheckResult(passed=False, description="no version carries the champion alias yet")
     holdout = _holdout(datasets)
-    prices = tracker.predict(champion.version, holdout.drop(columns=[TARGET, "holdout", "day"]))
+    prices = tracker.predict(champion.version, listing_columns(holdout))
     metrics = evaluate(prices, holdout[TARGET].to_numpy())
     floor = mlflow_resource.cfg.ml.quality_floor_r2
     return dg.AssetCheckResult(

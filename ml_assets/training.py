@@ -29,6 +29,11 @@ class Metrics:
     rows: int
 
 
+def listing_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """What a model sees of a training-table row: the listing without its price and bookkeeping columns."""
+    return table.drop(columns=[TARGET, "holdout", "day"])
+
+
 def holdout_mask(frame: pd.DataFrame, percent: int) -> np.ndarray:
     """A row is in the holdout by a stable hash of what identifies a listing, so it stays there as batches
     accumulate and every candidate model is scored on the same rows."""
@@ -117,7 +122,7 @@ def trained_model(
             **model.hyperparameters(),
         },
         metrics=asdict(metrics),
-        example=holdout.drop(columns=[TARGET, "holdout", "day"]).head(3),
+        example=listing_columns(holdout).head(3),
     )
     return dg.MaterializeResult(
         metadata={

@@ -1,7 +1,7 @@
 """The one way the platform raises its voice: a log line, a JSONL alert file and, if configured, a webhook.
 
 Open-source Dagster has no alerting of its own, so every sensor that finds something wrong sends an `Alert`
-here. Delivery never raises: a down webhook receiver costs a logged warning, and the alert is still in the
+here. Webhook delivery never raises: a down receiver costs a logged warning, and the alert is still in the
 JSONL file.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import dagster as dg
 import requests
@@ -94,7 +95,10 @@ class AlertsResource(dg.ConfigurableResource):
                 reason = type(err).__name__
             if attempt < self.retries:
                 time.sleep(self.backoff_seconds * 2**attempt)
-        log.warning("webhook %s did not accept alert %s: %s", self.webhook_url, payload["key"], reason)
+        # the host only: a webhook URL's path is often its secret token
+        log.warning(
+            "webhook at %s did not accept alert %s: %s", urlsplit(self.webhook_url).netloc, payload["key"], reason
+        )
         return False
 
     def history(self) -> list[dict[str, object]]:

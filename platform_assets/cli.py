@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as err:
         print(f"platformctl: {err}", file=sys.stderr)
         return 2
+    if args.command == "ingest" and not 0 <= args.day < cfg.ml.batches:  # refuse before any side effect
+        print(f"platformctl: day {args.day} is outside ml.batches (0..{cfg.ml.batches - 1})", file=sys.stderr)
+        return 2
     state.ensure()
     if args.command == "ingest":
         return ingest(state, cfg, args.day)
@@ -96,9 +99,6 @@ def up(state: StateDir, cfg: PlatformConfig) -> int:
 
 def ingest(state: StateDir, cfg: PlatformConfig, day: int) -> int:
     """Feed one more batch through the graph: fetch, validate, retrain, promote only if better, deploy."""
-    if not 0 <= day < cfg.ml.batches:
-        print(f"platformctl: day {day} is outside ml.batches (0..{cfg.ml.batches - 1})", file=sys.stderr)
-        return 2
     return run_steps(state, f"ingest-day{day}", [ingest_step(day), ML_MODEL])
 
 

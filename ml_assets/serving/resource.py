@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from typing import Any
 
@@ -30,10 +31,24 @@ class InferenceResource(PlatformResource):
             ),
             health=self.is_up,
             ports=(self.cfg.services.inference.port,),
-            env={"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
+            # The service reads platform.yaml itself; this digest of what it reads makes a change to any of it
+            # change the config hash, so the asset restarts it and drift reports it.
+            env={"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "SERVING_CONFIG": self._digest()},
             stop_timeout=15.0,  # the shutdown writes the buffered predictions to S3 first
             start_timeout=90.0,
         )
+
+    def _digest(self) -> str:
+        cfg = self.cfg
+        read = (
+            cfg.services.inference,
+            cfg.services.mlflow.port,
+            cfg.services.seaweedfs.s3_port,
+            cfg.ml.model_name,
+            cfg.ml.predictions_bucket,
+            cfg.bucket(cfg.ml.predictions_bucket).owner,
+        )
+        return hashlib.sha256(repr(read).encode()).hexdigest()[:16]
 
     def ensure_server(self) -> EnsureResult:
         return self.supervisor.ensure(self.service_spec())

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 from platform_assets.drift.findings import Finding
+from platform_assets.services.catalog import SERVICE_ASSETS
 from platform_assets.services.supervisor import ServiceSpec, Supervisor, edited_files, probe
 from platform_assets.storage.postgres import PostgresResource
 from platform_assets.storage.seaweedfs import SeaweedFSResource
 from platform_assets.tracking.mlflow_server import MlflowResource
-
-# supervised service name -> the asset that runs it
-SERVICE_ASSETS = {
-    "postgres": "postgres",
-    "seaweedfs": "seaweedfs",
-    "mlflow": "mlflow_server",
-    "data_api": "data_api",
-    "inference": "inference_service",
-}
 
 
 def local_findings(postgres: PostgresResource, seaweedfs: SeaweedFSResource, mlflow: MlflowResource) -> list[Finding]:

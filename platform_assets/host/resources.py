@@ -11,10 +11,10 @@ import psutil
 
 from platform_assets.config import ConfigError, load_config
 from platform_assets.resources_base import PlatformResource
+from platform_assets.services.catalog import SERVICE_ASSETS
 from platform_assets.services.supervisor import ports_in_use
 
 MIN_FREE_DISK_BYTES = 2 * 1024**3
-SERVICES = ("postgres", "seaweedfs", "mlflow", "data_api", "inference")  # every supervised service name
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class HostResource(PlatformResource):
 
     def _our_pids(self) -> set[int]:
         supervisor = self.supervisor
-        return set().union(*(supervisor.process_tree(name) for name in SERVICES))
+        return set().union(*(supervisor.process_tree(name) for name in SERVICE_ASSETS))
 
     def free_disk_bytes(self) -> int:
         return shutil.disk_usage(self.state.root).free

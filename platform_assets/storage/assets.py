@@ -188,7 +188,7 @@ def seaweedfs(seaweedfs_resource: SeaweedFSResource) -> dg.MaterializeResult:
 def s3_auth_enforced(seaweedfs_resource: SeaweedFSResource) -> dg.AssetCheckResult:
     buckets = seaweedfs_resource.live_buckets()
     wrong = seaweedfs_resource.wrong_secret_refused()
-    anonymous = seaweedfs_resource.anonymous_refused() if buckets else True
+    anonymous = seaweedfs_resource.anonymous_refused()
     return dg.AssetCheckResult(
         passed=wrong and anonymous,
         description=f"wrong secret refused: {wrong}; anonymous refused: {anonymous}",

@@ -142,9 +142,16 @@ class MlflowResource(PlatformResource):
                 if back.read_text() != token:
                     raise AssertionError("artifact read back through MLflow differs from what was logged")
             key = self._find_in_bucket(s3, experiment_id, run.info.run_id)
-        finally:
-            client.delete_run(run.info.run_id)  # check runs are bookkeeping, not experiments
+        finally:  # check runs are bookkeeping, not experiments: leave neither the run nor its artifact behind
+            client.delete_run(run.info.run_id)
+            self._delete_artifacts(s3, experiment_id, run.info.run_id)
         return MlflowRoundTrip(experiment_id, run.info.run_id, key)
+
+    def _delete_artifacts(self, s3: SeaweedFSResource, experiment_id: str, run_id: str) -> None:
+        admin, bucket = s3.client(ADMIN), self.cfg.mlflow.artifact_bucket
+        listing = admin.list_objects_v2(Bucket=bucket, Prefix=f"{experiment_id}/{run_id}/")
+        for obj in listing.get("Contents", []):
+            admin.delete_object(Bucket=bucket, Key=obj["Key"])
 
     def _find_in_bucket(self, s3: SeaweedFSResource, experiment_id: str, run_id: str) -> str:
         bucket = self.cfg.mlflow.artifact_bucket

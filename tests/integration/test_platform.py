@@ -7,6 +7,7 @@ import os
 import stat
 
 import dagster as dg
+import psutil
 import psycopg2
 import pytest
 from botocore.exceptions import ClientError
@@ -48,20 +49,27 @@ def test_service_listens_on_loopback_only(stack, service: str) -> None:
     assert {ip for ip, _ in addresses} == {"127.0.0.1"}
 
 
-def test_secrets_file_is_private_and_never_in_metadata(stack) -> None:
+def test_secrets_file_is_private_and_secrets_appear_nowhere_else(stack) -> None:
     state = stack.resource("postgres_resource").state
-    mode = stat.S_IMODE(os.stat(state.secrets_file).st_mode)
-    assert mode == 0o600
-    secret_values = set()
-    for section in json.loads(state.secrets_file.read_text()).values():
-        secret_values.update(section.values())
-    records = stack.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("mlflow_server")), limit=5
-    ).records
-    assert records
-    for record in records:
-        text = str(record.asset_materialization.metadata)
-        assert not any(secret in text for secret in secret_values)
+    assert stat.S_IMODE(os.stat(state.secrets_file).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(state.secrets_file.parent).st_mode) == 0o700
+    secrets = {value for section in json.loads(state.secrets_file.read_text()).values() for value in section.values()}
+    places: dict[str, str] = {}
+    for key in stack.defs.resolve_asset_graph().get_all_asset_keys():
+        for record in stack.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=20).records:
+            places[f"metadata of {key.to_user_string()}"] = str(record.asset_materialization.metadata)
+    for run_record in stack.instance.get_run_records():
+        for event in stack.instance.all_logs(run_record.dagster_run.run_id):
+            places.setdefault(f"events of run {run_record.dagster_run.run_id}", "")
+            places[f"events of run {run_record.dagster_run.run_id}"] += f"{event.message}{event.dagster_event}"
+    for path in [*state.run.glob("*.json"), *state.logs.glob("*.log")]:
+        places[str(path)] = path.read_text(errors="replace")
+    supervisor = stack.resource("postgres_resource").supervisor
+    for name in ("postgres", "seaweedfs", "mlflow"):
+        for pid in supervisor.process_tree(name):
+            places[f"argv of {name} pid {pid}"] = " ".join(psutil.Process(pid).cmdline())
+    leaks = [where for where, text in places.items() if any(secret in text for secret in secrets)]
+    assert places and not leaks
 
 
 def test_s3_identities_are_confined_to_their_buckets(stack) -> None:
