@@ -35,5 +35,6 @@ test: $(STAMP)  ## unit, integration (real services) and end-to-end tests
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: $(STAMP)
+bench: $(STAMP)  ## both benchmarks; the inference one needs Debian's wrk
 	$(BIN)/python benchmarks/platform_cold_start.py
+	$(BIN)/python benchmarks/inference_vs_mlflow_serve.py
