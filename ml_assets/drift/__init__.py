@@ -1,0 +1,1 @@
+"""Columnar data-drift detection with Evidently-compatible defaults."""
