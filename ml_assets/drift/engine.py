@@ -19,6 +19,8 @@ Evidently-compat assumptions, checked against evidently's legacy stattests sourc
   NOT 10 reference quantiles (older Evidently used bins=n_bins); others use categories. Zero shares are
   replaced by 1e-4 (or min/1e6 if min <= 1e-4). KL = scipy.stats.entropy(ref, cur).
 - Wasserstein is normed by max(np.std(ref), 0.001) (population std), as Evidently.
+- Verdicts: KS drifts at p <= threshold, chi-square / Z at p < threshold, distances at stat >= threshold
+  (Evidently's per-test comparisons, kept as-is).
 Evidently raises on empty/all-null columns; here those get explicit verdicts instead. A chi-square
 statistic can be +inf (unseen category); to_dict() keeps it as float("inf").
 """
@@ -33,7 +35,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
-P_VALUE_TESTS = ("ks", "chisquare", "z")  # drift when p < threshold
+P_VALUE_TESTS = ("ks", "chisquare", "z")  # drift when p < threshold (KS: p <= threshold)
 DISTANCE_TESTS = ("wasserstein", "jensenshannon", "psi", "kl_div")  # drift when statistic >= threshold
 DEFAULT_THRESHOLDS = {**dict.fromkeys(P_VALUE_TESTS, 0.05), **dict.fromkeys(DISTANCE_TESTS, 0.1)}
 _ALIASES = {"chi2": "chisquare", "js": "jensenshannon", "kl": "kl_div", "z_test": "z"}
@@ -327,7 +329,8 @@ def _column_drift(
     thr = threshold if threshold is not None else DEFAULT_THRESHOLDS[test]
     if np.isnan(stat) or (pv is not None and np.isnan(pv)):
         return make(kind, test, None, None, False, "test undefined", new)
-    drifted = pv < thr if test in P_VALUE_TESTS else stat >= thr
+    # Evidently's ks_stattest flags p <= threshold; chi-square and Z use p < threshold.
+    drifted = (pv <= thr if test == "ks" else pv < thr) if test in P_VALUE_TESTS else stat >= thr
     if p.n_unique == 1 and n_cur == 1:
         return make(kind, test, stat, pv, True, "constant changed", new)
     return make(kind, test, stat, pv, drifted, "drift" if drifted else "no drift", new)
