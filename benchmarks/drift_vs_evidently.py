@@ -27,21 +27,16 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.evidently_compat import EVIDENTLY_METHOD, read_drift_snapshot  # noqa: E402
+
 SEED = 20240611
 N_NUMERIC = 20
 CAT_CARDINALITY = (4, 8, 12, 20, 50)
 DRIFTED_NUMERIC = frozenset(range(7))  # num_00 .. num_06
 DRIFTED_CATEGORICAL = frozenset({0, 1})  # cat_0, cat_1
 RESULT_PREFIX = "RESULT "
-# engine test name -> Evidently stattest display name (ValueDrift config.method)
-METHOD = {
-    "ks": "K-S p_value",
-    "chisquare": "chi-square p_value",
-    "z": "Z-test p_value",
-    "wasserstein": "Wasserstein distance (normed)",
-    "jensenshannon": "Jensen-Shannon distance",
-}
-P_VALUE_TESTS = {"ks", "chisquare", "z"}
 
 
 def known_drift() -> set[str]:
@@ -92,16 +87,15 @@ def _rss_mb() -> float:
 
 
 def _run_ours(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[float, dict, dict]:
-    sys.path.insert(0, str(ROOT))
-    from ml_assets.drift.engine import ReferenceProfile, detect_drift
+    from ml_assets.drift.engine import P_VALUE_TESTS, ReferenceProfile, detect_drift
 
     started = time.perf_counter()
     rep = detect_drift(ReferenceProfile.from_frame(ref), cur)
     wall = time.perf_counter() - started
     columns = {
         c.column: {
-            "method": METHOD.get(c.test, c.test),
-            "score": c.p_value if c.test in P_VALUE_TESTS else c.statistic,
+            "method": EVIDENTLY_METHOD.get(c.test, c.test),
+            "value": c.p_value if c.test in P_VALUE_TESTS else c.statistic,
             "drifted": c.drifted,
         }
         for c in rep.columns
@@ -117,21 +111,7 @@ def _run_evidently(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[float, dict, d
     started = time.perf_counter()
     snap = Report([DataDriftPreset()], include_tests=True).run(cur, ref)
     wall = time.perf_counter() - started
-    d = snap.dict()
-    columns: dict[str, dict] = {}
-    dataset: dict = {}
-    for m in d["metrics"]:
-        cfg = m["config"]
-        if cfg["type"] == "evidently:metric_v2:ValueDrift":
-            columns[cfg["column"]] = {"method": cfg["method"], "score": m["value"]}
-        elif cfg["type"] == "evidently:metric_v2:DriftedColumnsCount":
-            dataset.update(count=m["value"]["count"], share=m["value"]["share"])
-    for t in d["tests"]:
-        params = t["metric_config"]["params"]
-        if t["bound_test"]["type"] == "evidently:bound_test:ValueDriftBoundTest":
-            columns[params["column"]]["drifted"] = t["status"] == "FAIL"
-        elif params["type"] == "evidently:metric_v2:DriftedColumnsCount":
-            dataset["drifted"] = t["status"] == "FAIL"
+    columns, dataset = read_drift_snapshot(snap.dict())
     return wall, columns, dataset
 
 
@@ -178,13 +158,13 @@ def compare(ours: dict, ev: dict) -> bool:
         if o["drifted"] != e["drifted"]:
             same = False
             print(
-                f"  MISMATCH {name}: ours drifted={o['drifted']} ({o['method']} {o['score']}), "
-                f"evidently drifted={e['drifted']} ({e['method']} {e['score']})"
+                f"  MISMATCH {name}: ours drifted={o['drifted']} ({o['method']} {o['value']}), "
+                f"evidently drifted={e['drifted']} ({e['method']} {e['value']})"
             )
         if o["method"] != e["method"]:
             print(f"  note {name}: method ours={o['method']!r} evidently={e['method']!r}")
-        elif o["score"] is not None and e["score"] is not None and abs(o["score"] - e["score"]) > 1e-6:
-            print(f"  note {name}: score ours={o['score']:.8g} evidently={e['score']:.8g}")
+        elif o["value"] is not None and e["value"] is not None and abs(o["value"] - e["value"]) > 1e-6:
+            print(f"  note {name}: score ours={o['value']:.8g} evidently={e['value']:.8g}")
     od, ed = ours["dataset"], ev["dataset"]
     if od["drifted"] != ed.get("drifted") or od["count"] != ed.get("count"):
         same = False

@@ -1,12 +1,6 @@
 """Parity of ReferenceProfile/detect_drift with Evidently 0.7.23's DataDriftPreset (skipped without evidently).
 
-Evidently's results are read from `Report([DataDriftPreset()], include_tests=True).run(cur, ref).dict()`:
-- metrics of type ``evidently:metric_v2:ValueDrift``: config.column / config.method (stattest display name) and
-  ``value`` = drift score, i.e. the p-value for KS / chi-square / Z and the distance for Wasserstein / JS
-  (Evidently exposes no separate KS or Z statistic);
-- tests bound by ``ValueDriftBoundTest``: status FAIL <=> the column drifted (metric_config.params.column);
-- metric ``DriftedColumnsCount``: value.count / value.share, and its ``lt(drift_share)`` test:
-  status FAIL <=> share >= drift_share, i.e. dataset drift.
+How Evidently's results are read: tests/evidently_compat.py.
 """
 
 from __future__ import annotations
@@ -21,15 +15,8 @@ from evidently import Report
 from evidently.presets import DataDriftPreset
 
 from ml_assets.drift.engine import ReferenceProfile, detect_drift
+from tests.evidently_compat import EVIDENTLY_METHOD, read_drift_snapshot
 
-# engine test name -> Evidently stattest display name (ValueDrift config.method)
-_METHOD = {
-    "ks": "K-S p_value",
-    "chisquare": "chi-square p_value",
-    "z": "Z-test p_value",
-    "wasserstein": "Wasserstein distance (normed)",
-    "jensenshannon": "Jensen-Shannon distance",
-}
 _P_VALUE = {"ks", "chisquare", "z"}
 _CATS = ["a", "b", "c", "d"]
 _BASE_P = [0.4, 0.3, 0.2, 0.1]
@@ -38,23 +25,8 @@ _MOVED_P = [0.1, 0.2, 0.3, 0.4]
 
 def _evidently(ref: pd.DataFrame, cur: pd.DataFrame, **preset_kw) -> tuple[dict, dict]:
     """Run Evidently and return ({column: {method, threshold, value, drifted}}, dataset summary)."""
-    snap = Report([DataDriftPreset(**preset_kw)], include_tests=True).run(cur, ref)
-    d = snap.dict()
-    columns: dict[str, dict] = {}
-    dataset: dict = {}
-    for m in d["metrics"]:
-        cfg = m["config"]
-        if cfg["type"] == "evidently:metric_v2:ValueDrift":
-            columns[cfg["column"]] = {"method": cfg["method"], "threshold": cfg["threshold"], "value": m["value"]}
-        elif cfg["type"] == "evidently:metric_v2:DriftedColumnsCount":
-            dataset.update(count=m["value"]["count"], share=m["value"]["share"], drift_share=cfg["drift_share"])
-    for t in d["tests"]:
-        kind = t["bound_test"]["type"]
-        params = t["metric_config"]["params"]
-        if kind == "evidently:bound_test:ValueDriftBoundTest":
-            columns[params["column"]]["drifted"] = t["status"] == "FAIL"
-        elif params["type"] == "evidently:metric_v2:DriftedColumnsCount":
-            dataset["drifted"] = t["status"] == "FAIL"
+    snapshot = Report([DataDriftPreset(**preset_kw)], include_tests=True).run(cur, ref)
+    columns, dataset = read_drift_snapshot(snapshot.dict())
     assert set(columns) == set(ref.columns) and all("drifted" in c for c in columns.values())
     assert "drifted" in dataset
     return columns, dataset
@@ -65,7 +37,7 @@ def _assert_parity(ref: pd.DataFrame, cur: pd.DataFrame, *, thresholds: dict | N
     rep = detect_drift(ReferenceProfile.from_frame(ref), cur, thresholds=thresholds)
     for col in rep.columns:
         ev = ev_cols[col.column]
-        assert _METHOD[col.test] == ev["method"], col.column
+        assert EVIDENTLY_METHOD[col.test] == ev["method"], col.column
         assert col.threshold == pytest.approx(ev["threshold"]), col.column
         ours = col.p_value if col.test in _P_VALUE else col.statistic
         assert ours == pytest.approx(ev["value"], abs=1e-6), (col.column, col.test, ours, ev["value"])
