@@ -8,6 +8,7 @@ import pandas as pd
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.data.service import DataApiResource
 from ml_assets.data.source import BatchSourceResource
+from ml_assets.data.store import TableStore
 from ml_assets.data.validation import validate_batch
 from platform_assets.services.results import NO_CHANGE, check_errors_fail, service_result
 
@@ -50,15 +51,19 @@ def data_api_serves_batches(batch_source: BatchSourceResource) -> dg.AssetCheckR
     )
 
 
-def _table_metadata(frame: pd.DataFrame, uri: str, change: str, content_hash: str) -> dict[str, object]:
-    return {
-        "change": change,
-        "uri": uri,
+def _stored_table(store: TableStore, key: str, frame: pd.DataFrame, **extra: object) -> dg.MaterializeResult:
+    """Write the table (a no-op when equal content is already there) and describe it for the UI."""
+    stored = store.put(key, frame)
+    metadata = {
+        "change": f"wrote {stored.bytes} bytes" if stored.written else NO_CHANGE,
+        "uri": store.uri(key),
         "rows": len(frame),
-        "content_hash": content_hash,
+        "content_hash": stored.content_hash,
         "schema": dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.dtypes.items()]),
         "preview": dg.MetadataValue.md(frame.head(PREVIEW_ROWS).to_markdown(index=False)),
+        **extra,
     }
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(stored.content_hash))
 
 
 def build_data_assets(batches: int, use_offline_api: bool) -> tuple[list, list]:
@@ -78,15 +83,7 @@ def build_data_assets(batches: int, use_offline_api: bool) -> tuple[list, list]:
     ) -> dg.MaterializeResult:
         day = int(context.partition_key)
         batch = batch_source.fetch_batch(day)
-        stored = datasets.store().put(datasets.raw_key(day), batch.frame)
-        change = f"wrote {stored.bytes} bytes" if stored.written else NO_CHANGE
-        return dg.MaterializeResult(
-            metadata={
-                **_table_metadata(batch.frame, datasets.store().uri(stored.key), change, stored.content_hash),
-                "batch_number": batch.batch_number,
-            },
-            data_version=dg.DataVersion(stored.content_hash),
-        )
+        return _stored_table(datasets.store(), datasets.raw_key(day), batch.frame, batch_number=batch.batch_number)
 
     def raw_batch_is_valid(context: dg.AssetCheckExecutionContext, datasets: DatasetsResource) -> dg.AssetCheckResult:
         day = int(context.partition_key)
@@ -116,16 +113,12 @@ def build_data_assets(batches: int, use_offline_api: bool) -> tuple[list, list]:
     )
     def validated_batches(context: dg.AssetExecutionContext, datasets: DatasetsResource) -> dg.MaterializeResult:
         day = int(context.partition_key)
-        frame = datasets.store().get(datasets.raw_key(day))
+        store = datasets.store()
+        frame = store.get(datasets.raw_key(day))
         report = validate_batch(frame)
         if not report.passed:  # the blocking check stops this in a job; a direct run must not slip past it
             raise dg.Failure(f"day {day} is invalid: {report.summary()}")
-        stored = datasets.store().put(datasets.validated_key(day), frame)
-        change = f"wrote {stored.bytes} bytes" if stored.written else NO_CHANGE
-        return dg.MaterializeResult(
-            metadata=_table_metadata(frame, datasets.store().uri(stored.key), change, stored.content_hash),
-            data_version=dg.DataVersion(stored.content_hash),
-        )
+        return _stored_table(store, datasets.validated_key(day), frame)
 
     assets = [*upstream, raw_batches, validated_batches]
     checks = [data_api_serves_batches] if use_offline_api else []

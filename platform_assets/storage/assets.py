@@ -131,21 +131,15 @@ def roles_least_privilege(postgres_resource: PostgresResource) -> dg.AssetCheckR
 
 
 def _login_refused(resource: PostgresResource, role: str, dbname: str = "postgres") -> bool:
-    try:
-        with resource.connect(role, password=resource.password(role)[::-1] + "x", dbname=dbname):  # never right
-            return False
-    except Exception as err:  # psycopg2.OperationalError
-        return "password authentication failed" in str(err)
+    never_right = resource.password(role)[::-1] + "x"
+    return resource.login(role, never_right, dbname) == "bad password"
 
 
 def _can_connect(resource: PostgresResource, role: str, dbname: str) -> bool:
-    try:
-        with resource.connect(role, dbname=dbname):
-            return True
-    except Exception as err:
-        if "permission denied" in str(err):
-            return False
-        raise
+    outcome = resource.login(role, dbname=dbname)
+    if outcome == "bad password":
+        raise AssertionError(f"role {role}'s own password was refused")
+    return outcome == "ok"
 
 
 def _database_table(cfg: PlatformConfig, sizes: dict[str, int]) -> str:

