@@ -1,6 +1,7 @@
 """Typed model of ``platform.yaml``; ``load_config`` is the only way in."""
 
 from platform_assets.config.base import ConfigError
+from platform_assets.config.k3s import GitOpsConfig, K3sConfig, TrainingPodConfig
 from platform_assets.config.loading import load_config, parse_config
 from platform_assets.config.models import (
     AlertsConfig,
@@ -28,8 +29,10 @@ __all__ = [
     "DataApiService",
     "DatabaseConfig",
     "FreshnessConfig",
+    "GitOpsConfig",
     "HostConfig",
     "InferenceService",
+    "K3sConfig",
     "MlConfig",
     "MlflowConfig",
     "MlflowService",
@@ -38,6 +41,7 @@ __all__ = [
     "PostgresService",
     "SeaweedService",
     "ServicesConfig",
+    "TrainingPodConfig",
     "VersionsConfig",
     "load_config",
     "parse_config",

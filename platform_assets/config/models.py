@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from platform_assets.config.base import Port, _check, _FieldError, _Model
+from platform_assets.config.k3s import K3sConfig
 from platform_assets.config.network import NetworkConfig
 
 
@@ -62,6 +63,8 @@ class VersionsConfig(_Model):
     argocd: Annotated[str, _version("v3.5.1")] = "v3.5.1"
     postgres_image: Image = "postgres:13-alpine"
     seaweedfs_image: Image = "chrislusf/seaweedfs:4.48"
+    # The project's own image (mlflow server, data API, inference, training pods): see infra/image/.
+    platform_image: Image = "ghcr.io/example/mlops-platform:0.1.0"
     mlflow: str = Field("3.17.2", min_length=1)
 
     @property
@@ -229,6 +232,7 @@ class PlatformConfig(_Model):
     state_dir: str = Field(".platform", min_length=1)  # relative: to the process cwd
     host: HostConfig = Field(default_factory=HostConfig)
     network: NetworkConfig | None = None
+    k3s: K3sConfig = Field(default_factory=K3sConfig)
     versions: VersionsConfig = Field(default_factory=VersionsConfig)
     services: ServicesConfig = Field(default_factory=ServicesConfig)
     buckets: list[BucketConfig] = Field(
