@@ -1,0 +1,1 @@
+"""Tests of the k3s target against a Kubernetes API fake and the real schemas."""
