@@ -11,7 +11,11 @@ import dagster as dg
 from ml_assets.data.assets import build_data_assets
 from ml_assets.deployment import deployed_model, inference_loopback_only, inference_service, serves_registry_predictions
 from ml_assets.experiment import build_experiment_asset, experiment_resolves
-from ml_assets.monitoring import ml_services_drift_sensor
+from ml_assets.jobs import build_jobs
+from ml_assets.monitoring.reference import reference_matches_champion, reference_profile
+from ml_assets.monitoring.report import build_drift_report
+from ml_assets.monitoring.sensors import data_drift_sensor
+from ml_assets.monitoring.services import ml_services_drift_sensor
 from ml_assets.registry import champion_resolves_and_scores, registered_model
 from ml_assets.resources import build_ml_resources
 from ml_assets.training import features, trained_model
@@ -20,8 +24,6 @@ from platform_assets.freshness import with_default_freshness
 from platform_assets.settings import config_path
 from platform_assets.state import load_platform
 from platform_assets.storage.assets import bucket_key
-
-MODEL_ASSETS = ["features", "trained_model", "registered_model", "deployed_model"]
 
 
 def build_definitions(path: Path) -> dg.Definitions:
@@ -37,6 +39,8 @@ def build_definitions(path: Path) -> dg.Definitions:
                 registered_model,
                 inference_service,
                 deployed_model,
+                reference_profile,
+                build_drift_report(data_assets[-1].partitions_def),
             ],
             asset_checks=[
                 experiment_resolves,
@@ -44,24 +48,13 @@ def build_definitions(path: Path) -> dg.Definitions:
                 champion_resolves_and_scores,
                 inference_loopback_only,
                 serves_registry_predictions,
+                reference_matches_champion,
             ],
-            jobs=[
-                dg.define_asset_job(
-                    "ingest_batch",
-                    selection=dg.AssetSelection.groups("ml_data"),
-                    partitions_def=data_assets[-1].partitions_def,
-                    description="Fetch and validate one batch (a partition).",
-                ),
-                dg.define_asset_job(
-                    "retrain_and_deploy",
-                    selection=dg.AssetSelection.assets(*MODEL_ASSETS)
-                    | dg.AssetSelection.assets("ml_experiment", "inference_service"),
-                    description="Features from every validated batch, train, promote if better, deploy the champion.",
-                ),
-            ],
+            jobs=build_jobs(data_assets[-1].partitions_def),
             sensors=[  # each location alerts on its own checks and services
                 check_failure_sensor,
                 ml_services_drift_sensor,
+                data_drift_sensor,
             ],
             resources=build_ml_resources(cfg, state, path),
             executor=dg.in_process_executor,
@@ -72,6 +65,7 @@ def build_definitions(path: Path) -> dg.Definitions:
             "ml_model": cfg.freshness.model_minutes,
             "serving": cfg.freshness.model_minutes,
             "ml_tracking": cfg.freshness.model_minutes,
+            "ml_monitoring": cfg.freshness.data_minutes,
         },
     )
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.data.service import DataApiResource
 from ml_assets.data.source import source_for
+from ml_assets.monitoring.resources import ReportsResource
 from ml_assets.serving.resource import InferenceResource
 from platform_assets.config import PlatformConfig
 from platform_assets.resources import build_resources
@@ -19,4 +20,5 @@ def build_ml_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) 
         "batch_source": source_for(cfg),
         "datasets": DatasetsResource(**where),
         "inference_resource": InferenceResource(**where),
+        "reports": ReportsResource(**where),
     }

@@ -22,6 +22,9 @@ COLUMNS: dict[str, str] = {
     "prev_sold_date": "string",
 }
 TARGET = "price"
+# Columns watched for data drift: the model's inputs minus identifiers (broker id, street) and the sale date,
+# whose values are mostly unique per row, so any window "drifts" on them (Evidently users drop them the same way).
+DRIFT_COLUMNS = ["status", "bed", "bath", "acre_lot", "city", "state", "zip_code", "house_size"]
 STATUSES = ("for_sale", "sold", "ready_to_build")
 
 

@@ -67,6 +67,11 @@ class ModelTracker:
         url = f"{self.url}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
         return LoggedRun(run.info.run_id, url, info.model_uri)
 
+    def run_summary(self, run_id: str) -> tuple[dict[str, str], dict[str, float]]:
+        """A run's params and metrics, e.g. the training days and holdout errors of the champion's run."""
+        data = self.client.get_run(run_id).data
+        return dict(data.params), dict(data.metrics)
+
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
         return found.experiment_id if found else self.client.create_experiment(self.experiment)

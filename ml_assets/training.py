@@ -117,7 +117,7 @@ def trained_model(
         params={
             "rows_train": len(train),
             "rows_holdout": len(holdout),
-            "days": sorted(table["day"].unique()),
+            "days": sorted(int(day) for day in table["day"].unique()),
             "features_hash": table_hash,
             **model.hyperparameters(),
         },

@@ -81,24 +81,30 @@ PLATFORM = Step("platform services", "platform_assets.definitions", "*")
 ML_MODEL = Step(
     "model: features, training, registry, serving",
     "ml_assets.definitions",
-    "ml_experiment,features,trained_model,registered_model,inference_service,deployed_model",
+    "ml_experiment,features,trained_model,registered_model,inference_service,deployed_model,reference_profile",
 )
 
 
-def ingest_step(day: int) -> Step:
-    return Step(f"batch of day {day}", "ml_assets.definitions", "group:ml_data", str(day))
+def ingest_step(day: int, with_drift_report: bool = True) -> Step:
+    selection = "group:ml_data or key:drift_report" if with_drift_report else "group:ml_data"
+    return Step(f"batch of day {day}", "ml_assets.definitions", selection, str(day))
+
+
+def drift_step(day: int) -> Step:
+    return Step(f"drift report of day {day}", "ml_assets.definitions", "key:drift_report", str(day))
 
 
 def up(state: StateDir, cfg: PlatformConfig) -> int:
-    """The platform, then the first batch, then the model on it."""
-    code = run_steps(state, "up", [PLATFORM, ingest_step(0), ML_MODEL])
+    """The platform, then the first batch, the model on it, and the batch's drift report against that model."""
+    code = run_steps(state, "up", [PLATFORM, ingest_step(0, with_drift_report=False), ML_MODEL, drift_step(0)])
     if code == 0:
         _print_where(state, cfg)
     return code
 
 
 def ingest(state: StateDir, cfg: PlatformConfig, day: int) -> int:
-    """Feed one more batch through the graph: fetch, validate, retrain, promote only if better, deploy."""
+    """Feed one more batch through the graph: fetch, validate, drift-test against the serving champion, retrain,
+    promote only if better, deploy."""
     return run_steps(state, f"ingest-day{day}", [ingest_step(day), ML_MODEL])
 
 

@@ -225,6 +225,11 @@ class MlConfig(_Model):
     holdout_percent: int = Field(20, strict=True, ge=5, le=50)
     quality_floor_r2: float = Field(0.5, ge=-1, le=1)  # the first champion must reach this on the holdout
     min_improvement: float = Field(0.0, ge=0, le=1)  # a challenger must cut holdout RMSE by this fraction
+    drift_share: float = Field(0.5, gt=0, le=1)  # dataset drift when this share of columns drifted
+    drift_mode: Literal["compatible", "strict"] = "compatible"  # strict: p-value tests for categories at any size
+    retrain_cooldown_minutes: int = Field(60, strict=True, ge=0)  # one drift, one retraining
+    # The champion's RMSE(log) on newly labelled batches may exceed its holdout RMSE(log) by this fraction.
+    degradation_tolerance: float = Field(0.25, ge=0, le=10)
 
 
 class PlatformConfig(_Model):

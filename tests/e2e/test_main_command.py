@@ -58,19 +58,20 @@ def test_main_command_brings_up_everything_then_changes_nothing(stack_config: Pa
     ml_assets, ml_checks = _all_keys(build_ml_definitions(stack_config))
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        platform_run, *ml_runs = _runs_by_job(instance, 3)
+        platform_run, *ml_runs = _runs_by_job(instance, 4)
     assert platform_run.status == "SUCCESS" and platform_run.failed_checks == []
     assert set(platform_run.changes) == platform_assets and set(platform_run.checks) == platform_checks
     assert platform_run.changes["postgres"] == "started (was not running)"
     assert all(run.status == "SUCCESS" and run.failed_checks == [] for run in ml_runs)
     assert set().union(*(run.changes for run in ml_runs)) == ml_assets
     assert set().union(*(run.checks for run in ml_runs)) == ml_checks
-    assert "promoted to champion" in ml_runs[-1].changes["registered_model"]
+    assert "promoted to champion" in ml_runs[1].changes["registered_model"]
+    assert ml_runs[2].changes == {"drift_report": "wrote drift/housing-price/day=0000/report.html"}
 
     second = _main_command(stack_config)
     assert second.returncode == 0, second.stdout[-3000:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        for run in _runs_by_job(instance, 3):
+        for run in _runs_by_job(instance, 4):
             assert run.status == "SUCCESS" and run.failed_checks == []
             assert set(run.changes.values()) == {NO_CHANGE}, run.changes
 
