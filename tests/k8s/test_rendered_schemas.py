@@ -1,0 +1,291 @@
+"""Everything the k3s target applies validates against the real schemas of the pinned cluster and CRDs."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from platform_assets.cluster import render
+from platform_assets.cluster.render_base import ASSET_LABEL, MANAGED_BY
+from platform_assets.cluster.upstream import drop_kinds, parse_manifest
+from platform_assets.config import NetworkConfig, PlatformConfig, parse_config
+from tests.k8s.schemas import SchemaError, served_kinds, validate, vendor_file
+
+VENDOR_MANIFESTS = (
+    "argocd/v3.5.1/install.yaml",
+    "argocd/v3.2.0/install.yaml",
+    "metallb/v0.12.1/namespace.yaml",
+    "metallb/v0.12.1/metallb.yaml",
+    "metallb/v0.15.3/metallb-native.yaml",
+)
+KEY = "bWVtYmVybGlzdC1rZXktZm9yLXRlc3Rz"
+
+
+def config(**versions: str) -> PlatformConfig:
+    return parse_config({"target": "k3s", "network": render.SEED_NETWORK, "versions": versions})
+
+
+@pytest.fixture(scope="module")
+def seed() -> PlatformConfig:
+    return render.seed_config()
+
+
+def tree_objects(cfg: PlatformConfig) -> list[dict[str, Any]]:
+    return [o for text in render.render_infra_tree(cfg).values() for o in parse_manifest(text)]
+
+
+def cluster_objects(cfg: PlatformConfig) -> list[dict[str, Any]]:
+    """What the platform applies itself (not through Argo CD)."""
+    objs = render.render_argocd_pre(cfg) + render.render_argocd_post(cfg) + [render.probe_service(cfg)]
+    return objs + render.render_metallb(cfg, KEY)
+
+
+def _containers(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for o in objs if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]]
+
+
+@pytest.mark.parametrize("metallb", ["v0.12.1", "v0.15.3"])
+def test_everything_rendered_validates_and_is_labelled(metallb: str) -> None:
+    cfg = config(metallb=metallb)
+    objs = cluster_objects(cfg) + tree_objects(cfg)
+    for item in objs:
+        validate(item)
+        assert item["metadata"]["labels"]["app.kubernetes.io/managed-by"] == MANAGED_BY
+        assert item["metadata"]["labels"][ASSET_LABEL]
+    assert {o["kind"] for o in objs} >= {"Deployment", "Service", "PersistentVolumeClaim", "Application"}
+
+
+def test_metallb_configmap_mode(seed: PlatformConfig) -> None:
+    assert seed.versions.metallb_mode == "configmap"
+    cm, secret = render.render_metallb(seed, KEY)
+    assert (cm["kind"], cm["metadata"]["namespace"], cm["metadata"]["name"]) == (
+        "ConfigMap",
+        "metallb-system",
+        "config",
+    )
+    pools = yaml.safe_load(cm["data"]["config"])
+    assert pools == {
+        "address-pools": [{"name": "default", "protocol": "layer2", "addresses": ["10.43.100.200-10.43.100.220"]}]
+    }
+    assert (secret["metadata"]["name"], base64.b64decode(secret["data"]["secretkey"]).decode()) == ("memberlist", KEY)
+    assert render.render_metallb(seed, KEY) == [cm, secret]  # deterministic given the key
+    assert render.live_pool_strings([cm]) == ["10.43.100.200-10.43.100.220"]
+    with pytest.raises(ValueError, match="needs the memberlist secret key"):
+        render.render_metallb(seed, None)
+
+
+def test_metallb_crd_mode() -> None:
+    cfg = config(metallb="v0.15.3")
+    pool, l2 = render.render_metallb(cfg)
+    assert (pool["apiVersion"], pool["kind"], pool["spec"]) == (
+        "metallb.io/v1beta1",
+        "IPAddressPool",
+        {"addresses": ["10.43.100.200-10.43.100.220"]},
+    )
+    assert (l2["kind"], l2["spec"]["ipAddressPools"]) == ("L2Advertisement", [pool["metadata"]["name"]])
+    assert render.live_pool_strings([pool, l2]) == ["10.43.100.200-10.43.100.220"]
+
+
+def test_argocd_objects_and_root_application(seed: PlatformConfig) -> None:
+    pre = render.render_argocd_pre(seed)
+    assert [(o["kind"], o["metadata"]["name"]) for o in pre] == [("Namespace", "argocd"), ("Namespace", "mlops")]
+    patch, root = render.render_argocd_post(seed)
+    assert patch["spec"] == {"type": "LoadBalancer"} and patch["metadata"]["name"] == "argocd-server"
+    assert (root["metadata"]["namespace"], root["metadata"]["name"]) == ("argocd", "mlops-platform")
+    assert root["spec"]["source"] == {
+        "repoURL": "https://github.com/example/mlops-platform.git",
+        "targetRevision": "main",
+        "path": "infra/apps",
+    }
+    assert root["spec"]["destination"]["server"] == "https://kubernetes.default.svc"
+    assert root["spec"]["syncPolicy"]["automated"] == {"prune": False, "selfHeal": True}
+    probe = render.probe_service(seed)
+    assert probe["metadata"] == {**probe["metadata"], "name": "mlops-platform-lb-probe", "namespace": "mlops"}
+    assert probe["spec"]["type"] == "LoadBalancer" and "selector" not in probe["spec"]
+
+
+def test_child_applications_follow_the_config() -> None:
+    cfg = parse_config(
+        {
+            "target": "k3s",
+            "network": render.SEED_NETWORK,
+            "k3s": {"namespace": "ml", "gitops": {"repo_url": "https://git.example/p.git", "revision": "v2"}},
+        }
+    )
+    tree = render.render_infra_tree(cfg)
+    apps = {p: parse_manifest(t)[0] for p, t in tree.items() if p.startswith("infra/apps/")}
+    assert sorted(apps) == [f"infra/apps/{s}.yaml" for s in sorted(render.SERVICES)]
+    for path, app in apps.items():
+        svc = Path(path).stem
+        validate(app)
+        assert app["spec"]["source"] == {
+            "repoURL": "https://git.example/p.git",
+            "targetRevision": "v2",
+            "path": f"infra/manifests/{svc}",
+        }
+        assert app["spec"]["destination"]["namespace"] == "ml"
+        assert any(p.startswith(f"infra/manifests/{svc}/") for p in tree)
+    assert all(o["metadata"].get("namespace") in ("ml", "argocd") for o in tree_objects(cfg))
+
+
+def test_containers_are_pinned_probed_bounded_and_non_root(seed: PlatformConfig) -> None:
+    containers = _containers(tree_objects(seed))
+    assert {c["name"] for c in containers} == {"seaweedfs", "postgres", "mlflow", "data-api", "inference"}
+    for c in containers:
+        image = c["image"]
+        assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), image
+        assert c["readinessProbe"] and c["livenessProbe"], c["name"]
+        assert set(c["resources"]) == {"requests", "limits"}, c["name"]
+        assert c["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["runAsUser"] > 0
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    images = {c["name"]: c["image"] for c in containers}
+    assert images == {
+        "seaweedfs": "chrislusf/seaweedfs:4.48",
+        "postgres": "postgres:13-alpine",
+        "mlflow": "ghcr.io/example/mlops-platform:0.1.0",
+        "data-api": "ghcr.io/example/mlops-platform:0.1.0",
+        "inference": "ghcr.io/example/mlops-platform:0.1.0",
+    }
+    other = config(postgres_image="postgres:16.4-alpine", platform_image="registry.local:5000/mlops:1.2.3")
+    changed = {c["name"]: c["image"] for c in _containers(tree_objects(other))}
+    assert changed["postgres"] == "postgres:16.4-alpine" and changed["inference"] == "registry.local:5000/mlops:1.2.3"
+
+
+def test_service_commands_and_secrets(seed: PlatformConfig) -> None:
+    by_name = {c["name"]: c for c in _containers(tree_objects(seed))}
+    weed = by_name["seaweedfs"]
+    assert weed["command"] == ["weed"] and weed["args"][0] == "server"
+    assert {"-s3", "-s3.config=/etc/seaweedfs/s3.json", "-filer", "-s3.port=8333"} <= set(weed["args"])
+    mlflow = by_name["mlflow"]
+    assert mlflow["command"][:2] == ["mlflow", "server"] and "--serve-artifacts" in mlflow["command"]
+    assert "--artifacts-destination=s3://mlflow-artifacts" in mlflow["command"]
+    assert {"name": "MLFLOW_S3_ENDPOINT_URL", "value": "http://seaweedfs.mlops.svc.cluster.local:8333"} in mlflow["env"]
+    assert mlflow["envFrom"] == [{"secretRef": {"name": "mlflow-env"}}]
+    assert by_name["data-api"]["command"][:3] == ["python", "-m", "ml_assets.data.offline_api"]
+    assert "--port=8001" in by_name["data-api"]["command"]
+    assert by_name["inference"]["command"][:3] == ["python", "-m", "ml_assets.serving"]
+    assert by_name["inference"]["envFrom"] == [{"secretRef": {"name": "inference-env"}}]
+    pg_env = {e["name"]: e for e in by_name["postgres"]["env"]}
+    assert pg_env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "postgres-admin"
+    assert "pg_isready" in by_name["postgres"]["readinessProbe"]["exec"]["command"]
+    services = {o["metadata"]["name"]: o["spec"] for o in tree_objects(seed) if o["kind"] == "Service"}
+    ports = {name: sorted(p["port"] for p in spec["ports"]) for name, spec in services.items()}
+    assert ports == {
+        "seaweedfs": [8333, 8888],
+        "postgres": [5432],
+        "mlflow": [5000],
+        "data-api": [8001],
+        "inference": [8000],
+    }
+    assert all(spec["type"] == "LoadBalancer" for spec in services.values())
+    # No credential in any generated file: only references to Secrets the platform creates.
+    text = "\n".join(render.render_infra_tree(seed).values())
+    assert "stringData" not in text and "kind: Secret" not in text and "password:" not in text
+
+
+def test_vendor_manifests_validate_after_dropping_unserved_kinds() -> None:
+    dropped_all = []
+    for rel in VENDOR_MANIFESTS:
+        objs = parse_manifest(vendor_file(rel).read_text(encoding="utf-8"))
+        kept, dropped = drop_kinds(objs, served_kinds(objs))
+        dropped_all += dropped
+        for item in kept:
+            validate(item)
+    assert dropped_all == [
+        "PodSecurityPolicy/controller (policy/v1beta1): not served by this cluster",
+        "PodSecurityPolicy/speaker (policy/v1beta1): not served by this cluster",
+    ]
+
+
+def test_committed_infra_equals_the_renderer(seed: PlatformConfig) -> None:
+    assert render.diff_tree(render.render_infra_tree(seed), render.REPO_ROOT) == []
+    assert render.render_infra_tree(seed) == render.render_infra_tree(render.seed_config())
+
+
+def test_render_cli_writes_checks_and_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = ["--root", str(tmp_path)]
+    assert render.main(["--check", *root]) == 1
+    assert "infra/apps/mlflow.yaml: missing" in capsys.readouterr().out
+    assert render.main(root) == 0
+    assert render.main(root) == 0 and capsys.readouterr().out.endswith("no change\n")
+    assert render.main(["--check", *root]) == 0
+    edited = tmp_path / "infra/manifests/postgres/service-postgres.yaml"
+    edited.write_text(edited.read_text() + "# hand edit\n")
+    (tmp_path / "infra/apps/old.yaml").write_text("{}\n")
+    capsys.readouterr()
+    assert render.main(["--check", *root]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "infra/apps/old.yaml: not generated (stale)",
+        "infra/manifests/postgres/service-postgres.yaml: differs",
+    ]
+    local = tmp_path / "platform.yaml"
+    local.write_text("target: local\n")
+    assert render.main(["--config", str(local), *root]) == 2
+    assert "target: must be k3s" in capsys.readouterr().err
+
+
+def _with_network(cfg: PlatformConfig, **changes: Any) -> PlatformConfig:
+    """A network the config would refuse, to exercise the re-check (model_construct skips validation)."""
+    fields = {**cfg.network.model_dump(), **changes} if cfg.network else changes
+    return cfg.model_copy(update={"network": NetworkConfig.model_construct(**fields)})
+
+
+def test_pool_problems(seed: PlatformConfig) -> None:
+    assert render.pool_problems(seed) == []
+    bad = _with_network(seed, metallb_pool="10.45.0.1-10.45.0.9", host_subnet=IPv4Network("10.43.100.0/24"))
+    assert render.pool_problems(bad) == [
+        "metallb pool 10.45.0.1-10.45.0.9 overlaps service_cidr 10.45.0.0/16",
+        "metallb pool 10.45.0.1-10.45.0.9 is not entirely inside host_subnet 10.43.100.0/24",
+    ]
+    host = _with_network(seed, metallb_pool="10.43.100.90-10.43.100.99", host_ip=IPv4Address("10.43.100.94"))
+    assert render.pool_problems(host) == ["metallb pool 10.43.100.90-10.43.100.99 contains host_ip 10.43.100.94"]
+
+
+def test_live_pool_problems(seed: PlatformConfig) -> None:
+    assert render.live_pool_problems(seed, ["10.43.100.200-10.43.100.220"]) == []
+    assert render.live_pool_problems(seed, []) == [
+        "MetalLB has no address pool (configured: 10.43.100.200-10.43.100.220)"
+    ]
+    assert render.live_pool_problems(seed, ["10.44.0.0/24"]) == [
+        "metallb pool 10.44.0.0/24 overlaps pod_cidr 10.44.0.0/16",
+        "metallb pool 10.44.0.0/24 is not entirely inside host_subnet 10.43.100.0/24",
+        "MetalLB pool is 10.44.0.0/24, configured 10.43.100.200-10.43.100.220",
+    ]
+    problems = render.live_pool_problems(seed, ["10.43.100.220-10.43.100.200"])
+    assert problems[0].startswith("metallb pool '10.43.100.220-10.43.100.200' does not parse: range")
+
+
+def test_the_validator_refuses_bad_objects(seed: PlatformConfig) -> None:
+    """The checks above mean something: typos and unknown kinds fail with kind/name/path."""
+    deployment = next(o for o in tree_objects(seed) if o["kind"] == "Deployment")
+    typo = copy.deepcopy(deployment)
+    typo["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = 3
+    with pytest.raises(
+        SchemaError, match=r"^Deployment/data-api: spec\.template\.spec\.containers\.0\.imagePullPolicy: "
+    ):
+        validate(typo)
+    app = copy.deepcopy(render.root_application(seed))
+    app["spec"]["syncPolicy"]["automated"]["selfheal"] = True
+    with pytest.raises(SchemaError, match=r"Application/mlops-platform: spec\.syncPolicy\.automated: .*'selfheal'"):
+        validate(app)
+    pool = copy.deepcopy(render.render_metallb(config(metallb="v0.15.3"))[0])
+    del pool["metadata"]["namespace"]
+    with pytest.raises(SchemaError, match=r"IPAddressPool/default: metadata\.namespace: required"):
+        validate(pool)
+    pool["metadata"]["namespace"] = "metallb-system"
+    pool["spec"]["addresses"] = "10.0.0.1-10.0.0.2"
+    with pytest.raises(SchemaError, match=r"IPAddressPool/default: spec\.addresses: .* is not of type 'array'"):
+        validate(pool)
+    with pytest.raises(SchemaError, match=r"Widget/w: unknown kind Widget \(example\.com/v1\)"):
+        validate({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})
+    psp = next(
+        o for o in parse_manifest(vendor_file(VENDOR_MANIFESTS[3]).read_text()) if o["kind"] == "PodSecurityPolicy"
+    )
+    with pytest.raises(SchemaError, match="unknown kind PodSecurityPolicy"):
+        validate(psp)
