@@ -1,0 +1,303 @@
+"""Host preparation against a scripted host: exact command sets per OS family and setting, idempotence, refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from platform_assets.config.models import PlatformConfig
+from platform_assets.host.executor import CommandResult, FileState, HostCommandError, PlanExecutor
+from platform_assets.host.prepare import HostPrepError, prepare_host
+
+Answer = tuple[int, str] | Callable[["ScriptedHost"], tuple[int, str]]
+SYSTEMCTL = "systemctl show -p LoadState -p ActiveState -p UnitFileState"
+ROCKY = (
+    'NAME="Rocky Linux"\nVERSION_ID="9.4"\nID="rocky"\nID_LIKE="rhel centos fedora"\nPRETTY_NAME="Rocky Linux 9.4"\n'
+)
+DEBIAN = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nID=debian\n'
+
+
+def unit(load: str, active: str, enabled: str) -> tuple[int, str]:
+    return 0, f"LoadState={load}\nActiveState={active}\nUnitFileState={enabled}\n"
+
+
+class ScriptedHost:
+    """Answers probes from a dict (an unknown probe fails the test), holds files, records every mutation.
+
+    ``effects`` make a mutating command change later answers, as the real one would on a host.
+    """
+
+    def __init__(self, answers: dict[str, Answer], files: dict[str, str], effects: dict[str, Callable[..., Any]]):
+        self.answers, self.effects = answers, effects
+        self.files = {path: text.encode() for path, text in files.items()}
+        self.modes: dict[str, int] = {}
+        self.mutations: list[str] = []
+
+    def describe(self) -> str:
+        return "scripted"
+
+    def probe(self, argv: list[str], *, sudo: bool = False, timeout: float = 60, check: bool = False) -> CommandResult:
+        key = shlex.join(argv)
+        assert key in self.answers, f"unexpected probe: {key}"
+        answer = self.answers[key]
+        rc, out = answer(self) if callable(answer) else answer
+        result = CommandResult(argv, rc, out.encode(), b"" if rc == 0 else b"failed")
+        if check and rc:
+            raise HostCommandError(result, "scripted")
+        return result
+
+    def run(self, argv: list[str], *, sudo: bool = False, input: bytes | None = None, **_: Any) -> CommandResult:
+        key = shlex.join(argv)
+        self.mutations.append(key)
+        if effect := self.effects.get(key):
+            effect(self)
+        return CommandResult(argv, 0, b"", b"")
+
+    def read_file(self, path: str, *, sudo: bool = False) -> bytes | None:
+        return self.files.get(path)
+
+    def file_state(self, path: str, *, sudo: bool = False) -> FileState | None:
+        if path not in self.files:
+            return None
+        return FileState(hashlib.sha256(self.files[path]).hexdigest(), self.modes.get(path, 0o644))
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644, *, sudo: bool = False) -> bool:
+        if self.files.get(path) == data and self.modes.get(path, 0o644) == mode:
+            return False
+        self.files[path], self.modes[path] = data, mode
+        self.mutations.append(f"write {path}")
+        return True
+
+    # Effects shared by both families.
+    def load_module(self, name: str) -> None:
+        self.files["/proc/modules"] += f"{name} 16384 0 - Live 0x0\n".encode()
+        if name == "br_netfilter":
+            for key in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables"):
+                self.files[f"/proc/sys/net/bridge/{key}"] = b"0\n"
+
+    def sysctl_system(self) -> None:
+        """Apply every `key = value` of the sysctl.d file, as `sysctl --system` does."""
+        for key, value in re.findall(r"^(\S+) = (\S+)$", self.files["/etc/sysctl.d/90-k3s.conf"].decode(), re.M):
+            path = "/proc/sys/" + key.replace(".", "/")
+            if path in self.files:  # an unknown key (module not loaded) is skipped
+                self.files[path] = f"{value}\n".encode()
+
+
+def common_state(os_release: str) -> tuple[dict[str, Answer], dict[str, str], dict[str, Callable[..., Any]]]:
+    answers: dict[str, Answer] = {
+        f"{SYSTEMCTL} iscsid": unit("not-found", "inactive", ""),
+        "uname -r": (0, "5.14.0-427.el9.x86_64"),
+    }
+    files = {"/etc/os-release": os_release, "/proc/modules": "xfs 2000000 1 - Live 0x0\n"}
+    files["/proc/sys/net/ipv4/ip_forward"] = "0\n"
+    effects: dict[str, Callable[..., Any]] = {
+        "systemctl enable --now iscsid": lambda h: h.answers.update(
+            {f"{SYSTEMCTL} iscsid": unit("loaded", "active", "enabled")}
+        ),
+        "modprobe br_netfilter": lambda h: h.load_module("br_netfilter"),
+        "modprobe overlay": lambda h: h.load_module("overlay"),
+        "sysctl --system": ScriptedHost.sysctl_system,
+    }
+    return answers, files, effects
+
+
+def rocky_host() -> ScriptedHost:
+    answers, files, effects = common_state(ROCKY)
+    files["/etc/selinux/config"] = "# SELinux\nSELINUX=enforcing\nSELINUXTYPE=targeted\n"
+    pkgs = "iscsi-initiator-utils nfs-utils"
+    answers |= {
+        f"rpm -q {pkgs}": (1, "package iscsi-initiator-utils is not installed"),
+        f"{SYSTEMCTL} firewalld": unit("loaded", "active", "enabled"),
+        "getenforce": (0, "Enforcing"),
+        "rpm -q k3s-selinux": (1, "package k3s-selinux is not installed"),
+    }
+    effects |= {
+        f"dnf install -y {pkgs}": lambda h: h.answers.update(
+            {f"rpm -q {pkgs}": (0, ""), f"{SYSTEMCTL} iscsid": unit("loaded", "inactive", "disabled")}
+        ),
+        "systemctl disable --now firewalld": lambda h: h.answers.update(
+            {f"{SYSTEMCTL} firewalld": unit("loaded", "inactive", "disabled")}
+        ),
+        "setenforce 0": lambda h: h.answers.update({"getenforce": (0, "Permissive")}),
+        "dnf install -y k3s-selinux": lambda h: h.answers.update({"rpm -q k3s-selinux": (0, "k3s-selinux-1.6")}),
+    }
+    return ScriptedHost(answers, files, effects)
+
+
+def debian_host() -> ScriptedHost:
+    answers, files, effects = common_state(DEBIAN)
+    query = "dpkg-query -W '-f=${Status}\\n' open-iscsi nfs-common"
+    answers[query] = (0, "unknown ok not-installed\nunknown ok not-installed")
+    effects["env DEBIAN_FRONTEND=noninteractive apt-get install -y -q open-iscsi nfs-common"] = lambda h: (
+        h.answers.update(
+            {
+                query: (0, "install ok installed\ninstall ok installed"),
+                f"{SYSTEMCTL} iscsid": unit("loaded", "active", "disabled"),
+            }
+        )
+    )
+    return ScriptedHost(answers, files, effects)
+
+
+def k3s_cfg(**k3s: str) -> PlatformConfig:
+    network = {
+        "host_ip": "10.43.100.94",
+        "host_subnet": "10.43.100.0/24",
+        "pod_cidr": "10.44.0.0/16",
+        "service_cidr": "10.45.0.0/16",
+        "cluster_dns": "10.45.0.10",
+        "metallb_pool": "10.43.100.200-10.43.100.220",
+    }
+    host = {"address": "10.43.100.94", "ssh_user": "root"}
+    return PlatformConfig.model_validate({"target": "k3s", "host": host, "network": network, "k3s": k3s})
+
+
+COMMON_TAIL = [
+    "write /etc/modules-load.d/k3s.conf",
+    "modprobe br_netfilter",
+    "modprobe overlay",
+    "write /etc/sysctl.d/90-k3s.conf",
+    "sysctl --system",
+]
+
+
+def test_rhel_disable_permissive_applies_exact_commands_then_second_run_is_no_change() -> None:
+    host = rocky_host()
+    report = prepare_host(host, k3s_cfg())
+    assert report.os is not None and (report.os.id, report.os.family, report.os.version) == ("rocky", "rhel", "9.4")
+    assert [(s.name, s.status) for s in report.steps] == [
+        ("packages", "changed"),
+        ("iscsid", "changed"),
+        ("firewalld", "changed"),
+        ("selinux", "changed"),
+        ("kernel modules", "changed"),
+        ("sysctl", "changed"),
+    ]
+    assert host.mutations == [
+        "dnf install -y iscsi-initiator-utils nfs-utils",
+        "systemctl enable --now iscsid",
+        "systemctl disable --now firewalld",
+        "setenforce 0",
+        "write /etc/selinux/config",
+        *COMMON_TAIL,
+    ]
+    assert host.files["/etc/selinux/config"] == b"# SELinux\nSELINUX=permissive\nSELINUXTYPE=targeted\n"
+    assert host.files["/etc/modules-load.d/k3s.conf"] == b"br_netfilter\noverlay\n"
+    assert host.files["/proc/sys/net/bridge/bridge-nf-call-iptables"] == b"1\n"
+    assert report.summary() == "changed: packages, iscsid, firewalld, selinux, kernel modules, sysctl"
+
+    host.mutations.clear()
+    again = prepare_host(host, k3s_cfg())
+    assert {s.status for s in again.steps} == {"already"}
+    assert again.summary() == "no change" and not again.changed
+    assert host.mutations == []
+
+
+def test_debian_uses_apt_and_has_no_firewalld_or_selinux_steps() -> None:
+    host = debian_host()  # a firewalld/SELinux probe would fail: the scripted host does not answer them
+    report = prepare_host(host, k3s_cfg(firewalld="keep", selinux="enforcing"))
+    assert [s.name for s in report.steps] == ["packages", "iscsid", "kernel modules", "sysctl"]
+    assert host.mutations == [
+        "env DEBIAN_FRONTEND=noninteractive apt-get update -q",
+        "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q open-iscsi nfs-common",
+        "systemctl enable --now iscsid",
+        *COMMON_TAIL,
+    ]
+    assert any("ufw is left alone" in note for note in report.notes)
+    assert not prepare_host(host, k3s_cfg()).changed
+
+
+def test_firewalld_keep_opens_ports_and_trusts_cluster_cidrs() -> None:
+    host = rocky_host()
+    ports: dict[str, set[str]] = {"runtime": {"22/tcp"}, "permanent": {"22/tcp"}}
+    sources: dict[str, set[str]] = {"runtime": set(), "permanent": set()}
+
+    def lister(kind: str, table: dict[str, set[str]]) -> Answer:
+        return lambda h: (0, " ".join(sorted(table[kind])))
+
+    for kind, prefix in (("runtime", "firewall-cmd"), ("permanent", "firewall-cmd --permanent")):
+        host.answers[f"{prefix} --list-ports"] = lister(kind, ports)
+        host.answers[f"{prefix} --zone=trusted --list-sources"] = lister(kind, sources)
+    wanted = ["6443/tcp", "10250/tcp", "8472/udp", "7946/tcp", "7946/udp", "80/tcp", "443/tcp"]
+    add_ports = "firewall-cmd --permanent " + " ".join(f"--add-port={p}" for p in wanted)
+    add_sources = "firewall-cmd --permanent --zone=trusted --add-source=10.44.0.0/16 --add-source=10.45.0.0/16"
+    host.effects[add_ports] = lambda h: ports["permanent"].update(wanted)
+    host.effects[add_sources] = lambda h: sources["permanent"].update({"10.44.0.0/16", "10.45.0.0/16"})
+    host.effects["firewall-cmd --reload"] = lambda h: (
+        ports.update(runtime=set(ports["permanent"])),
+        sources.update(runtime=set(sources["permanent"])),
+    )
+
+    report = prepare_host(host, k3s_cfg(firewalld="keep", selinux="keep"))
+    assert [s.name for s in report.steps] == ["packages", "iscsid", "firewalld", "kernel modules", "sysctl"]
+    assert host.mutations[2:5] == [add_ports, add_sources, "firewall-cmd --reload"]
+    assert "systemctl disable --now firewalld" not in host.mutations
+    assert "SELinux left as it is (k3s.selinux keep)" in report.notes
+    assert not prepare_host(host, k3s_cfg(firewalld="keep", selinux="keep")).changed
+
+
+def test_selinux_enforcing_installs_the_k3s_selinux_policy_and_keeps_enforcing() -> None:
+    host = rocky_host()
+    report = prepare_host(host, k3s_cfg(selinux="enforcing"))
+    assert "dnf install -y k3s-selinux" in host.mutations
+    assert "setenforce 0" not in host.mutations and "write /etc/selinux/config" not in host.mutations
+    assert "k3s-selinux" in next(s.why for s in report.steps if s.name == "selinux")
+    assert host.files["/etc/selinux/config"].count(b"SELINUX=enforcing") == 1
+
+
+def test_selinux_already_disabled_counts_as_satisfied() -> None:
+    host = rocky_host()
+    host.answers["getenforce"] = (0, "Disabled")
+    host.files["/etc/selinux/config"] = b"SELINUX=disabled\n"
+    report = prepare_host(host, k3s_cfg())
+    assert next(s.status for s in report.steps if s.name == "selinux") == "already"
+    assert "setenforce 0" not in host.mutations
+
+
+def test_plan_mode_runs_probes_and_records_instead_of_changing() -> None:
+    host = rocky_host()
+    plan = PlanExecutor(host)
+    report = prepare_host(plan, k3s_cfg())
+    assert host.mutations == [] and "/etc/modules-load.d/k3s.conf" not in host.files
+    assert {s.status for s in report.steps} == {"would change"}
+    packages = report.steps[0]
+    assert packages.planned == ("run (sudo): dnf install -y iscsi-initiator-utils nfs-utils",)
+    sysctl_file = (
+        b"net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n"
+    )
+    assert report.steps[-1].planned == (
+        f"write (sudo): /etc/sysctl.d/90-k3s.conf ({len(sysctl_file)} bytes, mode 644)",
+        "run (sudo): sysctl --system",
+    )
+    assert report.summary().startswith("would change: packages")
+
+
+def test_unknown_os_is_refused_before_any_change() -> None:
+    host = rocky_host()
+    host.files["/etc/os-release"] = b'NAME="Arch Linux"\nID=arch\n'
+    with pytest.raises(HostPrepError, match=r"unsupported OS ID 'arch'") as err:
+        prepare_host(host, k3s_cfg())
+    assert "\n" not in str(err.value)
+    assert host.mutations == []
+
+
+def test_os_family_setting_overrides_detection() -> None:
+    host = rocky_host()
+    host.files["/etc/os-release"] = b'NAME="Some RHEL rebuild"\nID=myrhel\n'
+    report = prepare_host(
+        host, k3s_cfg().model_copy(update={"host": k3s_cfg().host.model_copy(update={"os_family": "rhel"})})
+    )
+    assert report.os is not None and report.os.family == "rhel"
+
+
+def test_a_step_whose_probe_still_fails_after_apply_is_an_error() -> None:
+    host = rocky_host()
+    del host.effects["modprobe overlay"]  # the module does not load (e.g. missing from this kernel)
+    with pytest.raises(HostPrepError, match="'kernel modules' was applied on scripted but its probe still fails"):
+        prepare_host(host, k3s_cfg())
+    assert "write /etc/sysctl.d/90-k3s.conf" not in host.mutations  # later steps did not run
