@@ -3,19 +3,24 @@
 `GET /data?group_number=N&day=D` answers `{"group_number", "day", "batch_number", "data": [records]}`: the rows
 shuffled once per group (numpy `default_rng(group_number)`), batch D being rows D*R .. (D+1)*R-1. Drift can be
 injected through `POST /admin/drift` so that demos and tests see the pipeline react to a real change in the data;
-it applies to every batch served afterwards and is deterministic given (group, day, setting).
+it applies to every batch served afterwards and is deterministic given (group, day, setting). With an admin token
+(`--admin-token-env NAME`, as in the k3s pod), every `/admin/*` request needs `Authorization: Bearer <token>`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import math
+import os
+import sys
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal, Self
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -84,14 +89,40 @@ def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def create_app(batch_rows: int, batches: int) -> FastAPI:
+def _bearer_matches(header: str | None, token: str) -> bool:
+    scheme, _, value = (header or "").partition(" ")
+    # compare_digest on bytes: constant time, and no TypeError for a non-ASCII header
+    same = hmac.compare_digest(value.strip().encode(), token.encode())
+    return scheme.lower() == "bearer" and same
+
+
+def create_app(batch_rows: int, batches: int, *, admin_token: str | None = None) -> FastAPI:
+    """`admin_token`: when given, `/admin/*` answers 401 unless the request carries it as a Bearer token."""
     if batch_rows < 1 or batches < 1:
         raise ValueError(f"batch_rows and batches must be >= 1 (got {batch_rows}, {batches})")
+    if admin_token is not None and not admin_token.strip():
+        raise ValueError("admin_token must not be empty")  # else "Bearer " alone would pass
     listings = ames_listings()  # loaded once: every request slices this frame
     served_days = min(batches, math.ceil(len(listings) / batch_rows))
     app = FastAPI(title="Offline listings API", version="1")
     lock = threading.Lock()  # sync endpoints run in a thread pool
     state: dict[str, DriftSetting] = {"drift": DriftSetting()}
+
+    if admin_token is not None:
+        # a middleware rather than a per-route dependency: it also covers /admin paths added later
+        @app.middleware("http")
+        async def require_admin_token(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            path = request.url.path
+            is_admin = path == "/admin" or path.startswith("/admin/")
+            if is_admin and not _bearer_matches(request.headers.get("authorization"), admin_token):
+                return JSONResponse(
+                    {"detail": "admin endpoints need Authorization: Bearer <token>"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            return await call_next(request)
 
     @app.get("/health")
     def health() -> dict[str, object]:
@@ -134,13 +165,26 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser(description="Serve the Ames listings batch by batch, like the seed's data API.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--batch-rows", type=int, default=300)
     parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument(
+        "--admin-token-env",
+        metavar="NAME",
+        help="environment variable holding the token that /admin/* requires as 'Authorization: Bearer <token>'",
+    )
     args = parser.parse_args(argv)
-    app = create_app(args.batch_rows, args.batches)
-    # loopback only: the admin endpoints have no authentication
-    uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, log_level="warning")
+    token = None
+    if args.admin_token_env:
+        # read from the environment, never argv: a command line is visible to every process on the host
+        token = os.environ.get(args.admin_token_env, "").strip()
+        if not token:
+            parser.error(f"--admin-token-env: environment variable {args.admin_token_env} is not set or empty")
+    elif args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: /admin/* is unauthenticated on {args.host}; pass --admin-token-env", file=sys.stderr)
+    app = create_app(args.batch_rows, args.batches, admin_token=token)
+    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -167,10 +167,25 @@ def test_service_commands_and_secrets(seed: PlatformConfig) -> None:
     assert "--artifacts-destination=s3://mlflow-artifacts" in mlflow["command"]
     assert {"name": "MLFLOW_S3_ENDPOINT_URL", "value": "http://seaweedfs.mlops.svc.cluster.local:8333"} in mlflow["env"]
     assert mlflow["envFrom"] == [{"secretRef": {"name": "mlflow-env"}}]
-    assert by_name["data-api"]["command"][:3] == ["python", "-m", "ml_assets.data.offline_api"]
-    assert "--port=8001" in by_name["data-api"]["command"]
-    assert by_name["inference"]["command"][:3] == ["python", "-m", "ml_assets.serving"]
-    assert by_name["inference"]["envFrom"] == [{"secretRef": {"name": "inference-env"}}]
+    data_api = by_name["data-api"]
+    assert data_api["command"][:3] == ["python", "-m", "ml_assets.data.offline_api"]
+    assert {"--host=0.0.0.0", "--port=8001", "--admin-token-env=DATA_API_ADMIN_TOKEN"} <= set(data_api["command"])
+    token_ref = {"secretKeyRef": {"name": "data-api-admin", "key": "token"}}
+    assert data_api["env"] == [{"name": "DATA_API_ADMIN_TOKEN", "valueFrom": token_ref}]
+    inference = by_name["inference"]
+    assert inference["command"] == [
+        *("python", "-m", "ml_assets.serving"),
+        *("--host=0.0.0.0", "--port=8000", "--settings-from-env"),
+    ]
+    inf_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in inference["env"]}
+    for key in ("SERVING_S3_ACCESS_KEY", "SERVING_S3_SECRET_KEY"):
+        assert inf_env[key] == {"secretKeyRef": {"name": "inference-env", "key": key}}
+    assert inf_env["SERVING_TRACKING_URI"] == "http://mlflow.mlops.svc.cluster.local:5000"
+    assert inf_env["SERVING_S3_ENDPOINT"] == "http://seaweedfs.mlops.svc.cluster.local:8333"
+    pods = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"] for o in tree_objects(seed) if o["kind"] == "Deployment"
+    }
+    assert "envFrom" not in inference and "volumes" not in pods["inference"]  # no config/state-dir mounts any more
     pg_env = {e["name"]: e for e in by_name["postgres"]["env"]}
     assert pg_env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "postgres-admin"
     assert "pg_isready" in by_name["postgres"]["readinessProbe"]["exec"]["command"]
