@@ -18,7 +18,9 @@ from ml_assets.monitoring.sensors import data_drift_sensor
 from ml_assets.monitoring.services import ml_services_drift_sensor
 from ml_assets.registry import champion_resolves_and_scores, registered_model
 from ml_assets.resources import build_ml_resources
+from ml_assets.serving.observe import prediction_log, prediction_log_freshness
 from ml_assets.training import features, trained_model
+from platform_assets.drift.freshness_alerts import freshness_alert_sensor
 from platform_assets.drift.sensors import check_failure_sensor
 from platform_assets.freshness import with_default_freshness
 from platform_assets.settings import config_path
@@ -29,7 +31,8 @@ from platform_assets.storage.assets import bucket_key
 def build_definitions(path: Path) -> dg.Definitions:
     cfg, state = load_platform(path)
     data_assets, data_checks = build_data_assets(cfg.ml.batches, use_offline_api=cfg.ml.source_url is None)
-    return with_default_freshness(
+    log_checks, log_check_sensor = prediction_log_freshness(cfg.freshness.data_minutes)
+    located = with_default_freshness(
         dg.Definitions(
             assets=[
                 build_experiment_asset(bucket_key(cfg.ml.datasets_bucket)),
@@ -55,6 +58,7 @@ def build_definitions(path: Path) -> dg.Definitions:
                 check_failure_sensor,
                 ml_services_drift_sensor,
                 data_drift_sensor,
+                freshness_alert_sensor,
             ],
             resources=build_ml_resources(cfg, state, path),
             executor=dg.in_process_executor,
@@ -68,6 +72,9 @@ def build_definitions(path: Path) -> dg.Definitions:
             "ml_monitoring": cfg.freshness.data_minutes,
         },
     )
+    # Observable, so outside the policy mapping: a last-update check and its sensor watch it instead.
+    observed = dg.Definitions(assets=[prediction_log], asset_checks=log_checks, sensors=[log_check_sensor])
+    return dg.Definitions.merge(located, observed)
 
 
 defs = build_definitions(config_path())

@@ -68,6 +68,7 @@ class AlertsResource(dg.ConfigurableResource):
     timeout_seconds: float = 5.0
     retries: int = 3
     backoff_seconds: float = 0.5
+    config_path: str | None = None  # lets alerts name causes across the asset graph (drift/causes.py)
 
     def send(self, alert: Alert) -> bool:
         """Record and deliver one alert. Returns whether the webhook (if any) accepted it."""

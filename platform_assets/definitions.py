@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from platform_assets.drift.freshness_alerts import freshness_alert_sensor
 from platform_assets.drift.sensors import check_failure_sensor, infra_drift_sensor
 from platform_assets.freshness import with_default_freshness
 from platform_assets.host.assets import config_valid, disk_space, host, ports_available
@@ -35,7 +36,7 @@ def build_definitions(path: Path) -> dg.Definitions:
                     description="Bring up (or heal) every platform service.",
                 )
             ],
-            sensors=[infra_drift_sensor, check_failure_sensor],
+            sensors=[infra_drift_sensor, check_failure_sensor, freshness_alert_sensor],
             resources=build_resources(cfg, state, path),
             # Services are long-lived processes; one step process per asset would only add start-up cost.
             executor=dg.in_process_executor,

@@ -24,6 +24,7 @@ def build_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) -> 
         timeout_seconds=cfg.alerts.timeout_seconds,
         retries=cfg.alerts.retries,
         backoff_seconds=cfg.alerts.backoff_seconds,
+        config_path=str(config_path),
     )
     if cfg.target != "local":
         raise TargetNotBuiltError(

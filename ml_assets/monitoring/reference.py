@@ -1,6 +1,5 @@
 """`reference_profile`: what drift tests need from the champion's training data, precomputed once per champion."""
 
-
 import ast
 from dataclasses import dataclass
 

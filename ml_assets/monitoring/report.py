@@ -1,7 +1,6 @@
 """`drift_report`, one partition per batch: the batch against the champion's reference profile, and, since
 batches carry the true price, the champion's error on labels it never saw."""
 
-
 import hashlib
 from dataclasses import dataclass
 

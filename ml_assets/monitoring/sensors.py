@@ -17,8 +17,9 @@ import dagster as dg
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.monitoring.report import Reference, latest_reference
 from platform_assets.alerts import AlertsResource
+from platform_assets.drift.causes import CauseFinder
 from platform_assets.drift.findings import Finding, track
-from platform_assets.drift.sensors import DRIFT_INTERVAL_SECONDS
+from platform_assets.drift.sensors import DRIFT_INTERVAL_SECONDS, sensor_graph
 
 DRIFT_REPORT = dg.AssetKey("drift_report")
 RAW_BATCHES = dg.AssetKey("raw_batches")
@@ -98,6 +99,8 @@ def drift_findings(cursor: DriftCursor) -> list[Finding]:
             message=f"columns {report['drifted']} drifted from champion v{report['reference']}'s training data; "
             f"report: {report['uri']}",
             remedy="self-healable",
+            inhibitable=False,  # drift in the data is news even while a service upstream is down
+            severity="warning",
         )
         for partition, report in sorted(cursor.reports.items(), key=lambda item: int(item[0]))
         if report["verdict"] == "drift"
@@ -132,12 +135,13 @@ def data_drift_sensor(
     _absorb(context, cursor)
     requests = _report_requests(cursor, latest_reference(context.instance))
     now = time.time()
-    sent, cursor.findings = track(cursor.findings, drift_findings(cursor), now, source="data_drift_sensor")
+    causes = CauseFinder.load(alerts, sensor_graph(context))
+    sent, cursor.findings = track(cursor.findings, drift_findings(cursor), now, "data_drift_sensor", causes)
     cooldown = datasets.cfg.ml.retrain_cooldown_minutes * 60
     for alert in sent:
         if alert.status == "firing":
             retrain, note = _retrain(cursor, alert.key, cooldown, now)
             requests += [retrain] if retrain else []
-            alert = replace(alert, message=f"{alert.message}; {note}", severity="warning")
+            alert = replace(alert, message=f"{alert.message}; {note}")
         alerts.send(alert)
     return dg.SensorResult(run_requests=requests, cursor=cursor.dump())

@@ -5,12 +5,13 @@
 - `check_failure_sensor`: failed ERROR-severity asset checks become alerts, and a later pass resolves them.
 """
 
-import json
 import time
 
 import dagster as dg
+from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
 from platform_assets.alerts import Alert, AlertsResource
+from platform_assets.drift.causes import CauseFinder
 from platform_assets.drift.findings import Finding, track
 from platform_assets.drift.local import local_findings
 from platform_assets.storage.postgres import PostgresResource
@@ -40,11 +41,22 @@ def alert_on_findings(
     context: dg.SensorEvaluationContext, findings: list[Finding], alerts: AlertsResource, source: str
 ) -> dg.SkipReason:
     """One alert per finding that appeared or cleared since the cursor; the cursor keeps the rest."""
-    sent, cursor = track(context.cursor, findings, time.time(), source=source)
+    sent, cursor = track(
+        context.cursor,
+        findings,
+        time.time(),
+        source=source,
+        causes=CauseFinder.load(alerts, sensor_graph(context)),
+    )
     for alert in sent:
         alerts.send(alert)
     context.update_cursor(cursor)
     return dg.SkipReason(_summary(findings, sent))
+
+
+def sensor_graph(context: dg.SensorEvaluationContext) -> BaseAssetGraph | None:
+    """The sensor's own code location graph (None when a test builds the context without definitions)."""
+    return context.repository_def.asset_graph if context.repository_def is not None else None
 
 
 def _summary(findings: list[Finding], sent: list[Alert]) -> str:
@@ -61,52 +73,21 @@ def _summary(findings: list[Finding], sent: list[Alert]) -> str:
 )
 def check_failure_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource) -> dg.SkipReason:
     # The latest evaluation of each check of this code location; works on any instance storage.
-    failing: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
     check_keys = list(context.repository_def.asset_graph.asset_check_keys)
     latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
-    sent = 0
-    for check_key, record in sorted(latest.items(), key=lambda item: item[1].id):
-        evaluation = record.evaluation
-        if evaluation is None or record.event is None:
-            continue  # planned or still running
-        key = f"check_failed:{check_key.asset_key.to_user_string()}:{check_key.name}"
-        alert = _check_transition(failing, key, evaluation, record.event.timestamp)
-        if alert is not None:
-            alerts.send(alert)
-            sent += 1
-    context.update_cursor(json.dumps(failing, sort_keys=True))
-    return dg.SkipReason(f"{len(latest)} check(s) read, {sent} alert(s) sent; failing: {sorted(failing) or 'none'}")
+    evaluations = [record.evaluation for record in latest.values() if record.evaluation is not None]
+    return alert_on_findings(context, failing_checks(evaluations), alerts, "check_failure_sensor")
 
 
-def _check_transition(
-    failing: dict[str, dict], key: str, evaluation: dg.AssetCheckEvaluation, when: float
-) -> Alert | None:
-    subject = evaluation.asset_key.to_user_string()
-    title = f"check {evaluation.check_name} on {subject}"
-    description = evaluation.description or ""
-    if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-        if key in failing:
-            return None
-        failing[key] = {"onset": when, "message": description}
-        return Alert(
-            key=key,
-            status="firing",
-            title=f"{title} failed",
-            message=description,
-            source="check_failure_sensor",
-            subject=subject,
-            onset=when,
+def failing_checks(evaluations: list[dg.AssetCheckEvaluation]) -> list[Finding]:
+    """Checks whose latest evaluation failed at ERROR severity (a WARN failure is shown in the UI only)."""
+    return [
+        Finding(
+            key=f"check_failed:{e.asset_key.to_user_string()}:{e.check_name}",
+            subject=e.asset_key.to_user_string(),
+            title=f"check {e.check_name} on {e.asset_key.to_user_string()} failed",
+            message=e.description or "",
         )
-    if key in failing:  # it passed, or fails only at WARN severity now: no longer an error
-        seen = failing.pop(key)
-        return Alert(
-            key=key,
-            status="resolved",
-            title=f"{title} passes again" if evaluation.passed else f"{title} is down to a warning",
-            message=seen["message"],
-            source="check_failure_sensor",
-            subject=subject,
-            onset=seen["onset"],
-            resolved_at=when,
-        )
-    return None
+        for e in evaluations
+        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+    ]

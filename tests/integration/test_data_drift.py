@@ -4,6 +4,7 @@ sensor that alerts once (log + webhook) and requests one retraining, with a cool
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,3 +179,32 @@ def test_labels_far_from_the_champion_fail_the_label_check(env: DriftEnv) -> Non
     report = env.run("ingest_batch", "7")
     assert report.checks["drift_report:champion_holds_up_on_new_labels"] is False
     assert "RMSE(log)" in report.failures["drift_report:champion_holds_up_on_new_labels"]
+
+
+def test_prediction_log_is_observed_and_its_last_update_check_tells_fresh_from_stale(env: DriftEnv) -> None:
+    from ml_assets.serving.observe import prediction_log, prediction_log_freshness
+
+    inference = env.resource("inference_resource")  # deployed by the retraining run above
+    inference.predict({"bed": 3, "bath": 2, "house_size": 1500, "city": "Ames", "state": "Iowa"})
+    deadline = time.monotonic() + 30  # the service writes its buffer every flush interval
+    observe = dg.define_asset_job("observe_log", selection=dg.AssetSelection.assets("prediction_log"))
+    defs = dg.Definitions(assets=[prediction_log], jobs=[observe], resources=env.defs.resources)
+    while True:
+        defs.resolve_job_def("observe_log").execute_in_process(instance=env.instance)
+        record = env.instance.fetch_observations(dg.AssetKey("prediction_log"), limit=1).records[0]
+        metadata = record.asset_observation.metadata
+        if metadata["files"].value > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert metadata["files"].value > 0 and str(metadata["newest"].value).startswith("s3://predictions/predictions/")
+
+    def run_check(window_minutes: float) -> bool:
+        checks, _ = prediction_log_freshness(window_minutes)
+        job = dg.define_asset_job("log_fresh", selection=dg.AssetSelection.checks(*checks))
+        defs = dg.Definitions(assets=[prediction_log], asset_checks=checks, jobs=[job], resources=env.defs.resources)
+        run = defs.resolve_job_def("log_fresh").execute_in_process(instance=env.instance, raise_on_error=False)
+        return next(iter(run_report(env.instance, run.run_id).checks.values()))
+
+    assert run_check(24 * 60) is True  # a prediction within the day
+    time.sleep(2)
+    assert run_check(1 / 60) is False  # nothing in the last second: stale

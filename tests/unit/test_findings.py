@@ -7,8 +7,9 @@ import json
 import dagster as dg
 import pytest
 
+from platform_assets.drift.causes import CauseFinder, open_alerts
 from platform_assets.drift.findings import Finding, track
-from platform_assets.drift.sensors import _check_transition
+from platform_assets.drift.sensors import failing_checks
 
 T0 = 1_700_000_000.0
 SOURCE = "infra_drift_sensor"
@@ -135,49 +136,81 @@ KEY = "check_failed:ml/housing:row_count"
 
 
 def test_failed_error_check_fires_once_then_resolves_on_pass() -> None:
-    failing: dict[str, dict] = {}
+    alerts, cursor = track(None, failing_checks([evaluation(False, description="0 rows")]), T0, "check_failure_sensor")
+    (alert,) = alerts
+    assert (alert.status, alert.key, alert.onset, alert.subject) == ("firing", KEY, T0, "ml/housing")
+    assert (alert.title, alert.message) == ("check row_count on ml/housing failed", "0 rows")
 
-    alert = _check_transition(failing, KEY, evaluation(False, description="0 rows"), T0)
-
-    assert alert is not None
-    assert alert.status == "firing"
-    assert alert.key == KEY
-    assert alert.onset == T0
-    assert alert.subject == "ml/housing"
-    assert alert.title == "check row_count on ml/housing failed"
-    assert alert.message == "0 rows"
-    assert alert.source == "check_failure_sensor"
-    assert KEY in failing
-
-    assert _check_transition(failing, KEY, evaluation(False, description="still 0 rows"), T0 + 30) is None
-
-    resolved = _check_transition(failing, KEY, evaluation(True), T0 + 100)
-
-    assert resolved is not None
-    assert resolved.status == "resolved"
-    assert resolved.onset == T0  # from the first failure, not the second
-    assert resolved.resolved_at == T0 + 100
-    assert resolved.duration_seconds == 100.0
-    assert resolved.message == "0 rows"
-    assert resolved.title == "check row_count on ml/housing passes again"
-    assert failing == {}
-
-    assert _check_transition(failing, KEY, evaluation(True), T0 + 130) is None
-
-
-def test_failing_state_survives_a_json_cursor_round_trip() -> None:
-    failing: dict[str, dict] = {}
-    _check_transition(failing, KEY, evaluation(False, description="0 rows"), T0)
-    failing = json.loads(json.dumps(failing, sort_keys=True))  # the sensor keeps `failing` in its cursor
-
-    assert _check_transition(failing, KEY, evaluation(False), T0 + 30) is None
-    resolved = _check_transition(failing, KEY, evaluation(True), T0 + 60)
-    assert resolved is not None and resolved.onset == T0
+    again, cursor = track(cursor, failing_checks([evaluation(False, description="still")]), T0 + 30, "c")
+    assert again == []
+    (resolved,), cursor = track(cursor, failing_checks([evaluation(True)]), T0 + 100, "c")
+    assert (resolved.status, resolved.onset, resolved.duration_seconds) == ("resolved", T0, 100.0)
+    assert track(cursor, failing_checks([evaluation(True)]), T0 + 130, "c")[0] == []
 
 
 def test_warn_severity_failure_does_not_alert() -> None:
-    failing: dict[str, dict] = {}
+    assert failing_checks([evaluation(False, dg.AssetCheckSeverity.WARN, "few rows")]) == []
 
-    assert _check_transition(failing, KEY, evaluation(False, dg.AssetCheckSeverity.WARN, "few rows"), T0) is None
-    assert failing == {}
-    assert _check_transition(failing, KEY, evaluation(True), T0 + 30) is None
+
+# --- cause links and inhibition --------------------------------------------------------------------------------
+LINEAGE = {
+    "postgres": frozenset(),
+    "postgres_databases": frozenset({"postgres"}),
+    "mlflow_server": frozenset({"postgres_databases"}),
+    "trained_model": frozenset({"mlflow_server"}),
+    "deployed_model": frozenset({"trained_model"}),
+    "seaweedfs": frozenset(),
+}
+
+
+def open_alert(key: str, subject: str, title: str, onset: float) -> dict[str, object]:
+    return {"key": key, "status": "firing", "subject": subject, "title": title, "onset": onset}
+
+
+def finder(*alerts: dict[str, object]) -> CauseFinder:
+    return CauseFinder(LINEAGE, open_alerts(list(alerts)))
+
+
+MLFLOW_CHECK = Finding("check_failed:mlflow_server:responds", "mlflow_server", "check responds failed", "HTTP 500")
+STALE = Finding("stale:deployed_model", "deployed_model", "deployed_model is stale", "no update", inhibitable=False)
+PG_ROOT = open_alert("service_down:postgres", "postgres", "postgres is down", T0)
+
+
+def test_open_alerts_drop_what_was_resolved() -> None:
+    resolved = {"key": "service_down:postgres", "status": "resolved"}
+    assert open_alerts([PG_ROOT, resolved]) == {}
+    assert list(open_alerts([resolved, PG_ROOT])) == ["service_down:postgres"]
+
+
+def test_a_downstream_failure_is_inhibited_while_its_cause_is_open_and_fires_if_it_outlives_it() -> None:
+    alerts, cursor = track(None, [MLFLOW_CHECK], T0 + 60, "c", finder(PG_ROOT))
+    assert alerts == []
+    assert json.loads(cursor)[MLFLOW_CHECK.key]["inhibited_by"] == "service_down:postgres"
+    # the cause clears but the check still fails: now it is news, with its original onset
+    (late,), cursor = track(cursor, [MLFLOW_CHECK], T0 + 120, "c", finder())
+    assert (late.status, late.onset) == ("firing", T0 + 60)
+    assert json.loads(cursor)[MLFLOW_CHECK.key].get("inhibited_by") is None
+
+
+def test_an_inhibited_finding_that_clears_sends_nothing() -> None:
+    _, cursor = track(None, [MLFLOW_CHECK], T0 + 60, "c", finder(PG_ROOT))
+    assert track(cursor, [], T0 + 90, "c", finder(PG_ROOT)) == ([], "{}")
+
+
+def test_a_stale_asset_alerts_and_names_the_earliest_upstream_cause() -> None:
+    later = open_alert("check_failed:mlflow_server:responds", "mlflow_server", "check responds failed", T0 + 300)
+    (alert,), _ = track(None, [STALE], T0 + 600, "freshness", finder(later, PG_ROOT))
+    assert alert.message == "no update ← postgres: postgres is down since 22:13 UTC"
+    assert alert.details["cause"] == "service_down:postgres"
+
+
+def test_a_root_finding_names_what_depends_on_it() -> None:
+    root = Finding("service_down:postgres", "postgres", "postgres is down", "process gone")
+    (alert,), _ = track(None, [root], T0, "infra", finder())
+    assert alert.message == "process gone; downstream: deployed_model, mlflow_server, postgres_databases, trained_model"
+
+
+def test_unrelated_open_alerts_are_not_causes() -> None:
+    weed = open_alert("service_down:seaweedfs", "seaweedfs", "seaweedfs is down", T0)
+    (alert,), _ = track(None, [MLFLOW_CHECK], T0 + 5, "c", finder(weed))
+    assert alert.status == "firing" and "←" not in alert.message

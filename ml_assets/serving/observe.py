@@ -1,0 +1,55 @@
+"""`prediction_log`: the inference service's writes to the predictions bucket, observed (not materialized:
+Dagster does not produce them), with a last-update freshness check since freshness policies skip observables."""
+
+import warnings
+from datetime import timedelta
+
+import dagster as dg
+
+from ml_assets.data.resources import DatasetsResource
+from ml_assets.serving.prediction_log import PREFIX
+from platform_assets.storage.seaweedfs import SeaweedFSResource
+
+OBSERVE_CRON = "*/5 * * * *"
+
+
+def observe_prediction_log(datasets: DatasetsResource) -> dg.ObserveResult:
+    cfg = datasets.cfg
+    bucket = cfg.ml.predictions_bucket
+    seaweed = SeaweedFSResource(config_path=datasets.config_path, state_dir=datasets.state_dir)
+    paginator = seaweed.client(cfg.bucket(bucket).owner).get_paginator("list_objects_v2")
+    objects = [
+        obj for page in paginator.paginate(Bucket=bucket, Prefix=f"{PREFIX}/") for obj in page.get("Contents", [])
+    ]
+    newest = max(objects, key=lambda obj: obj["LastModified"], default=None)
+    metadata: dict[str, object] = {"files": len(objects), "bytes": sum(obj["Size"] for obj in objects)}
+    if newest is not None:
+        # what build_last_update_freshness_checks reads: when the data last changed, not when we looked
+        metadata["dagster/last_updated_timestamp"] = dg.MetadataValue.timestamp(newest["LastModified"].timestamp())
+        metadata["newest"] = f"s3://{bucket}/{newest['Key']}"
+    version = f"{len(objects)}:{newest['Key'] if newest else ''}"
+    return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)  # observable source assets are the documented tool, "beta"
+    prediction_log = dg.observable_source_asset(
+        key="prediction_log",
+        group_name="serving",
+        description="Parquet files of served predictions in the predictions bucket; observed every 5 minutes.",
+        automation_condition=dg.AutomationCondition.on_cron(OBSERVE_CRON),
+    )(observe_prediction_log)
+
+
+def prediction_log_freshness(window_minutes: int) -> tuple[list[dg.AssetChecksDefinition], dg.SensorDefinition]:
+    """The check (no prediction written for longer than the window fails it) and the sensor that runs it."""
+    with warnings.catch_warnings():
+        # "superseded by FreshnessPolicy", but policies do not evaluate observable source assets.
+        warnings.simplefilter("ignore", dg.SupersessionWarning)
+        checks = dg.build_last_update_freshness_checks(
+            assets=[prediction_log], lower_bound_delta=timedelta(minutes=window_minutes)
+        )
+        sensor = dg.build_sensor_for_freshness_checks(
+            freshness_checks=checks, default_status=dg.DefaultSensorStatus.RUNNING
+        )
+    return list(checks), sensor

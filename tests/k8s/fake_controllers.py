@@ -1,0 +1,328 @@
+"""Simulated controllers for the fake API server, run synchronously after each write.
+
+Workloads get Pods and become available (or not, for an unpullable image); MetalLB hands LoadBalancer
+Services addresses from its live configuration; Argo CD syncs Applications from files under repo_root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from tests.k8s.fake_argocd import available, health, sync
+from tests.k8s.fake_store import Obj, clone
+from tests.k8s.fake_types import ResourceType
+
+if TYPE_CHECKING:
+    from tests.k8s.fake_apiserver import FakeApiServer
+
+_WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+_MAX_POOL = 4096
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v not in (0, None)}  # the real server omits empty counters
+
+
+def _expand(addresses: list[str]) -> list[str]:
+    out: list[str] = []
+    for a in addresses:
+        if "-" in a:
+            lo, hi = (ipaddress.ip_address(x.strip()) for x in a.split("-", 1))
+            out += [str(ipaddress.ip_address(i)) for i in range(int(lo), min(int(hi), int(lo) + _MAX_POOL) + 1)]
+        else:
+            net = ipaddress.ip_network(a.strip(), strict=False)
+            out += [str(ip) for _, ip in zip(range(_MAX_POOL), net, strict=False)]
+    return out
+
+
+class Controllers:
+    def __init__(self, fake: FakeApiServer) -> None:
+        self.fake = fake
+        self.store = fake.store
+        self._synced: dict[str, int] = {}  # Application uid -> generation last synced
+        self._ran: set[str] = set()  # Pod uids handed to pod_runner
+        self._seen: set[str] = set()  # Pod uids scheduled already
+
+    def rt(self, api_version: str, kind: str) -> ResourceType | None:
+        return self.fake.registry.by_kind(api_version, kind)
+
+    def _put(self, rt: ResourceType, obj: Obj) -> bool:
+        before = obj["metadata"].get("resourceVersion")
+        return self.store.put_internal(rt, obj)["metadata"]["resourceVersion"] != before
+
+    def reconcile(self) -> None:
+        for _ in range(10):  # until nothing changes: a sync makes Deployments, which make Pods
+            changed = self._workloads()
+            changed = self._pods() or changed
+            changed = self._load_balancers() or changed
+            changed = self._applications() or changed
+            if not changed:
+                return
+
+    def resync_all(self) -> None:
+        self._synced.clear()
+
+    # --- workloads and pods ------------------------------------------------------------------------------
+    def _workloads(self) -> bool:
+        changed = False
+        for kind in _WORKLOADS:
+            wrt = self.rt("apps/v1", kind)
+            for w in self.store.items(wrt):
+                changed = self._workload(wrt, w) or changed
+        return changed
+
+    def _workload(self, wrt: ResourceType, w: Obj) -> bool:
+        """Pods for a workload (replaced when its template changes), then the workload's status from them."""
+        prt = self.rt("v1", "Pod")
+        meta, spec = w["metadata"], w.get("spec") or {}
+        ns, name = meta["namespace"], meta["name"]
+        template = spec.get("template") or {}
+        h = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        count = 1 if wrt.kind == "DaemonSet" else spec.get("replicas", 1)
+        names = {
+            "Deployment": [f"{name}-{h}-{i}" for i in range(count)],
+            "StatefulSet": [f"{name}-{i}" for i in range(count)],
+        }.get(wrt.kind, [f"{name}-{h[:5]}"])
+        changed = False
+        for pod in [p for p in self.store.items(prt, ns) if _owned_by(p, meta["uid"])]:
+            stale = pod["metadata"].get("annotations", {}).get("fake/template-hash") != h
+            if pod["metadata"]["name"] not in names or stale:
+                self.store.delete(prt, ns, pod["metadata"]["name"])
+                changed = True
+        for pod_name in names:
+            if self.store.find(prt, ns, pod_name) is None:
+                self.store.create(prt, ns, _pod_for(wrt.kind, w, pod_name, h), f"{wrt.kind.lower()}-controller")
+                changed = True
+        pods = [self.store.find(prt, ns, n) for n in names]
+        for pod in pods:
+            changed = self._pod(prt, pod) or changed
+        ready = sum(1 for n in names if _pod_ready(self.store.find(prt, ns, n)))
+        status = self._workload_status(wrt.kind, meta.get("generation", 1), count, ready, h)
+        if w.get("status") != status:
+            changed = self._put(wrt, {**w, "status": status}) or changed
+        return changed
+
+    @staticmethod
+    def _workload_status(kind: str, gen: int, count: int, ready: int, h: str) -> Obj:
+        if kind == "Deployment":
+            ok = ready >= count
+            cond = {
+                "type": "Available",
+                "status": "True" if ok else "False",
+                "reason": "MinimumReplicasAvailable" if ok else "MinimumReplicasUnavailable",
+                "message": "Deployment has minimum availability."
+                if ok
+                else "Deployment does not have minimum availability.",
+            }
+            prog = {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "NewReplicaSetAvailable" if ok else "ReplicaSetUpdated",
+                "message": "ReplicaSet has successfully progressed.",
+            }
+            return {
+                **_compact(
+                    {
+                        "observedGeneration": gen,
+                        "replicas": count,
+                        "updatedReplicas": count,
+                        "readyReplicas": ready,
+                        "availableReplicas": ready,
+                        "unavailableReplicas": count - ready,
+                    }
+                ),
+                "conditions": [cond, prog],
+            }
+        if kind == "StatefulSet":
+            return {
+                **_compact(
+                    {
+                        "observedGeneration": gen,
+                        "replicas": count,
+                        "readyReplicas": ready,
+                        "currentReplicas": count,
+                        "updatedReplicas": count,
+                        "availableReplicas": ready,
+                    }
+                ),
+                "currentRevision": h,
+                "updateRevision": h,
+                "collisionCount": 0,
+            }
+        return _compact(
+            {
+                "observedGeneration": gen,
+                "desiredNumberScheduled": 1,
+                "currentNumberScheduled": 1,
+                "updatedNumberScheduled": 1,
+                "numberReady": ready,
+                "numberAvailable": ready,
+                "numberUnavailable": 1 - ready,
+            }
+        )
+
+    def _pods(self) -> bool:
+        prt = self.rt("v1", "Pod")
+        changed = False
+        for pod in self.store.items(prt):
+            changed = self._pod(prt, pod) or changed
+        return changed
+
+    def _pod(self, prt: ResourceType, pod: Obj) -> bool:
+        """Schedule a Pod on the node and run it: through pod_runner when set, else by its images."""
+        meta = pod["metadata"]
+        if meta["uid"] in self._ran:
+            return False
+        runner = self.fake.pod_runner
+        first_seen = meta["uid"] not in self._seen
+        self._seen.add(meta["uid"])
+        if callable(runner) and first_seen:  # pods that existed before the runner was set keep running
+            self._ran.add(meta["uid"])
+            phase, log = runner(clone(pod))
+            self.fake.pod_logs[(meta["namespace"], meta["name"])] = log
+            status = {"phase": phase, "hostIP": "127.0.0.1", "startTime": meta["creationTimestamp"]}
+        else:
+            status = _pod_status(pod, self.fake.unpullable_images)
+        node = (pod.get("spec") or {}).get("nodeName")
+        if pod.get("status") == status and node:
+            return False
+        return self._put(
+            prt, {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": node or "k3s-server"}, "status": status}
+        )
+
+    # --- MetalLB -----------------------------------------------------------------------------------------
+    def _load_balancers(self) -> bool:
+        ctrl = self.store.find(self.rt("apps/v1", "Deployment"), "metallb-system", "controller")
+        if ctrl is None or not available("Deployment", ctrl):
+            return False
+        pool = self._metallb_pool()
+        srt = self.rt("v1", "Service")
+        services = [s for s in self.store.items(srt) if s["spec"].get("type") == "LoadBalancer"]
+        used = {
+            i.get("ip") for s in services for i in (s.get("status") or {}).get("loadBalancer", {}).get("ingress", [])
+        }
+        changed = False
+        for svc in services:
+            if (svc.get("status") or {}).get("loadBalancer", {}).get("ingress"):
+                continue
+            annotations = svc["metadata"].get("annotations") or {}
+            asked = (
+                svc["spec"].get("loadBalancerIP")
+                or annotations.get("metallb.universe.tf/loadBalancerIPs")
+                or annotations.get("metallb.io/loadBalancerIPs")
+            )
+            free = [ip for ip in pool if ip not in used and (not asked or ip == asked)]
+            if free:
+                used.add(free[0])
+                lb = {"loadBalancer": {"ingress": [{"ip": free[0], "ipMode": "VIP"}]}}
+                changed = self._put(srt, {**svc, "status": lb}) or changed
+        return changed
+
+    def _metallb_pool(self) -> list[str]:
+        try:
+            return _expand(self._metallb_addresses())
+        except (ValueError, AttributeError, TypeError, yaml.YAMLError):
+            return []  # MetalLB logs a bad configuration and hands out nothing
+
+    def _metallb_addresses(self) -> list[str]:
+        addresses: list[str] = []
+        cm = self.store.find(self.rt("v1", "ConfigMap"), "metallb-system", "config")
+        if cm is not None:  # MetalLB <= 0.12 reads its pools from this ConfigMap
+            cfg = yaml.safe_load((cm.get("data") or {}).get("config") or "") or {}
+            for p in cfg.get("address-pools") or []:
+                if p.get("protocol", "layer2") == "layer2":
+                    addresses += p.get("addresses") or []
+        pools, l2 = self.rt("metallb.io/v1beta1", "IPAddressPool"), self.rt("metallb.io/v1beta1", "L2Advertisement")
+        if pools and l2 and self.store.list(l2, None):  # >= 0.13: pools are announced once advertised
+            for p in self.store.list(pools, None):
+                addresses += (p.get("spec") or {}).get("addresses") or []
+        return addresses
+
+    # --- Argo CD -----------------------------------------------------------------------------------------
+    def _applications(self) -> bool:
+        art = self.rt("argoproj.io/v1alpha1", "Application")
+        sts = self.store.find(self.rt("apps/v1", "StatefulSet"), "argocd", "argocd-application-controller")
+        if art is None or sts is None:
+            return False
+        changed = False
+        for app in self.store.list(art, None):
+            meta = app["metadata"]
+            if self._synced.get(meta["uid"]) != meta.get("generation"):
+                self._synced[meta["uid"]] = meta.get("generation", 1)
+                app["status"] = sync(self.fake, app)
+            app.setdefault("status", {})["health"] = health(self.fake, app)
+            changed = self._put(art, app) or changed
+        return changed
+
+
+def _pod_ready(pod: Obj | None) -> bool:
+    conditions = ((pod or {}).get("status") or {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _pod_status(pod: Obj, unpullable: set[str]) -> Obj:
+    started = pod["metadata"]["creationTimestamp"]
+    statuses = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        image = c.get("image", "")
+        if image in unpullable:
+            msg = f'Back-off pulling image "{image}": ErrImagePull: failed to pull and unpack image "{image}"'
+            state: Obj = {"waiting": {"reason": "ImagePullBackOff", "message": msg}}
+        else:
+            state = {"running": {"startedAt": started}}
+        statuses.append(
+            {
+                "name": c.get("name"),
+                "image": image,
+                "imageID": "",
+                "ready": "running" in state,
+                "started": "running" in state,
+                "restartCount": 0,
+                "state": state,
+            }
+        )
+    ok = all(s["ready"] for s in statuses)
+    conds = [
+        {
+            "type": t,
+            "status": "True" if ok or t in ("PodScheduled", "Initialized") else "False",
+            "lastTransitionTime": started,
+        }
+        for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+    ]
+    return {
+        "phase": "Running" if ok else "Pending",
+        "hostIP": "127.0.0.1",
+        "startTime": started,
+        "conditions": conds,
+        "containerStatuses": statuses,
+    }
+
+
+def _owned_by(obj: Obj, uid: str) -> bool:
+    return any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or [])
+
+
+def _pod_for(kind: str, w: Obj, name: str, template_hash: str) -> Obj:
+    template = (w.get("spec") or {}).get("template") or {}
+    labels = {**((template.get("metadata") or {}).get("labels") or {}), "pod-template-hash": template_hash}
+    owner = {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "name": w["metadata"]["name"],
+        "uid": w["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    meta = {
+        "name": name,
+        "labels": labels,
+        "annotations": {"fake/template-hash": template_hash},
+        "ownerReferences": [owner],
+    }
+    return {"metadata": meta, "spec": clone(template.get("spec") or {})}
