@@ -1,9 +1,13 @@
-"""Code location `platform_assets`: the host, storage and tracking services of the platform."""
+"""Code location `platform_assets`: the host, storage and tracking services of the platform, for the target
+platform.yaml names (local processes, or a K3s cluster with Argo CD)."""
 
 from pathlib import Path
 
 import dagster as dg
 
+from platform_assets.cluster.assets import CLUSTER_CHECKS, build_cluster_assets, mlflow_server_asset
+from platform_assets.cluster.drift import cluster_drift_sensor
+from platform_assets.config import PlatformConfig
 from platform_assets.drift.freshness_alerts import freshness_alert_sensor
 from platform_assets.drift.sensors import check_failure_sensor, infra_drift_sensor
 from platform_assets.freshness import with_default_freshness
@@ -11,24 +15,32 @@ from platform_assets.host.assets import config_valid, disk_space, host, ports_av
 from platform_assets.resources import build_resources
 from platform_assets.settings import config_path
 from platform_assets.state import load_platform
-from platform_assets.storage.assets import build_storage_definitions
+from platform_assets.storage.assets import build_shared_storage, build_storage_definitions
 from platform_assets.tracking.assets import build_mlflow_server_asset, mlflow_loopback_only, mlflow_round_trip
+
+
+def local_platform(cfg: PlatformConfig) -> tuple[list, list, list]:
+    """Assets, checks and drift sensor of the local target: supervised processes on this machine."""
+    storage_assets, storage_checks = build_storage_definitions(cfg)
+    assets = [host, *storage_assets, build_mlflow_server_asset(cfg.mlflow.artifact_bucket)]
+    checks = [ports_available, disk_space, config_valid, *storage_checks, mlflow_round_trip, mlflow_loopback_only]
+    return assets, checks, [infra_drift_sensor]
+
+
+def k3s_platform(cfg: PlatformConfig) -> tuple[list, list, list]:
+    """The k3s target: host, K3s, MetalLB, Argo CD and the services it deploys, with the same function checks."""
+    shared_assets, shared_checks = build_shared_storage(cfg)
+    assets = [*build_cluster_assets(), *shared_assets, mlflow_server_asset(cfg.mlflow.artifact_bucket)]
+    return assets, [*CLUSTER_CHECKS, *shared_checks, mlflow_round_trip], [cluster_drift_sensor]
 
 
 def build_definitions(path: Path) -> dg.Definitions:
     cfg, state = load_platform(path)
-    storage_assets, storage_checks = build_storage_definitions(cfg)
+    assets, checks, drift_sensors = (k3s_platform if cfg.target == "k3s" else local_platform)(cfg)
     return with_default_freshness(
         dg.Definitions(
-            assets=[host, *storage_assets, build_mlflow_server_asset(cfg.mlflow.artifact_bucket)],
-            asset_checks=[
-                ports_available,
-                disk_space,
-                config_valid,
-                *storage_checks,
-                mlflow_round_trip,
-                mlflow_loopback_only,
-            ],
+            assets=assets,
+            asset_checks=checks,
             jobs=[
                 dg.define_asset_job(
                     "platform_up",
@@ -36,7 +48,7 @@ def build_definitions(path: Path) -> dg.Definitions:
                     description="Bring up (or heal) every platform service.",
                 )
             ],
-            sensors=[infra_drift_sensor, check_failure_sensor, freshness_alert_sensor],
+            sensors=[*drift_sensors, check_failure_sensor, freshness_alert_sensor],
             resources=build_resources(cfg, state, path),
             # Services are long-lived processes; one step process per asset would only add start-up cost.
             executor=dg.in_process_executor,

@@ -5,16 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from platform_assets.alerts import AlertsResource
+from platform_assets.cluster.resource import ClusterResource
 from platform_assets.config import PlatformConfig
 from platform_assets.host.resources import HostResource
 from platform_assets.state import StateDir
 from platform_assets.storage.postgres import PostgresResource
 from platform_assets.storage.seaweedfs import SeaweedFSResource
 from platform_assets.tracking.mlflow_server import MlflowResource
-
-
-class TargetNotBuiltError(RuntimeError):
-    """The k3s target's resources are not part of this build yet."""
 
 
 def build_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) -> dict[str, object]:
@@ -26,12 +23,12 @@ def build_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) -> 
         backoff_seconds=cfg.alerts.backoff_seconds,
         config_path=str(config_path),
     )
-    if cfg.target != "local":
-        raise TargetNotBuiltError(
-            f"{config_path}: target: '{cfg.target}' has no resources in this build yet; use target: local"
-        )
     where = {"config_path": str(config_path), "state_dir": str(state.root)}
+    # The same resources serve both targets: in k3s they reach the services at the LoadBalancer addresses the
+    # service assets record (PlatformResource.address), and `cluster` reaches the host and the API server.
+    extra = {"cluster": ClusterResource(**where)} if cfg.target == "k3s" else {}
     return {
+        **extra,
         "host_resource": HostResource(**where),
         "postgres_resource": PostgresResource(**where),
         "seaweedfs_resource": SeaweedFSResource(**where),

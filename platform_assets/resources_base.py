@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import dagster as dg
 from platform_assets.config import PlatformConfig, load_config
 from platform_assets.services.supervisor import Supervisor
 from platform_assets.state import StateDir
+
+ENDPOINTS_FILE = "endpoints.json"  # k3s target: service -> its LoadBalancer host and port
 
 
 @lru_cache(maxsize=8)
@@ -40,6 +43,17 @@ class PlatformResource(dg.ConfigurableResource):
     @property
     def state(self) -> StateDir:
         return _prepared_state(self.state_dir)
+
+    def address(self, service: str, local_port: int) -> tuple[str, int]:
+        """Where a platform service answers: 127.0.0.1 in the local target; in the k3s target, the
+        LoadBalancer address its asset recorded in the state directory when Argo CD had it Healthy."""
+        if self.cfg.target == "local":
+            return "127.0.0.1", local_port
+        path = self.state.root / ENDPOINTS_FILE
+        found = json.loads(path.read_text()).get(service) if path.exists() else None
+        if not found:
+            raise RuntimeError(f"no LoadBalancer address recorded for {service}: materialize it first")
+        return str(found["host"]), int(found["port"])
 
     @property
     def supervisor(self) -> Supervisor:

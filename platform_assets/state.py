@@ -111,6 +111,10 @@ class Credentials:
         secret = self._get_or_create("s3_secret_keys", identity, lambda: generate_secret(40))
         return access, secret
 
+    def token(self, name: str) -> str:
+        """A generated secret of the platform's own (e.g. MetalLB's memberlist key, the data API's admin token)."""
+        return self._get_or_create("tokens", name, generate_secret)
+
     def _get_or_create(self, section: str, name: str, make: Callable[[], str]) -> str:
         value = self._load().get(section, {}).get(name)
         if value is not None:

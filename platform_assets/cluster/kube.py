@@ -182,6 +182,12 @@ class KubeClient:
                 return None
             raise
 
+    def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[Obj]:
+        """Every object of one kind (in one namespace, or all), e.g. the live Argo CD Applications."""
+        res = self._resource({"apiVersion": api_version, "kind": kind})
+        doc = self._request(f"list {kind}", "GET", res.path(namespace))
+        return [{"apiVersion": api_version, "kind": kind, **item} for item in doc.get("items") or []]
+
     def list_managed(self, label_selector: str) -> list[Obj]:
         """Every object matching the selector, across all served listable kinds (for orphan detection)."""
         out, seen = [], set()

@@ -47,8 +47,13 @@ def postgres(postgres_resource: PostgresResource) -> dg.MaterializeResult:
     )
 
 
+# Function checks name their asset by key: the k3s target's `postgres` / `seaweedfs` assets (deployed by Argo CD)
+# carry the same keys, so these checks run there unchanged, against the LoadBalancer addresses.
+POSTGRES, SEAWEEDFS = dg.AssetKey("postgres"), dg.AssetKey("seaweedfs")
+
+
 @dg.asset_check(
-    asset=postgres, blocking=True, description="Superuser SQL over TCP with its password; a wrong one refused."
+    asset=POSTGRES, blocking=True, description="Superuser SQL over TCP with its password; a wrong one refused."
 )
 @check_errors_fail
 def postgres_accepts_password_login(postgres_resource: PostgresResource) -> dg.AssetCheckResult:
@@ -71,7 +76,7 @@ def postgres_loopback_only(postgres_resource: PostgresResource) -> dg.AssetCheck
     group_name=GROUP,
     kinds={"postgres"},
     owners=OWNERS,
-    deps=[postgres],
+    deps=[POSTGRES],
     description="Databases and least-privilege login roles from platform.yaml (passwords in the state dir).",
 )
 def postgres_databases(postgres_resource: PostgresResource) -> dg.MaterializeResult:
@@ -174,7 +179,7 @@ def seaweedfs(seaweedfs_resource: SeaweedFSResource) -> dg.MaterializeResult:
 
 
 @dg.asset_check(
-    asset=seaweedfs,
+    asset=SEAWEEDFS,
     blocking=True,
     description="S3 auth is on: admin lists buckets, a wrong secret and an anonymous call are refused.",
 )
@@ -205,7 +210,7 @@ def build_bucket_asset(name: str, owner: str) -> tuple[dg.AssetsDefinition, dg.A
         group_name=GROUP,
         kinds={"s3"},
         owners=OWNERS,
-        deps=[seaweedfs],
+        deps=[SEAWEEDFS],
         description=f"S3 bucket {name}, written by the `{owner}` identity.",
     )
     def bucket(seaweedfs_resource: SeaweedFSResource) -> dg.MaterializeResult:
@@ -241,14 +246,19 @@ def build_bucket_asset(name: str, owner: str) -> tuple[dg.AssetsDefinition, dg.A
 
 
 def build_storage_definitions(cfg: PlatformConfig) -> tuple[list, list]:
-    assets: list = [postgres, postgres_databases, seaweedfs]
+    """The local target's storage: the supervised servers, plus what both targets share."""
+    assets, checks = build_shared_storage(cfg)
+    return [postgres, seaweedfs, *assets], [postgres_loopback_only, seaweedfs_loopback_only, *checks]
+
+
+def build_shared_storage(cfg: PlatformConfig) -> tuple[list, list]:
+    """Databases, roles and buckets, made through the services' own APIs, with their function checks."""
+    assets: list = [postgres_databases]
     checks: list = [
         postgres_accepts_password_login,
-        postgres_loopback_only,
         roles_query_their_databases,
         roles_least_privilege,
         s3_auth_enforced,
-        seaweedfs_loopback_only,
     ]
     for bucket in cfg.buckets:
         asset, check = build_bucket_asset(bucket.name, bucket.owner)

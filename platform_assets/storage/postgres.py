@@ -130,9 +130,10 @@ class PostgresResource(PlatformResource):
     def connect(
         self, role: str, password: str | None = None, dbname: str = "postgres", connect_timeout: int = 5
     ) -> Iterator[PgConnection]:
+        host, port = self.address("postgres", self.port)
         conn = psycopg2.connect(
-            host="127.0.0.1",
-            port=self.port,
+            host=host,
+            port=port,
             user=role,
             dbname=dbname,
             connect_timeout=connect_timeout,

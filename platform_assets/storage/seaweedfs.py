@@ -59,7 +59,8 @@ class SeaweedFSResource(PlatformResource):
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.cfg.services.seaweedfs.s3_port}"
+        host, port = self.address("seaweedfs", self.cfg.services.seaweedfs.s3_port)
+        return f"http://{host}:{port}"
 
     @property
     def config_dir(self) -> Path:

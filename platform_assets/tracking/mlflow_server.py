@@ -29,7 +29,8 @@ class MlflowResource(PlatformResource):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.cfg.services.mlflow.port}"
+        host, port = self.address("mlflow_server", self.cfg.services.mlflow.port)
+        return f"http://{host}:{port}"
 
     @property
     def backend_role(self) -> str:

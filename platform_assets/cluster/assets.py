@@ -1,0 +1,210 @@
+"""The k3s target's assets: host, K3s, MetalLB, Argo CD, the Secrets and the app-of-apps, then the platform
+services Argo CD deploys. Thin wrappers around `steps.py`; the shared storage/tracking assets and their function
+checks (SQL per role, S3 round trips, MLflow) run unchanged against the services' LoadBalancer addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+import dagster as dg
+
+from platform_assets.cluster.render_base import ARGOCD_NAMESPACE
+from platform_assets.cluster.render_metallb import probe_service
+from platform_assets.cluster.resource import ClusterResource
+from platform_assets.cluster.services import service_step
+from platform_assets.cluster.steps import (
+    APPLICATION,
+    STEPS,
+    StepResult,
+    application_status,
+    desired_applications,
+)
+from platform_assets.host.facts import host_facts
+from platform_assets.services.results import check_errors_fail
+
+OWNERS = ["team:platform"]
+LB_WAIT_SECONDS = 60
+
+# asset -> (group, upstream assets, kinds, description)
+CLUSTER_ASSETS: dict[str, tuple[str, list[str], set[str], str]] = {
+    "host": ("host", [], {"linux"}, "The VM: facts, egress preflight and idempotent, OS-aware preparation."),
+    "k3s_cluster": ("cluster", ["host"], {"kubernetes"}, "K3s with the configured CIDRs, online or air-gapped."),
+    "metallb": ("cluster", ["k3s_cluster"], {"kubernetes"}, "MetalLB (ConfigMap or CRD mode) and its pool."),
+    "argocd": ("cluster", ["metallb"], {"kubernetes"}, "Argo CD from its pinned install.yaml, server-side applied."),
+    "cluster_secrets": ("cluster", ["k3s_cluster"], {"kubernetes"}, "The Secrets the platform's pods read."),
+    "gitops": ("cluster", ["argocd", "cluster_secrets"], {"kubernetes"}, "The app-of-apps root Application."),
+}
+SERVICE_ASSETS: dict[str, tuple[str, list[str], set[str], str]] = {
+    "postgres": ("storage", ["gitops"], {"postgres", "kubernetes"}, "postgres:13-alpine, deployed by Argo CD."),
+    "seaweedfs": ("storage", ["gitops"], {"s3", "kubernetes"}, "SeaweedFS with S3 auth, deployed by Argo CD."),
+}
+
+
+def _result(result: StepResult, plan: bool) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"change": result.change(plan), **result.metadata})
+
+
+def _reconcile_asset(name: str, spec: tuple[str, list[str], set[str], str], service: bool) -> dg.AssetsDefinition:
+    group, deps, kinds, description = spec
+
+    @dg.asset(
+        name=name,
+        group_name=group,
+        deps=[dg.AssetKey(d) for d in deps],
+        kinds=kinds,
+        owners=OWNERS,
+        description=description,
+    )
+    def reconcile(cluster: ClusterResource) -> dg.MaterializeResult:
+        return _result(service_step(cluster, name) if service else STEPS[name](cluster), cluster.plan)
+
+    return reconcile
+
+
+def mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
+    spec = ("tracking", ["postgres_databases", f"buckets/{artifact_bucket}"], {"mlflow", "kubernetes"}, "MLflow.")
+
+    @dg.asset(
+        name="mlflow_server",
+        group_name=spec[0],
+        deps=[dg.AssetKey("postgres_databases"), dg.AssetKey(["buckets", artifact_bucket])],
+        kinds=spec[2],
+        owners=OWNERS,
+        description="mlflow server deployed by Argo CD, on the cluster's Postgres and SeaweedFS.",
+    )
+    def mlflow_server(cluster: ClusterResource) -> dg.MaterializeResult:
+        return _result(service_step(cluster, "mlflow_server"), cluster.plan)
+
+    return mlflow_server
+
+
+# --- checks --------------------------------------------------------------------------------------------------
+@dg.asset_check(asset="host", blocking=True, description="network.host_ip is an address of the host itself.")
+@check_errors_fail
+def host_ip_on_host(cluster: ClusterResource) -> dg.AssetCheckResult:
+    cfg = cluster.cfg
+    facts = host_facts(cluster.executor, str(cfg.network.host_ip))  # type: ignore[union-attr]
+    return dg.AssetCheckResult(
+        passed=bool(facts.get("host_ip_present")),
+        description=f"{cfg.network.host_ip} on {cluster.executor.describe()}: addresses {facts.get('addresses')}",  # type: ignore[union-attr]
+    )
+
+
+def _get(cluster: ClusterResource, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict:
+    found = cluster.kube().get(
+        {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}}
+    )
+    return found or {}
+
+
+@dg.asset_check(asset="k3s_cluster", blocking=True, description="Every node reports Ready.")
+@check_errors_fail
+def node_ready(cluster: ClusterResource) -> dg.AssetCheckResult:
+    nodes = cluster.kube().list("v1", "Node")
+    ready = {
+        n["metadata"]["name"]: any(
+            c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", [])
+        )
+        for n in nodes
+    }
+    return dg.AssetCheckResult(passed=bool(ready) and all(ready.values()), description=f"nodes: {ready or 'none'}")
+
+
+@dg.asset_check(
+    asset="k3s_cluster", blocking=True, description="The `kubernetes` Service holds the first address of service_cidr."
+)
+@check_errors_fail
+def service_cidr_in_use(cluster: ClusterResource) -> dg.AssetCheckResult:
+    want = str(cluster.cfg.network.service_cidr[1])  # type: ignore[union-attr]
+    got = _get(cluster, "v1", "Service", "kubernetes", "default").get("spec", {}).get("clusterIP")
+    return dg.AssetCheckResult(passed=got == want, description=f"kubernetes Service ClusterIP {got}, want {want}")
+
+
+@dg.asset_check(asset="k3s_cluster", blocking=True, description="CoreDNS serves on network.cluster_dns.")
+@check_errors_fail
+def cluster_dns_serves(cluster: ClusterResource) -> dg.AssetCheckResult:
+    want = str(cluster.cfg.network.cluster_dns)  # type: ignore[union-attr]
+    got = _get(cluster, "v1", "Service", "kube-dns", "kube-system").get("spec", {}).get("clusterIP")
+    available = cluster.kube().deployments_available("kube-system", ["coredns"])["coredns"]
+    return dg.AssetCheckResult(
+        passed=got == want and available,
+        description=f"kube-dns ClusterIP {got} (want {want}); coredns available: {available}",
+    )
+
+
+@dg.asset_check(asset="metallb", blocking=True, description="A probe LoadBalancer Service gets an IP from the pool.")
+@check_errors_fail
+def load_balancer_gets_pool_ip(cluster: ClusterResource) -> dg.AssetCheckResult:
+    kube, probe = cluster.kube(), probe_service(cluster.cfg)
+    kube.apply([probe])
+    deadline, ip = time.monotonic() + LB_WAIT_SECONDS, None
+    while ip is None and time.monotonic() < deadline:
+        ingress = (kube.get(probe) or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}]
+        ip = ingress[0].get("ip") or time.sleep(1)
+    first, last = cluster.cfg.network.pool_range  # type: ignore[union-attr]
+    inside = ip is not None and first <= ipaddress.IPv4Address(ip) <= last
+    return dg.AssetCheckResult(
+        passed=inside, description=f"probe Service got {ip or 'no address'} (pool {first}-{last})"
+    )
+
+
+@dg.asset_check(asset="argocd", blocking=True, description="Every Argo CD Deployment is available.")
+@check_errors_fail
+def argocd_available(cluster: ClusterResource) -> dg.AssetCheckResult:
+    kube = cluster.kube()
+    names = [d["metadata"]["name"] for d in kube.list("apps/v1", "Deployment", ARGOCD_NAMESPACE)]
+    state = kube.deployments_available(ARGOCD_NAMESPACE, names)
+    down = [n for n, ok in state.items() if not ok]
+    return dg.AssetCheckResult(
+        passed=bool(names) and not down, description=f"unavailable: {down or 'none'} of {len(names)}"
+    )
+
+
+@dg.asset_check(asset="gitops", description="Each Application is Synced and Healthy.")
+@check_errors_fail
+def applications_synced_healthy(cluster: ClusterResource) -> dg.AssetCheckResult:
+    kube = cluster.kube()
+    bad = []
+    for name in sorted(desired_applications()):
+        sync, health, message = application_status(kube, name)
+        if (sync, health) != ("Synced", "Healthy"):
+            bad.append(f"{name} {sync}/{health}" + (f" ({message})" if message else ""))
+    return dg.AssetCheckResult(passed=not bad, description="; ".join(bad) or "all Synced and Healthy")
+
+
+@dg.asset_check(asset="gitops", description="No pod is stuck pulling its image (the seed's Bitnami failure).")
+@check_errors_fail
+def images_pull(cluster: ClusterResource) -> dg.AssetCheckResult:
+    failures = cluster.kube().image_pull_failures(cluster.cfg.k3s.namespace)
+    lines = [f"{f.image} on node {f.node} ({f.pod}): {f.reason}: {f.message}" for f in failures]
+    return dg.AssetCheckResult(passed=not failures, description="; ".join(lines) or "every image pulled")
+
+
+@dg.asset_check(asset="gitops", description="No live Application is missing from git (the seed's MinIO orphan).")
+@check_errors_fail
+def no_orphan_applications(cluster: ClusterResource) -> dg.AssetCheckResult:
+    live = {a["metadata"]["name"] for a in cluster.kube().list(*APPLICATION, namespace=ARGOCD_NAMESPACE)}
+    orphans = sorted(live - desired_applications())
+    hint = "; prune with k3s.prune_orphans: true" if orphans else ""
+    return dg.AssetCheckResult(passed=not orphans, description=f"orphans: {', '.join(orphans) or 'none'}{hint}")
+
+
+CLUSTER_CHECKS = [
+    host_ip_on_host,
+    node_ready,
+    service_cidr_in_use,
+    cluster_dns_serves,
+    load_balancer_gets_pool_ip,
+    argocd_available,
+    applications_synced_healthy,
+    images_pull,
+    no_orphan_applications,
+]
+
+
+def build_cluster_assets() -> list[dg.AssetsDefinition]:
+    return [
+        *(_reconcile_asset(name, spec, service=False) for name, spec in CLUSTER_ASSETS.items()),
+        *(_reconcile_asset(name, spec, service=True) for name, spec in SERVICE_ASSETS.items()),
+    ]

@@ -1,0 +1,59 @@
+"""The Kubernetes Secrets the platform's pods read, made from the credentials generated in the state directory.
+
+They never go to git (the infra/ manifests only name them) and their values never reach metadata or logs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from platform_assets.cluster.render_base import meta, obj
+from platform_assets.cluster.render_ml import DATA_API_SECRET, INFERENCE_SECRET, MLFLOW_SECRET
+from platform_assets.cluster.render_storage import (
+    POSTGRES,
+    POSTGRES_PORT,
+    POSTGRES_SECRET,
+    S3_IDENTITIES_SECRET,
+    service_dns,
+)
+from platform_assets.config import PlatformConfig
+from platform_assets.state import Credentials
+from platform_assets.storage.postgres import SUPERUSER
+
+Obj = dict[str, Any]
+ASSET = "cluster_secrets"
+TRAINING_SECRET = "training-env"  # the training pod's S3 and MLflow access (dagster-k8s Pipes)
+DATA_API_TOKEN = "data-api-admin"
+
+
+def _secret(cfg: PlatformConfig, name: str, data: dict[str, str]) -> Obj:
+    return obj("v1", "Secret", meta(name, ASSET, cfg.k3s.namespace), type="Opaque", stringData=data)
+
+
+def render_secrets(cfg: PlatformConfig, credentials: Credentials, s3_identities: dict[str, Any]) -> list[Obj]:
+    mlflow_role = next(db.owner for db in cfg.databases if db.name == cfg.mlflow.database)
+    mlflow_password = credentials.postgres_password(mlflow_role)
+    artifact_access, artifact_secret = credentials.s3_keys(cfg.bucket(cfg.mlflow.artifact_bucket).owner)
+    ml_access, ml_secret = credentials.s3_keys(cfg.bucket(cfg.ml.predictions_bucket).owner)
+    backend = (
+        f"postgresql+psycopg2://{mlflow_role}:{mlflow_password}@{service_dns(POSTGRES, cfg)}:{POSTGRES_PORT}"
+        f"/{cfg.mlflow.database}"
+    )
+    return [
+        _secret(cfg, S3_IDENTITIES_SECRET, {"s3.json": json.dumps(s3_identities, sort_keys=True)}),
+        _secret(cfg, POSTGRES_SECRET, {"password": credentials.postgres_password(SUPERUSER)}),
+        _secret(
+            cfg,
+            MLFLOW_SECRET,
+            {
+                "MLFLOW_BACKEND_STORE_URI": backend,
+                "PGPASSWORD": mlflow_password,
+                "AWS_ACCESS_KEY_ID": artifact_access,
+                "AWS_SECRET_ACCESS_KEY": artifact_secret,
+            },
+        ),
+        _secret(cfg, INFERENCE_SECRET, {"SERVING_S3_ACCESS_KEY": ml_access, "SERVING_S3_SECRET_KEY": ml_secret}),
+        _secret(cfg, DATA_API_SECRET, {"token": credentials.token(DATA_API_TOKEN)}),
+        _secret(cfg, TRAINING_SECRET, {"AWS_ACCESS_KEY_ID": ml_access, "AWS_SECRET_ACCESS_KEY": ml_secret}),
+    ]

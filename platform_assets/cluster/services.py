@@ -1,0 +1,91 @@
+"""The platform services in the k3s target: Argo CD deploys them from infra/; their assets wait until the
+Application is Synced and Healthy, heal hand edits by asking Argo CD to sync, and record the LoadBalancer
+address, which the shared resources then use for the same function checks as the local target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from platform_assets.cluster.kube import KubeClient
+from platform_assets.cluster.render import SERVICES
+from platform_assets.cluster.render_base import ARGOCD_NAMESPACE
+from platform_assets.cluster.render_storage import POSTGRES_PORT
+from platform_assets.cluster.resource import ClusterResource
+from platform_assets.cluster.steps import APPLICATION, StepResult, application_status
+from platform_assets.config import PlatformConfig
+from platform_assets.resources_base import ENDPOINTS_FILE
+
+Obj = dict[str, Any]
+SYNC_MANAGER = "mlops-platform-sync"
+DRIFT_PROBE = "mlops-platform-drift-probe"  # used only for dry runs
+
+
+def service_ports(cfg: PlatformConfig) -> dict[str, tuple[str, int]]:
+    """asset -> (Argo CD Application / Service name, port clients use)."""
+    return {
+        "postgres": ("postgres", POSTGRES_PORT),
+        "seaweedfs": ("seaweedfs", cfg.services.seaweedfs.s3_port),
+        "mlflow_server": ("mlflow", cfg.services.mlflow.port),
+        "data_api": ("data-api", cfg.services.data_api.port),
+        "inference_service": ("inference", cfg.services.inference.port),
+    }
+
+
+def hand_edits(kube: KubeClient, cfg: PlatformConfig, app: str) -> list[str]:
+    """Fields of the app's live objects that differ from what infra/ renders (someone edited them by hand)."""
+    found = []
+    for desired in SERVICES[app](cfg):
+        # A manager of our own that owns nothing: the dry run overrides only the fields infra/ sets, so the
+        # comparison ignores what Argo CD or the cluster add (tracking labels, defaults).
+        for change in kube.diff(desired, namespace=cfg.k3s.namespace, field_manager=DRIFT_PROBE):
+            found.append(f"{desired['kind']}/{desired['metadata']['name']} {change.path or '(missing)'}")
+    return found
+
+
+def request_sync(kube: KubeClient, app: str) -> None:
+    """What `argocd app sync` does: set the Application's operation; Argo CD's controller takes it from there."""
+    kube.apply(
+        [
+            {
+                "apiVersion": APPLICATION[0],
+                "kind": APPLICATION[1],
+                "metadata": {"name": app, "namespace": ARGOCD_NAMESPACE},
+                "operation": {"sync": {"prune": False}, "initiatedBy": {"username": "mlops-platform"}},
+            }
+        ],
+        field_manager=SYNC_MANAGER,
+    )
+
+
+def _load_balancer_ip(kube: KubeClient, cfg: PlatformConfig, name: str) -> str | None:
+    svc = kube.get({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": cfg.k3s.namespace}})
+    ingress = ((svc or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]
+    return ingress.get("ip")
+
+
+def service_step(c: ClusterResource, asset: str) -> StepResult:
+    cfg = c.cfg
+    app, port = service_ports(cfg)[asset]
+    kube = c.kube()
+    changes = []
+    edits = hand_edits(kube, cfg, app)
+    if edits:
+        changes.append(f"{'would request' if c.plan else 'requested'} an Argo CD sync to undo: {'; '.join(edits)}")
+        if not c.plan:
+            request_sync(kube, app)
+    sync, health, message = application_status(kube, app)
+    if (sync, health) != ("Synced", "Healthy") and not c.plan:
+        pulls = [f"{f.image} on {f.node}: {f.reason}" for f in kube.image_pull_failures(cfg.k3s.namespace)]
+        raise dg.Failure(
+            f"Application {app} is {sync}/{health}: {message}" + (f"; cannot pull {'; '.join(pulls)}" if pulls else "")
+        )
+    ip = _load_balancer_ip(kube, cfg, app)
+    if ip is None and not c.plan:
+        raise dg.Failure(f"Service {cfg.k3s.namespace}/{app} has no LoadBalancer address: is MetalLB's pool exhausted?")
+    endpoints = c.read_state_file(ENDPOINTS_FILE)
+    if ip and endpoints.get(asset) != {"host": ip, "port": port}:
+        c.write_state_file(ENDPOINTS_FILE, {**endpoints, asset: {"host": ip, "port": port}})
+        changes.append(f"address {ip}:{port} recorded")
+    return StepResult(changes, {"application": app, "sync": sync, "health": health, "address": f"{ip}:{port}"})

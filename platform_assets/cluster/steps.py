@@ -1,0 +1,245 @@
+"""The k3s target's reconcile steps, one per asset: each looks, changes only what differs, and says what it
+changed; with `ClusterResource(plan=True)` each says what it *would* change and changes nothing (plan mode).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from platform_assets.cluster.k3s_install import (
+    K3sInstallError,
+    NeedsRebuildError,
+    cidr_change,
+    fetch_kubeconfig,
+    install_steps,
+    installed_cidrs,
+)
+from platform_assets.cluster.kube import ApplyResult, KubeClient
+from platform_assets.cluster.render import SERVICES
+from platform_assets.cluster.render_argocd import ROOT_APP, argocd_server_patch, render_argocd_pre, root_application
+from platform_assets.cluster.render_base import ARGOCD_NAMESPACE
+from platform_assets.cluster.render_metallb import render_metallb
+from platform_assets.cluster.resource import ClusterResource
+from platform_assets.cluster.secrets import render_secrets
+from platform_assets.host.facts import host_facts
+from platform_assets.host.prepare import prepare_host, run_steps
+from platform_assets.storage.seaweedfs import SeaweedFSResource
+
+Obj = dict[str, Any]
+METALLB_NAMESPACE = "metallb-system"
+APPLICATION = ("argoproj.io/v1alpha1", "Application")
+WAIT_SECONDS = 300
+
+
+@dataclass
+class StepResult:
+    changes: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def change(self, plan: bool) -> str:
+        if not self.changes:
+            return "no change"
+        return ("would: " if plan else "") + "; ".join(self.changes)
+
+
+def _lines(results: list[ApplyResult]) -> list[str]:
+    return [
+        f"{r.action} {r.kind} {r.namespace + '/' if r.namespace else ''}{r.name}"
+        for r in results
+        if r.action != "unchanged"
+    ]
+
+
+def _apply(c: ClusterResource, kube: KubeClient, objs: list[Obj], namespace: str | None = None) -> list[str]:
+    lines = _lines(kube.apply(objs, dry_run=c.plan, namespace=namespace))
+    return (
+        [line.replace("configured", "would configure").replace("created", "would create") for line in lines]
+        if c.plan
+        else lines
+    )
+
+
+def _cluster_or_plan(c: ClusterResource, what: str) -> KubeClient | None:
+    """The cluster's client; in plan mode on a host without K3s yet, None (everything would be created)."""
+    if c.plan and not c.kubeconfig.exists():
+        return None
+    return c.kube()
+
+
+# --- host and K3s ------------------------------------------------------------------------------------------
+def host_step(c: ClusterResource) -> StepResult:
+    cfg = c.cfg
+    facts = host_facts(c.executor, str(cfg.network.host_ip) if cfg.network else None)
+    report = prepare_host(c.executor, cfg)
+    mode, reasons = c.install_mode
+    metadata = {
+        "target": c.executor.describe(),
+        "os": f"{report.os.id} {report.os.version}" if report.os else "?",
+        "install_mode": mode,
+        "install_mode_why": "; ".join(reasons),
+        "steps": "\n".join(o.line() for o in report.steps),
+        "notes": "; ".join(report.notes) or "none",
+        **{k: v if isinstance(v, (str, int, float, bool)) else str(v) for k, v in facts.items()},
+    }
+    return StepResult([o.line() for o in report.pending()], metadata)
+
+
+def k3s_step(c: ClusterResource) -> StepResult:
+    cfg = c.cfg
+    rebuild = cidr_change(cfg, installed_cidrs(c.executor))
+    if rebuild:  # K3s cannot move its CIDRs in place: never "heal" this silently
+        raise NeedsRebuildError("needs rebuild: " + "; ".join(rebuild))
+    mode, _ = c.install_mode
+    outcomes = run_steps(c.executor, install_steps(cfg, mode, c.bundle_dir))  # type: ignore[arg-type]
+    changes = [o.line() for o in outcomes if o.status != "already"]
+    try:
+        if fetch_kubeconfig(c.executor, cfg, c.kubeconfig):
+            changes.append(f"kubeconfig written to {c.kubeconfig} (0600)")
+    except K3sInstallError:
+        if not c.plan:
+            raise
+        changes.append(f"fetch kubeconfig into {c.kubeconfig}")
+    return StepResult(changes, {"version": cfg.versions.k3s, "install_mode": mode, "kubeconfig": str(c.kubeconfig)})
+
+
+# --- MetalLB and Argo CD -----------------------------------------------------------------------------------
+def _upstream(c: ClusterResource, kube: KubeClient | None, component: str, version: str) -> tuple[list[Obj], dict]:
+    manifest, objs = c.manifest(component, version)
+    dropped: list[Obj] = []
+    if kube is not None:
+        objs, dropped = kube.split_unserved(objs)
+    metadata = {
+        f"{component}_version": version,
+        f"{component}_sha256": manifest.sha256,
+        f"{component}_source": manifest.source,
+        "dropped_kinds": "; ".join(f"{o['kind']}/{o['metadata']['name']}: not served by this cluster" for o in dropped)
+        or "none",
+    }
+    return objs, metadata
+
+
+def metallb_step(c: ClusterResource) -> StepResult:
+    cfg = c.cfg
+    kube = _cluster_or_plan(c, "metallb")
+    objs, metadata = _upstream(c, kube, "metallb", cfg.versions.metallb)
+    key = c.state.credentials.token("metallb-memberlist") if cfg.versions.metallb_mode == "configmap" else None
+    config = render_metallb(cfg, memberlist_key=key)
+    metadata |= {"mode": cfg.versions.metallb_mode, "pool": cfg.network.metallb_pool if cfg.network else "?"}
+    if kube is None:
+        return StepResult([f"would apply {len(objs)} MetalLB objects and {len(config)} pool objects"], metadata)
+    changes = _apply(c, kube, objs, METALLB_NAMESPACE)
+    if not c.plan:
+        kube.wait_available(METALLB_NAMESPACE, ["controller"], WAIT_SECONDS)
+    return StepResult(changes + _apply(c, kube, config, METALLB_NAMESPACE), metadata)
+
+
+def _deployments(objs: list[Obj]) -> list[str]:
+    return [o["metadata"]["name"] for o in objs if o.get("kind") == "Deployment"]
+
+
+def argocd_step(c: ClusterResource) -> StepResult:
+    cfg = c.cfg
+    kube = _cluster_or_plan(c, "argocd")
+    objs, metadata = _upstream(c, kube, "argocd", cfg.versions.argocd)
+    if kube is None:
+        return StepResult([f"would apply {len(objs)} Argo CD objects"], metadata)
+    changes = _apply(c, kube, render_argocd_pre(cfg))
+    changes += _apply(c, kube, objs, ARGOCD_NAMESPACE)  # server-side: Argo CD >= 3.5's CRDs exceed annotations
+    if not c.plan:
+        kube.wait_available(ARGOCD_NAMESPACE, _deployments(objs), WAIT_SECONDS)
+    changes += _apply(c, kube, [argocd_server_patch()], ARGOCD_NAMESPACE)
+    server = kube.get(
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "argocd-server", "namespace": ARGOCD_NAMESPACE}}
+    )
+    ingress = ((server or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]
+    metadata["server_url"] = f"https://{ingress['ip']}" if ingress.get("ip") else "pending"
+    admin = kube.get(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "argocd-initial-admin-secret", "namespace": ARGOCD_NAMESPACE},
+        }
+    )
+    if admin and "password" in admin.get("data", {}):
+        password = base64.b64decode(admin["data"]["password"]).decode()
+        if c.write_state_file("argocd-admin.json", {"username": "admin", "password": password}):
+            changes.append("admin password saved to the state directory (0600)")
+    metadata["admin_secret"] = str(c.state.root / "argocd-admin.json") if admin else "not created yet by Argo CD"
+    return StepResult(changes, metadata)
+
+
+# --- what Argo CD deploys ----------------------------------------------------------------------------------
+def secrets_step(c: ClusterResource) -> StepResult:
+    cfg = c.cfg
+    identities = SeaweedFSResource(config_path=c.config_path, state_dir=c.state_dir).identities()
+    secrets = render_secrets(cfg, c.state.credentials, identities)
+    names = ", ".join(s["metadata"]["name"] for s in secrets)
+    kube = _cluster_or_plan(c, "secrets")
+    if kube is None:
+        return StepResult([f"would create Secrets {names}"], {"secrets": names})
+    # values never reach metadata: only which Secret changed
+    return StepResult(_apply(c, kube, secrets), {"secrets": names, "namespace": cfg.k3s.namespace})
+
+
+def application_status(kube: KubeClient, name: str) -> tuple[str, str, str]:
+    app = kube.get(
+        {
+            "apiVersion": APPLICATION[0],
+            "kind": APPLICATION[1],
+            "metadata": {"name": name, "namespace": ARGOCD_NAMESPACE},
+        }
+    )
+    status = (app or {}).get("status", {})
+    health = status.get("health", {})
+    return status.get("sync", {}).get("status", "Missing"), health.get("status", "Missing"), health.get("message", "")
+
+
+def desired_applications() -> set[str]:
+    return {ROOT_APP, *SERVICES}
+
+
+def gitops_step(c: ClusterResource) -> StepResult:
+    cfg = c.cfg
+    kube = _cluster_or_plan(c, "gitops")
+    if kube is None:
+        return StepResult([f"would create Application {ROOT_APP} ({len(SERVICES)} child Applications)"], {})
+    changes = _apply(c, kube, [root_application(cfg)], ARGOCD_NAMESPACE)
+    live = {a["metadata"]["name"] for a in kube.list(*APPLICATION, namespace=ARGOCD_NAMESPACE)}
+    orphans = sorted(live - desired_applications())
+    if orphans and cfg.k3s.prune_orphans and not c.plan:
+        for name in orphans:
+            kube.delete(
+                {
+                    "apiVersion": APPLICATION[0],
+                    "kind": APPLICATION[1],
+                    "metadata": {"name": name, "namespace": ARGOCD_NAMESPACE},
+                }
+            )
+        changes.append(f"pruned orphan Applications {', '.join(orphans)}")
+    rows = ["| application | sync | health |", "|---|---|---|"]
+    rows += [
+        f"| {name} | {' | '.join(application_status(kube, name)[:2])} |"
+        for name in sorted(live | desired_applications())
+    ]
+    return StepResult(
+        changes,
+        {
+            "repo": f"{cfg.k3s.gitops.repo_url}@{cfg.k3s.gitops.revision}:{cfg.k3s.gitops.path}",
+            "applications": "\n".join(rows),
+            "orphans": ", ".join(orphans) or "none",
+        },
+    )
+
+
+Step = Callable[[ClusterResource], StepResult]
+STEPS: dict[str, Step] = {
+    "host": host_step,
+    "k3s_cluster": k3s_step,
+    "metallb": metallb_step,
+    "argocd": argocd_step,
+    "cluster_secrets": secrets_step,
+    "gitops": gitops_step,
+}
