@@ -24,7 +24,8 @@ class DataApiResource(PlatformResource):
 
     @property
     def url(self) -> str:
-        return offline_api_url(self.cfg)
+        host, port = self.address("data_api", self.cfg.services.data_api.port)
+        return f"http://{host}:{port}"
 
     def service_spec(self) -> ServiceSpec:
         cfg = self.cfg

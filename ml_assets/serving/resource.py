@@ -15,7 +15,8 @@ from platform_assets.services.supervisor import EnsureResult, ServiceSpec
 class InferenceResource(PlatformResource):
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.cfg.services.inference.port}"
+        host, port = self.address("inference_service", self.cfg.services.inference.port)
+        return f"http://{host}:{port}"
 
     def service_spec(self) -> ServiceSpec:
         return ServiceSpec(
