@@ -35,6 +35,7 @@ test: $(STAMP)  ## unit, integration (real services) and end-to-end tests
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: $(STAMP)  ## both benchmarks; the inference one needs Debian's wrk
+bench: $(STAMP)  ## the benchmarks; the inference one needs Debian's wrk
 	$(BIN)/python benchmarks/platform_cold_start.py
 	$(BIN)/python benchmarks/inference_vs_mlflow_serve.py
+	$(BIN)/python benchmarks/drift_vs_evidently.py
