@@ -7,6 +7,7 @@ from ml_assets.data.service import DataApiResource
 from ml_assets.data.source import source_for
 from ml_assets.monitoring.resources import ReportsResource
 from ml_assets.serving.resource import InferenceResource
+from ml_assets.training_runner import K8sPipesTrainingRunner, LocalTrainingRunner, TrainingRunner
 from platform_assets.config import PlatformConfig
 from platform_assets.resources import build_resources
 from platform_assets.state import StateDir
@@ -21,4 +22,12 @@ def build_ml_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) 
         "datasets": DatasetsResource(**where),
         "inference_resource": InferenceResource(**where),
         "reports": ReportsResource(**where),
+        "training_runner": training_runner(cfg, where),
     }
+
+
+def training_runner(cfg: PlatformConfig, where: dict[str, str]) -> TrainingRunner:
+    """Where `trained_model` trains: a pod through dagster-k8s Pipes in the cluster, else this process."""
+    if cfg.target == "k3s":
+        return K8sPipesTrainingRunner(**where)
+    return LocalTrainingRunner()

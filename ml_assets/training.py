@@ -1,64 +1,39 @@
 """The training table and the trained model, tracked in MLflow."""
 
-from dataclasses import asdict, dataclass
-
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
-from ml_assets.data.store import frame_hash
-from ml_assets.model import HousePriceModel
-from ml_assets.schema import TARGET
-from ml_assets.tracking import ModelTracker
-from platform_assets.services.results import NO_CHANGE, previous_metadata
+from ml_assets.train_step import (
+    HOLDOUT_KEY_COLUMNS,
+    OUTLIER_IQR,
+    Metrics,
+    drop_price_outliers,
+    evaluate,
+    holdout_mask,
+    listing_columns,
+)
+from ml_assets.training_runner import TrainingRunner
+from platform_assets.services.results import NO_CHANGE
 from platform_assets.tracking.mlflow_server import MlflowResource
+
+# The pure pieces live in train_step (the training pod imports them without Dagster); importable from here as before.
+__all__ = [
+    "GROUP",
+    "HOLDOUT_KEY_COLUMNS",
+    "OUTLIER_IQR",
+    "OWNERS",
+    "Metrics",
+    "drop_price_outliers",
+    "evaluate",
+    "features",
+    "holdout_mask",
+    "listing_columns",
+    "trained_model",
+]
 
 GROUP = "ml_model"
 OWNERS = ["team:ml"]
-HOLDOUT_KEY_COLUMNS = ["street", "zip_code", "house_size", "bed", "bath"]
-OUTLIER_IQR = 3.0  # in log-price: drops data-entry errors, keeps genuinely expensive houses
-
-
-@dataclass(frozen=True)
-class Metrics:
-    rmse_log: float
-    r2_log: float
-    rmse: float
-    mae: float
-    rows: int
-
-
-def listing_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """What a model sees of a training-table row: the listing without its price and bookkeeping columns."""
-    return table.drop(columns=[TARGET, "holdout", "day"])
-
-
-def holdout_mask(frame: pd.DataFrame, percent: int) -> np.ndarray:
-    """A row is in the holdout by a stable hash of what identifies a listing, so it stays there as batches
-    accumulate and every candidate model is scored on the same rows."""
-    hashes = pd.util.hash_pandas_object(frame[HOLDOUT_KEY_COLUMNS], index=False).to_numpy()
-    return (hashes % 100) < percent
-
-
-def drop_price_outliers(frame: pd.DataFrame) -> pd.DataFrame:
-    log_price = np.log(frame[TARGET].clip(lower=1))
-    q1, q3 = np.percentile(log_price, [25, 75])
-    spread = OUTLIER_IQR * (q3 - q1)
-    return frame[(log_price >= q1 - spread) & (log_price <= q3 + spread)].reset_index(drop=True)
-
-
-def evaluate(prices: np.ndarray, truth: np.ndarray) -> Metrics:
-    log_error = np.log(prices) - np.log(truth)
-    log_truth = np.log(truth)
-    r2 = 1 - float(np.sum(log_error**2) / np.sum((log_truth - log_truth.mean()) ** 2))
-    return Metrics(
-        rmse_log=float(np.sqrt(np.mean(log_error**2))),
-        r2_log=r2,
-        rmse=float(np.sqrt(np.mean((prices - truth) ** 2))),
-        mae=float(np.mean(np.abs(prices - truth))),
-        rows=len(truth),
-    )
 
 
 @dg.asset(
@@ -99,46 +74,10 @@ def features(datasets: DatasetsResource) -> dg.MaterializeResult:
     description="HistGradientBoosting on log price, logged to MLflow with params, metrics and signature.",
 )
 def trained_model(
-    context: dg.AssetExecutionContext, datasets: DatasetsResource, mlflow_resource: MlflowResource
+    context: dg.AssetExecutionContext,
+    datasets: DatasetsResource,
+    mlflow_resource: MlflowResource,
+    training_runner: TrainingRunner,
 ) -> dg.MaterializeResult:
-    table = datasets.store().get(datasets.features_key)
-    table_hash = frame_hash(table)
-    previous = previous_metadata(context)
-    tracker = ModelTracker.of(mlflow_resource)
-    if previous.get("features_hash") == table_hash and tracker.run_exists(str(previous.get("run_id"))):
-        return dg.MaterializeResult(
-            metadata={**_carried(previous), "change": NO_CHANGE}, data_version=dg.DataVersion(str(previous["run_id"]))
-        )
-    train, holdout = table[~table["holdout"]], table[table["holdout"]]
-    model = HousePriceModel.train(train, train[TARGET].to_numpy())
-    metrics = evaluate(model.predict(None, holdout), holdout[TARGET].to_numpy())
-    logged = tracker.log_model_run(
-        model,
-        params={
-            "rows_train": len(train),
-            "rows_holdout": len(holdout),
-            "days": sorted(int(day) for day in table["day"].unique()),
-            "features_hash": table_hash,
-            **model.hyperparameters(),
-        },
-        metrics=asdict(metrics),
-        example=listing_columns(holdout).head(3),
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "change": f"trained run {logged.run_id}",
-            "run_id": logged.run_id,
-            "run_url": dg.MetadataValue.url(logged.run_url),
-            "model_uri": logged.model_uri,
-            "features_hash": table_hash,
-            **{f"holdout_{k}": v for k, v in asdict(metrics).items()},
-        },
-        data_version=dg.DataVersion(logged.run_id),
-    )
-
-
-def _carried(previous: dict[str, object]) -> dict[str, object]:
-    keep = ("run_id", "run_url", "model_uri", "features_hash")
-    carried = {k: previous[k] for k in keep if k in previous}
-    carried["run_url"] = dg.MetadataValue.url(str(carried.get("run_url", "")))
-    return {**carried, **{k: v for k, v in previous.items() if k.startswith("holdout_")}}
+    # in-process (target local) or in a pod through Pipes (target k3s): build_ml_resources picks the runner
+    return training_runner.run(context, datasets, mlflow_resource)

@@ -1,0 +1,202 @@
+"""`trained_model` through both runners on the real local services (Postgres, SeaweedFS, MLflow).
+
+The k3s runner's pod goes to the Kubernetes API fake (tests/k8s/pipes_fake.py), which runs the pod's command for
+real as a local process with the env a kubelet would give it (the `training-env` Secret included); dagster-k8s
+reads the Pipes messages back from the pod's log through the API. Features go to their own group and runs to their
+own experiment, so other tests' tables and runs are untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+import yaml
+from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, PipesDefaultContextLoader, decode_env_var
+from kubernetes import client, config
+from mlflow import MlflowClient
+
+from ml_assets.data.dataset import ames_listings
+from ml_assets.data.resources import DatasetsResource
+from ml_assets.training import drop_price_outliers, holdout_mask, trained_model
+from ml_assets.training_runner import K8sPipesTrainingRunner, LocalTrainingRunner, TrainingRunner
+from platform_assets.storage.seaweedfs import SeaweedFSResource
+from platform_assets.tracking.mlflow_server import MlflowResource
+from tests.integration.conftest import Stack
+from tests.k8s.pipes_fake import PipesFakeApiServer
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP = 97  # a features table of its own
+EXPERIMENT = "pipes-training-test"
+NAMESPACE = "ml-train"
+TRAINING = {"image": "registry.example/mlops-platform:9.9.9", "cpu": "750m", "memory": "1536Mi"}
+TRAINING_RES = {"cpu": TRAINING["cpu"], "memory": TRAINING["memory"]}
+METADATA_KEYS = {
+    "change",
+    "run_id",
+    "run_url",
+    "model_uri",
+    "features_hash",
+    *(f"holdout_{k}" for k in ("rmse_log", "r2_log", "rmse", "mae", "rows")),
+}
+
+
+@dataclass
+class Ml:
+    config_path: Path
+    datasets: DatasetsResource
+    mlflow: MlflowResource
+    s3: SeaweedFSResource
+
+
+@pytest.fixture(scope="module")
+def ml(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Ml:
+    """The stack's config with its own features group, experiment and training pod settings, and a features
+    table made the way the `features` asset makes it (outliers dropped, stable holdout)."""
+    data = yaml.safe_load(stack.config_path.read_text())
+    data["ml"] = {**(data.get("ml") or {}), "group_number": GROUP}
+    data["mlflow"] = {**(data.get("mlflow") or {}), "experiment": EXPERIMENT}
+    data["k3s"] = {**(data.get("k3s") or {}), "namespace": NAMESPACE, "training": TRAINING}
+    path = tmp_path_factory.mktemp("pipes") / "platform.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    where = {"config_path": str(path), "state_dir": stack.resource("mlflow_resource").state_dir}
+    datasets = DatasetsResource(**where)
+    listings = ames_listings().head(1200)
+    table = drop_price_outliers(listings.assign(day=np.arange(len(listings)) // 400))
+    table["holdout"] = holdout_mask(table, datasets.cfg.ml.holdout_percent)
+    datasets.store().put(datasets.features_key, table)
+    return Ml(path, datasets, MlflowResource(**where), SeaweedFSResource(**where))
+
+
+@dataclass
+class Cluster:
+    fake: PipesFakeApiServer
+    runner: K8sPipesTrainingRunner
+    api: client.CoreV1Api
+
+
+@pytest.fixture
+def cluster(ml: Ml, tmp_path: Path) -> Iterator[Cluster]:
+    """The fake API with the namespace and the `training-env` Secret the platform creates, and a runner whose
+    kubeconfig points at it. The "pod" runs on this machine, so it reaches MLflow and S3 on loopback."""
+    with PipesFakeApiServer(repo_root=tmp_path / "repo") as fake:
+        fake.run_pods_locally(REPO)
+        state = tmp_path / "state"
+        state.mkdir()
+        fake.write_kubeconfig(state / "kubeconfig")
+        api_client = config.new_client_from_config(config_file=str(state / "kubeconfig"))
+        api = client.CoreV1Api(api_client)
+        api.create_namespace({"metadata": {"name": NAMESPACE}})
+        _put_secret(api, *ml.s3.state.credentials.s3_keys(ml.datasets.cfg.bucket("datasets").owner))
+        runner = K8sPipesTrainingRunner(
+            config_path=str(ml.config_path),
+            state_dir=str(state),
+            tracking_uri=ml.mlflow.url,
+            s3_endpoint=ml.s3.endpoint,
+            poll_interval=0.2,
+        )
+        yield Cluster(fake, runner, api)
+        api_client.close()
+
+
+def _put_secret(api: client.CoreV1Api, access: str, secret: str) -> None:
+    data = {"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret}
+    body = {
+        "metadata": {"name": "training-env"},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+    api.create_namespaced_secret(NAMESPACE, body)
+
+
+def _materialize(ml: Ml, runner: TrainingRunner, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    resources = {"datasets": ml.datasets, "mlflow_resource": ml.mlflow, "training_runner": runner}
+    return dg.materialize([trained_model], instance=instance, resources=resources, raise_on_error=False)
+
+
+def _materialization(result: dg.ExecuteInProcessResult) -> tuple[dict[str, object], str]:
+    assert result.success, _failure(result)
+    [mat] = result.asset_materializations_for_node("trained_model")
+    return {k: v.value for k, v in mat.metadata.items()}, mat.tags["dagster/data_version"]
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    errors = [e.step_failure_data.error for e in result.get_step_failure_events()]
+    return "\n".join(err.to_string() for err in errors if err is not None)
+
+
+def _assert_real_run(ml: Ml, metadata: dict[str, object]) -> None:
+    run = MlflowClient(tracking_uri=ml.mlflow.url).get_run(str(metadata["run_id"]))
+    assert run.info.lifecycle_stage == "active"
+    assert run.data.params["features_hash"] == metadata["features_hash"]
+    assert run.data.metrics["rmse_log"] == pytest.approx(metadata["holdout_rmse_log"])
+    assert str(metadata["run_url"]).endswith(f"/runs/{run.info.run_id}")
+
+
+def test_pod_trains_logs_to_mlflow_and_reports_through_pipes(ml: Ml, cluster: Cluster) -> None:
+    with dg.DagsterInstance.ephemeral() as instance:
+        metadata, version = _materialization(_materialize(ml, cluster.runner, instance))
+        assert set(metadata) == METADATA_KEYS
+        assert metadata["change"] == f"trained run {metadata['run_id']}"
+        assert version == metadata["run_id"]
+        assert float(metadata["holdout_r2_log"]) > 0.5  # type: ignore[arg-type]
+        _assert_real_run(ml, metadata)
+
+        [pod] = cluster.fake.ran_pods
+        assert pod["metadata"]["namespace"] == NAMESPACE
+        assert pod["metadata"]["labels"]["mlops-platform/asset"] == "trained_model"
+        [container] = pod["spec"]["containers"]
+        assert container["image"] == TRAINING["image"]
+        assert container["resources"] == {"requests": TRAINING_RES, "limits": TRAINING_RES}
+        assert container["envFrom"] == [{"secretRef": {"name": "training-env"}}]
+        assert container["command"] == ["python", "-m", "ml_assets.pipes_train"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(env)  # only through the Secret
+        extras = decode_env_var(env[DAGSTER_PIPES_CONTEXT_ENV_VAR])[PipesDefaultContextLoader.DIRECT_KEY]["extras"]
+        _, secret = ml.s3.state.credentials.s3_keys("ml")
+        assert secret not in str(extras) and secret not in str(container)
+        assert extras["features_uri"] == f"s3://datasets/{ml.datasets.features_key}"
+        assert cluster.api.list_namespaced_pod(NAMESPACE).items == []  # deleted once done
+
+        again, version_again = _materialization(_materialize(ml, cluster.runner, instance))
+        assert again["change"] == "no change" and again["run_id"] == metadata["run_id"]
+        assert set(again) == METADATA_KEYS and version_again == version
+        assert len(cluster.fake.ran_pods) == 1  # nothing changed: no second pod
+
+
+def test_failing_pod_fails_the_step_with_its_error(ml: Ml, cluster: Cluster) -> None:
+    cluster.api.delete_namespaced_secret("training-env", NAMESPACE)
+    access, _ = ml.s3.state.credentials.s3_keys("ml")
+    _put_secret(cluster.api, access, "not-the-secret-key-of-ml")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _materialize(ml, cluster.runner, instance)
+    assert not result.success
+    message = _failure(result)
+    assert "SignatureDoesNotMatch" in message or "AccessDenied" in message, message
+    assert "failed with message" in message  # dagster-k8s: the pod's container failed, with its log lines
+    assert len(cluster.fake.ran_pods) == 1
+
+
+def test_missing_secret_fails_before_any_pod(ml: Ml, cluster: Cluster) -> None:
+    cluster.api.delete_namespaced_secret("training-env", NAMESPACE)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _materialize(ml, cluster.runner, instance)
+    assert not result.success
+    assert f"Secret {NAMESPACE}/training-env is missing" in _failure(result)
+    assert cluster.fake.ran_pods == []
+
+
+def test_local_runner_trains_in_process_as_before(ml: Ml) -> None:
+    with dg.DagsterInstance.ephemeral() as instance:
+        metadata, version = _materialization(_materialize(ml, LocalTrainingRunner(), instance))
+        assert set(metadata) == METADATA_KEYS
+        assert metadata["change"] == f"trained run {metadata['run_id']}" and version == metadata["run_id"]
+        _assert_real_run(ml, metadata)
+        again, version_again = _materialization(_materialize(ml, LocalTrainingRunner(), instance))
+        assert again == {**metadata, "change": "no change"} and version_again == version
