@@ -9,6 +9,7 @@ import time
 
 import dagster as dg
 
+from platform_assets.cluster.render_argocd import platform_namespace
 from platform_assets.cluster.render_base import ARGOCD_NAMESPACE
 from platform_assets.cluster.render_metallb import probe_service
 from platform_assets.cluster.resource import ClusterResource
@@ -63,12 +64,13 @@ def _reconcile_asset(name: str, spec: tuple[str, list[str], set[str], str], serv
 
 
 def mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
-    spec = ("tracking", ["postgres_databases", f"buckets/{artifact_bucket}"], {"mlflow", "kubernetes"}, "MLflow.")
+    spec = ("tracking", ["gitops", "postgres_databases", f"buckets/{artifact_bucket}"], {"mlflow", "kubernetes"})
 
     @dg.asset(
         name="mlflow_server",
         group_name=spec[0],
-        deps=[dg.AssetKey("postgres_databases"), dg.AssetKey(["buckets", artifact_bucket])],
+        # gitops too: Argo CD deploys it, so a run without the storage function assets still orders it after
+        deps=[dg.AssetKey("gitops"), dg.AssetKey("postgres_databases"), dg.AssetKey(["buckets", artifact_bucket])],
         kinds=spec[2],
         owners=OWNERS,
         description="mlflow server deployed by Argo CD, on the cluster's Postgres and SeaweedFS.",
@@ -133,15 +135,20 @@ def cluster_dns_serves(cluster: ClusterResource) -> dg.AssetCheckResult:
     )
 
 
+def _ingress_ip(service: dict | None) -> str | None:
+    ingress = (service or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}]
+    return ingress[0].get("ip")
+
+
 @dg.asset_check(asset="metallb", blocking=True, description="A probe LoadBalancer Service gets an IP from the pool.")
 @check_errors_fail
 def load_balancer_gets_pool_ip(cluster: ClusterResource) -> dg.AssetCheckResult:
     kube, probe = cluster.kube(), probe_service(cluster.cfg)
-    kube.apply([probe])
-    deadline, ip = time.monotonic() + LB_WAIT_SECONDS, None
-    while ip is None and time.monotonic() < deadline:
-        ingress = (kube.get(probe) or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}]
-        ip = ingress[0].get("ip") or time.sleep(1)
+    # The probe lives in the platform namespace, which argocd or cluster_secrets may not have created yet.
+    kube.apply([platform_namespace(cluster.cfg), probe])
+    deadline = time.monotonic() + LB_WAIT_SECONDS
+    while (ip := _ingress_ip(kube.get(probe))) is None and time.monotonic() < deadline:
+        time.sleep(1)  # MetalLB assigns asynchronously
     first, last = cluster.cfg.network.pool_range  # type: ignore[union-attr]
     inside = ip is not None and first <= ipaddress.IPv4Address(ip) <= last
     return dg.AssetCheckResult(

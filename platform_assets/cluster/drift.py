@@ -119,4 +119,3 @@ def cluster_drift_sensor(
     context: dg.SensorEvaluationContext, cluster: ClusterResource, alerts: AlertsResource
 ) -> dg.SkipReason:
     return alert_on_findings(context, cluster_findings(cluster), alerts, "infra_drift_sensor")
-

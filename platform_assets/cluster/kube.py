@@ -230,19 +230,29 @@ class KubeClient:
         for obj in ordered:
             if obj["kind"] != _CRD[1] and results and results[-1].kind == _CRD[1] and not dry_run:
                 self._wait_established([o for o in ordered if o["kind"] == _CRD[1]])
-            results.append(self._apply_one(obj, field_manager, dry_run, force, namespace))
+            # A dry run creates no Namespace, so the server would refuse what goes into one this batch creates.
+            new_ns = {r.name for r in results if r.kind == "Namespace" and r.action == "created"} if dry_run else set()
+            results.append(self._apply_one(obj, field_manager, dry_run, force, namespace, new_ns))
         if not dry_run and ordered and ordered[-1]["kind"] == _CRD[1]:
             self._wait_established(ordered)
         return results
 
-    def _apply_one(self, obj: Obj, manager: str, dry_run: bool, force: bool, namespace: str | None) -> ApplyResult:
+    def _apply_one(
+        self,
+        obj: Obj,
+        manager: str,
+        dry_run: bool,
+        force: bool,
+        namespace: str | None,
+        new_ns: set[str] = set(),  # noqa: B006
+    ) -> ApplyResult:
         key = (obj["apiVersion"], obj["kind"])
         res = self._discover().get(key)
         meta = obj["metadata"]
         ns = (meta.get("namespace") or namespace or "default") if res is None or res.namespaced else None
         if res is not None and res.namespaced:
             obj = {**obj, "metadata": {**meta, "namespace": ns}}
-        if res is None:  # dry run of a CR whose CRD is in this batch and not yet served
+        if res is None or ns in new_ns:  # dry run: its CRD or its Namespace is only to be created in this batch
             return ApplyResult(key[0], key[1], ns, meta["name"], "created")
         live = self.get(obj)
         query = [("fieldManager", manager), ("force", "true" if force else "false")]

@@ -58,7 +58,8 @@ class ClusterResource(PlatformResource):
             version,
             bundle_dir=self.bundle_dir,
             mode=mode,
-            state_dir=self.state.root,  # type: ignore[arg-type]
+            # plan mode writes nothing to the state directory, not even the verified-manifest cache
+            state_dir=None if self.plan else self.state.root,
         )
         return found, parse_manifest(found.text)
 

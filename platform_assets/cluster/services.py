@@ -72,7 +72,7 @@ def service_step(c: ClusterResource, asset: str) -> StepResult:
     changes = []
     edits = hand_edits(kube, cfg, app)
     if edits:
-        changes.append(f"{'would request' if c.plan else 'requested'} an Argo CD sync to undo: {'; '.join(edits)}")
+        changes.append(f"{'request' if c.plan else 'requested'} an Argo CD sync to undo: {'; '.join(edits)}")
         if not c.plan:
             request_sync(kube, app)
     sync, health, message = application_status(kube, app)

@@ -19,7 +19,13 @@ from platform_assets.cluster.k3s_install import (
 )
 from platform_assets.cluster.kube import ApplyResult, KubeClient
 from platform_assets.cluster.render import SERVICES
-from platform_assets.cluster.render_argocd import ROOT_APP, argocd_server_patch, render_argocd_pre, root_application
+from platform_assets.cluster.render_argocd import (
+    ROOT_APP,
+    argocd_server_patch,
+    platform_namespace,
+    render_argocd_pre,
+    root_application,
+)
 from platform_assets.cluster.render_base import ARGOCD_NAMESPACE
 from platform_assets.cluster.render_metallb import render_metallb
 from platform_assets.cluster.resource import ClusterResource
@@ -32,6 +38,10 @@ Obj = dict[str, Any]
 METALLB_NAMESPACE = "metallb-system"
 APPLICATION = ("argoproj.io/v1alpha1", "Application")
 WAIT_SECONDS = 300
+MANAGER = "mlops-platform"
+# A field manager of its own: under server-side apply, the same manager applying only `type` would give up (and
+# so delete) every field of the Service that install.yaml set, and each run would flip between the two.
+ARGOCD_SERVER_MANAGER = "mlops-platform-argocd-server"
 
 
 @dataclass
@@ -53,16 +63,19 @@ def _lines(results: list[ApplyResult]) -> list[str]:
     ]
 
 
-def _apply(c: ClusterResource, kube: KubeClient, objs: list[Obj], namespace: str | None = None) -> list[str]:
-    lines = _lines(kube.apply(objs, dry_run=c.plan, namespace=namespace))
+def _apply(
+    c: ClusterResource, kube: KubeClient, objs: list[Obj], namespace: str | None = None, manager: str = MANAGER
+) -> list[str]:
+    lines = _lines(kube.apply(objs, dry_run=c.plan, namespace=namespace, field_manager=manager))
+    # plan mode: StepResult.change already says "would: "
     return (
-        [line.replace("configured", "would configure").replace("created", "would create") for line in lines]
+        [line.replace("configured", "configure", 1).replace("created", "create", 1) for line in lines]
         if c.plan
         else lines
     )
 
 
-def _cluster_or_plan(c: ClusterResource, what: str) -> KubeClient | None:
+def _cluster_or_plan(c: ClusterResource) -> KubeClient | None:
     """The cluster's client; in plan mode on a host without K3s yet, None (everything would be created)."""
     if c.plan and not c.kubeconfig.exists():
         return None
@@ -91,7 +104,10 @@ def k3s_step(c: ClusterResource) -> StepResult:
     cfg = c.cfg
     rebuild = cidr_change(cfg, installed_cidrs(c.executor))
     if rebuild:  # K3s cannot move its CIDRs in place: never "heal" this silently
-        raise NeedsRebuildError("needs rebuild: " + "; ".join(rebuild))
+        raise NeedsRebuildError(
+            f"needs rebuild: {'; '.join(rebuild)} (K3s cannot change these in place: uninstall k3s on "
+            f"{c.executor.describe()} and install again, or restore network.* in platform.yaml)"
+        )
     mode, _ = c.install_mode
     outcomes = run_steps(c.executor, install_steps(cfg, mode, c.bundle_dir))  # type: ignore[arg-type]
     changes = [o.line() for o in outcomes if o.status != "already"]
@@ -123,13 +139,13 @@ def _upstream(c: ClusterResource, kube: KubeClient | None, component: str, versi
 
 def metallb_step(c: ClusterResource) -> StepResult:
     cfg = c.cfg
-    kube = _cluster_or_plan(c, "metallb")
+    kube = _cluster_or_plan(c)
     objs, metadata = _upstream(c, kube, "metallb", cfg.versions.metallb)
     key = c.state.credentials.token("metallb-memberlist") if cfg.versions.metallb_mode == "configmap" else None
     config = render_metallb(cfg, memberlist_key=key)
     metadata |= {"mode": cfg.versions.metallb_mode, "pool": cfg.network.metallb_pool if cfg.network else "?"}
     if kube is None:
-        return StepResult([f"would apply {len(objs)} MetalLB objects and {len(config)} pool objects"], metadata)
+        return StepResult([f"apply {len(objs)} MetalLB objects and {len(config)} pool objects"], metadata)
     changes = _apply(c, kube, objs, METALLB_NAMESPACE)
     if not c.plan:
         kube.wait_available(METALLB_NAMESPACE, ["controller"], WAIT_SECONDS)
@@ -142,15 +158,15 @@ def _deployments(objs: list[Obj]) -> list[str]:
 
 def argocd_step(c: ClusterResource) -> StepResult:
     cfg = c.cfg
-    kube = _cluster_or_plan(c, "argocd")
+    kube = _cluster_or_plan(c)
     objs, metadata = _upstream(c, kube, "argocd", cfg.versions.argocd)
     if kube is None:
-        return StepResult([f"would apply {len(objs)} Argo CD objects"], metadata)
+        return StepResult([f"apply {len(objs)} Argo CD objects"], metadata)
     changes = _apply(c, kube, render_argocd_pre(cfg))
     changes += _apply(c, kube, objs, ARGOCD_NAMESPACE)  # server-side: Argo CD >= 3.5's CRDs exceed annotations
     if not c.plan:
         kube.wait_available(ARGOCD_NAMESPACE, _deployments(objs), WAIT_SECONDS)
-    changes += _apply(c, kube, [argocd_server_patch()], ARGOCD_NAMESPACE)
+    changes += _apply(c, kube, [argocd_server_patch()], ARGOCD_NAMESPACE, ARGOCD_SERVER_MANAGER)
     server = kube.get(
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "argocd-server", "namespace": ARGOCD_NAMESPACE}}
     )
@@ -177,11 +193,13 @@ def secrets_step(c: ClusterResource) -> StepResult:
     identities = SeaweedFSResource(config_path=c.config_path, state_dir=c.state_dir).identities()
     secrets = render_secrets(cfg, c.state.credentials, identities)
     names = ", ".join(s["metadata"]["name"] for s in secrets)
-    kube = _cluster_or_plan(c, "secrets")
+    kube = _cluster_or_plan(c)
     if kube is None:
-        return StepResult([f"would create Secrets {names}"], {"secrets": names})
-    # values never reach metadata: only which Secret changed
-    return StepResult(_apply(c, kube, secrets), {"secrets": names, "namespace": cfg.k3s.namespace})
+        return StepResult([f"create Secrets {names}"], {"secrets": names})
+    # values never reach metadata: only which Secret changed. The namespace too: this asset needs only
+    # k3s_cluster, so it may run before argocd creates it.
+    changes = _apply(c, kube, [platform_namespace(cfg), *secrets])
+    return StepResult(changes, {"secrets": names, "namespace": cfg.k3s.namespace})
 
 
 def application_status(kube: KubeClient, name: str) -> tuple[str, str, str]:
@@ -203,9 +221,9 @@ def desired_applications() -> set[str]:
 
 def gitops_step(c: ClusterResource) -> StepResult:
     cfg = c.cfg
-    kube = _cluster_or_plan(c, "gitops")
+    kube = _cluster_or_plan(c)
     if kube is None:
-        return StepResult([f"would create Application {ROOT_APP} ({len(SERVICES)} child Applications)"], {})
+        return StepResult([f"create Application {ROOT_APP} ({len(SERVICES)} child Applications)"], {})
     changes = _apply(c, kube, [root_application(cfg)], ARGOCD_NAMESPACE)
     live = {a["metadata"]["name"] for a in kube.list(*APPLICATION, namespace=ARGOCD_NAMESPACE)}
     orphans = sorted(live - desired_applications())

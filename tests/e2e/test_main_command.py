@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +20,7 @@ from platform_assets.runs import RunReport, run_report
 from platform_assets.services.results import NO_CHANGE
 from platform_assets.settings import CONFIG_ENV, STATE_DIR_ENV
 from tests.stacks import REPO, write_stack_config
+from tests.webhook import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -41,8 +44,17 @@ def _all_keys(defs: dg.Definitions) -> tuple[set[str], set[str]]:
 
 
 @pytest.fixture(scope="module")
-def stack_config(tmp_path_factory: pytest.TempPathFactory):
-    config = write_stack_config(tmp_path_factory.mktemp("e2e"))
+def receiver() -> Iterator[Receiver]:
+    """The webhook the stack's alerts are posted to."""
+    hook = Receiver().start()
+    yield hook
+    hook.stop()
+
+
+@pytest.fixture(scope="module")
+def stack_config(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver):
+    alerts = {"webhook_url": receiver.url, "log_file": "alerts.jsonl", "retries": 1, "backoff_seconds": 0.1}
+    config = write_stack_config(tmp_path_factory.mktemp("e2e"), alerts=alerts)
     yield config
     subprocess.run(
         [sys.executable, "-m", "platform_assets.cli", "--config", str(config), "down"], timeout=120, check=False
@@ -145,6 +157,64 @@ def test_poisoned_batch_is_refused_and_the_champion_and_api_stay(stack_config: P
     assert _served_and_champion(stack_config) == before
 
 
+def _wait_for(what: str, found: Callable[[], object], timeout: float) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := found():
+            return value
+        time.sleep(2)
+    raise AssertionError(f"no {what} within {timeout:.0f}s")
+
+
+def test_under_the_daemon_injected_drift_gives_one_alert_and_one_retraining(
+    stack_config: Path, receiver: Receiver
+) -> None:
+    """Issue 4's "done when", with the real dagster-daemon running the sensors as `make ui` does."""
+    from ml_assets.data.service import DataApiResource
+    from platform_assets.cli import dagster_env
+    from platform_assets.state import load_platform
+
+    _, state = load_platform(stack_config)
+    env = {**dagster_env(state), CONFIG_ENV: str(stack_config), STATE_DIR_ENV: str(state.root)}
+    data_api = DataApiResource(config_path=str(stack_config), state_dir=str(state.root))
+    alerts = build_ml_definitions(stack_config).resources["alerts"]
+    daemon_log = (state.logs / "daemon-e2e.log").open("w")
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        env=env, cwd=REPO, stdout=daemon_log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        data_api.set_drift("shift", 1.0)
+        ingest = subprocess.run(
+            [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "ml_assets.definitions",
+             "--select", "group:ml_data or key:drift_report", "--partition", "3"],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert ingest.returncode == 0, ingest.stdout[-2000:] + ingest.stderr[-2000:]
+        fired = _wait_for(
+            "drift alert",
+            lambda: [a for a in alerts.history() if a["key"] == "data_drift:day=3" and a["status"] == "firing"],
+            timeout=150,
+        )
+        assert len(fired) == 1 and "day 3" in fired[0]["title"]
+        assert [b["key"] for b in receiver.bodies].count("data_drift:day=3") == 1
+        home = str(state.dagster_home)
+
+        def retrained() -> list[dg.DagsterRun]:
+            with dg.DagsterInstance.from_config(home) as instance:
+                runs = instance.get_runs(dg.RunsFilter(job_name="retrain_and_deploy"))
+                return [r for r in runs if r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)]
+
+        (run,) = _wait_for("finished retraining run", retrained, timeout=300)  # one: the cooldown holds others
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.tags.get("mlops-platform/reason", "").startswith("data_drift:day=")
+    finally:
+        data_api.set_drift("none")
+        os.killpg(daemon.pid, signal.SIGTERM)  # the daemon and the code servers it started, by our own PID
+        daemon.wait(timeout=60)
+        daemon_log.close()
+
+
 def test_killing_a_service_is_reported_by_the_drift_sensor(stack_config: Path) -> None:
     defs = build_platform_definitions(stack_config)
     postgres = defs.resources["postgres_resource"]
@@ -157,7 +227,9 @@ def test_killing_a_service_is_reported_by_the_drift_sensor(stack_config: Path) -
         verdict = infra_drift_sensor(context)
     assert "postgres is down" in verdict.skip_message
     alerts = defs.resources["alerts"].history()
-    assert [a["key"] for a in alerts if a["status"] == "firing"] == ["service_down:postgres"]
+    fired = [a for a in alerts if a["status"] == "firing" and a["source"] == "infra_drift_sensor"]
+    assert [a["key"] for a in fired] == ["service_down:postgres"]
+    assert "downstream: " in fired[0]["message"] and "mlflow_server" in fired[0]["message"]
 
 
 def test_killing_the_inference_service_is_reported_by_the_ml_drift_sensor(stack_config: Path) -> None:

@@ -1,0 +1,252 @@
+"""Scenarios of the k3s target end to end through the Dagster graph: a scripted Rocky 9 VM installing K3s from an
+air-gap bundle in tmp, and the Kubernetes API fake syncing the committed infra/ as Argo CD would. What is left
+out of the graph (the storage function checks, host_ip_on_host) and why: see scenario_k3s.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from platform_assets.cluster.assets import host_ip_on_host
+from platform_assets.cluster.steps import STEPS
+from platform_assets.config import ConfigError, load_config
+from platform_assets.definitions import build_definitions
+from tests.hosts import K3S_CONFIG, k3s_vm
+from tests.k8s.scenario_k3s import (
+    CLUSTER_ASSETS,
+    K3S_VERSION,
+    Platform,
+    changes,
+    checks,
+    make_platform,
+    metadata,
+    step_failures,
+)
+
+MINIO = {
+    "apiVersion": "argoproj.io/v1alpha1",
+    "kind": "Application",
+    "metadata": {"name": "minio", "namespace": "argocd"},
+    "spec": {
+        "project": "default",
+        "source": {"repoURL": "https://github.com/example/old.git", "path": "minio", "targetRevision": "main"},
+        "destination": {"server": "https://kubernetes.default.svc", "namespace": "mlops"},
+    },
+}
+
+
+@pytest.fixture
+def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    plat = make_platform(tmp_path, monkeypatch)
+    yield plat
+    plat.fake.stop()
+
+
+@pytest.fixture
+def installed(platform: Platform) -> Platform:
+    """The platform after one successful run of the whole cluster graph."""
+    platform.run()
+    platform.host.mutations.clear()
+    return platform
+
+
+def test_fresh_install_then_no_change(platform: Platform) -> None:
+    first = platform.run()
+    assert sorted(changes(first)) == sorted(CLUSTER_ASSETS)
+    assert all(change != "no change" for change in changes(first).values())
+    results = checks(first)
+    assert {name for name, (passed, _) in results.items() if not passed} == set()
+    assert results["service_cidr_in_use"][1] == "kubernetes Service ClusterIP 10.45.0.1, want 10.45.0.1"
+    assert results["cluster_dns_serves"][1].startswith("kube-dns ClusterIP 10.45.0.10 (want 10.45.0.10)")
+    assert "(pool 127.0.0.200-127.0.0.220)" in results["load_balancer_gets_pool_ip"][1]
+    assert set(results) == {
+        "node_ready",
+        "service_cidr_in_use",
+        "cluster_dns_serves",
+        "load_balancer_gets_pool_ip",
+        "argocd_available",
+        "applications_synced_healthy",
+        "images_pull",
+        "no_orphan_applications",
+    }
+    kubeconfig = platform.state_dir / "kubeconfig"
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600
+    assert f"server: {platform.fake.url}" in kubeconfig.read_text()
+    assert metadata(first, "k3s_cluster")["install_mode"] == "airgap"
+    assert platform.host.files[K3S_CONFIG].count(b"service-cidr: 10.45.0.0/16") == 1
+
+    mlb = metadata(first, "metallb")
+    assert (mlb["metallb_version"], mlb["mode"]) == ("v0.12.1", "configmap")
+    psp = "PodSecurityPolicy/{}: not served by this cluster"
+    assert mlb["dropped_kinds"] == f"{psp.format('controller')}; {psp.format('speaker')}"
+    assert "/bundle/metallb/v0.12.1/metallb.yaml" in mlb["metallb_source"]
+    assert not platform.fake.registry.by_kind("policy/v1beta1", "PodSecurityPolicy")
+
+    platform.host.mutations.clear()
+    second = platform.run()
+    assert changes(second) == dict.fromkeys(CLUSTER_ASSETS, "no change")
+    assert all(passed for passed, _ in checks(second).values())
+    assert platform.host.mutations == []
+    assert platform.sense()[0] == "no drift"
+
+
+def test_metallb_crd_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plat = make_platform(tmp_path, monkeypatch, metallb="v0.15.3")
+    try:
+        result = plat.run(["host", "k3s_cluster", "metallb"])
+        mlb = metadata(result, "metallb")
+        assert (mlb["metallb_version"], mlb["mode"], mlb["dropped_kinds"]) == ("v0.15.3", "crd", "none")
+        assert "created IPAddressPool metallb-system/" in mlb["change"]
+        assert "created L2Advertisement metallb-system/" in mlb["change"]
+        assert checks(result)["load_balancer_gets_pool_ip"][0]
+        assert changes(plat.run(["metallb"])) == {"metallb": "no change"}
+    finally:
+        plat.fake.stop()
+
+
+def test_seed_cidr_conflict_refused_before_any_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plat = make_platform(tmp_path, monkeypatch)
+    try:
+        seed = {"host_ip": "10.43.100.94", "host_subnet": "10.43.100.0/24"}
+        seed["metallb_pool"] = "10.43.100.200-10.43.100.220"
+        for key in ("pod_cidr", "service_cidr", "cluster_dns"):
+            del plat.doc["network"][key]  # k3s's defaults: services in 10.43.0.0/16
+        plat.write_config(seed)
+        with pytest.raises(ConfigError) as err:
+            load_config(plat.config)
+        message = str(err.value)
+        assert "\n" not in message and "network.service_cidr" in message
+        assert "host_ip 10.43.100.94 is inside service_cidr 10.43.0.0/16" in message
+        assert "use a free /16 such as 10.44.0.0/16" in message
+        with pytest.raises(ConfigError):
+            build_definitions(plat.config)
+        assert plat.host.probed == [] and plat.host.mutations == []
+    finally:
+        plat.fake.stop()
+
+
+def test_image_pull_failure_names_image_node_and_degraded_app(platform: Platform) -> None:
+    platform.fake.unpullable_images.add("postgres:13-alpine")
+    result = platform.run(raise_on_error=False)
+    pulls = checks(result)["images_pull"]
+    assert not pulls[0]
+    assert "postgres:13-alpine on node k3s-server" in pulls[1] and "ImagePullBackOff" in pulls[1]
+    apps = checks(result)["applications_synced_healthy"]
+    assert not apps[0] and "postgres Synced/Degraded" in apps[1]
+    failed = step_failures(result)
+    assert set(failed) == {"postgres"}
+    assert "Application postgres is Synced/Degraded" in failed["postgres"]
+    assert "cannot pull postgres:13-alpine on k3s-server" in failed["postgres"]
+
+
+def test_orphan_application_is_reported_alerted_once_and_pruned_on_request(installed: Platform) -> None:
+    p = installed
+    p.cluster().kube().apply([MINIO], field_manager="kubectl-client-side-apply")
+    result = p.run(["gitops"])
+    assert checks(result)["no_orphan_applications"] == (
+        False,
+        "orphans: minio; prune with k3s.prune_orphans: true",
+    )
+    assert metadata(result, "gitops")["orphans"] == "minio"
+    message, cursor = p.sense()
+    assert "orphan Application minio" in message
+    assert [a["title"] for a in p.alerts() if a["status"] != "resolved"] == ["orphan Application minio"]
+    p.sense(cursor)
+    assert len(p.alerts()) == 1  # the same finding again: no second alert
+
+    p.write_config(prune_orphans=True)
+    pruned = p.run(["gitops"])
+    assert changes(pruned)["gitops"] == "pruned orphan Applications minio"
+    assert checks(pruned)["no_orphan_applications"] == (True, "orphans: none")
+    assert p.cluster().kube().get(MINIO) is None
+
+
+def test_hand_edit_is_found_and_healed_by_an_argo_cd_sync(installed: Platform) -> None:
+    p = installed
+    api = config.new_client_from_config(config_file=str(p.state_dir / "kubeconfig"))  # as a user's kubectl would
+    client.AppsV1Api(api).patch_namespaced_deployment(
+        "postgres", "mlops", {"spec": {"replicas": 3}}, field_manager="kubectl-edit"
+    )
+    message, _ = p.sense()
+    assert "postgres edited out of band" in message and "Deployment/postgres spec.replicas" in message
+    healed = p.run(["postgres"])
+    assert changes(healed)["postgres"].startswith(
+        "requested an Argo CD sync to undo: Deployment/postgres spec.replicas"
+    )
+    live = (
+        p.cluster()
+        .kube()
+        .get({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "postgres", "namespace": "mlops"}})
+    )
+    assert live is not None and live["spec"]["replicas"] == 1
+    assert changes(p.run(["postgres"])) == {"postgres": "no change"}
+    assert p.sense()[0] == "no drift"
+
+
+def test_cidr_change_after_install_needs_rebuild_and_changes_nothing(installed: Platform) -> None:
+    p = installed
+    before = dict(p.host.files)
+    p.write_config({"service_cidr": "10.46.0.0/16", "cluster_dns": "10.46.0.10"})
+    message, _ = p.sense()
+    assert "k3s cluster needs a rebuild" in message
+    assert "service-cidr 10.45.0.0/16 -> 10.46.0.0/16" in message
+    result = p.run(["k3s_cluster"], raise_on_error=False)
+    failure = step_failures(result)["k3s_cluster"]
+    assert "needs rebuild: service-cidr 10.45.0.0/16 -> 10.46.0.0/16; cluster-dns 10.45.0.10 -> 10.46.0.10" in failure
+    assert "uninstall k3s on scripted and install again, or restore network.*" in failure
+    assert p.host.mutations == [] and p.host.files == before
+
+
+def test_plan_mode_lists_changes_and_changes_nothing(platform: Platform) -> None:
+    p = platform
+    objects, version = dict(p.fake.store.objects), p.fake.store.rv
+    cluster = p.cluster(plan=True)
+    planned = {name: step(cluster).change(plan=True) for name, step in STEPS.items()}
+    assert p.host.mutations == []
+    assert p.fake.store.objects == objects and p.fake.store.rv == version  # no object written, not even dry
+    assert not (p.state_dir / "kubeconfig").exists()
+    assert not (p.state_dir / "manifests").exists()  # not even the verified-manifest cache
+    assert "run (sudo): dnf install -y iscsi-initiator-utils nfs-utils" in planned["host"]
+    assert "run (sudo): systemctl disable --now firewalld" in planned["host"]
+    assert "write (sudo): /etc/rancher/k3s/config.yaml" in planned["k3s_cluster"]
+    assert (
+        "run (sudo): env INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_VERSION=v1.31.4+k3s1 sh" in planned["k3s_cluster"]
+    )
+    assert planned["metallb"] == "would: apply 17 MetalLB objects and 2 pool objects"
+    assert planned["argocd"] == "would: apply 59 Argo CD objects"
+    assert planned["cluster_secrets"].startswith("would: create Secrets seaweedfs-s3-identities, postgres-admin")
+    assert planned["gitops"] == "would: create Application mlops-platform (5 child Applications)"
+
+
+def test_plan_mode_on_an_installed_cluster_dry_runs_the_changes(installed: Platform) -> None:
+    p = installed
+    p.write_config(namespace="platform")  # the Secrets would move to a new namespace
+    objects, version = dict(p.fake.store.objects), p.fake.store.rv
+    planned = STEPS["cluster_secrets"](p.cluster(plan=True)).change(plan=True)
+    assert planned.startswith("would: create Namespace platform; create Secret platform/seaweedfs-s3-identities")
+    assert p.fake.store.objects == objects and p.fake.store.rv == version and p.host.mutations == []
+
+
+@pytest.mark.parametrize(("reported", "passed"), [("10.43.100.94", True), ("10.43.100.95", False)])
+def test_host_ip_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reported: str, passed: bool) -> None:
+    """host_ip_on_host, left out above (loopback host_ip): with a LAN host_ip only the host asset runs."""
+    plat = make_platform(tmp_path, monkeypatch)
+    try:
+        lan = {
+            "host_ip": "10.43.100.94",
+            "host_subnet": "10.43.100.0/24",
+            "metallb_pool": "10.43.100.200-10.43.100.220",
+        }
+        plat.write_config(lan)
+        monkeypatch.setattr(
+            "platform_assets.cluster.resource.executor_for", lambda cfg, state_dir: k3s_vm(reported, b"", K3S_VERSION)
+        )
+        result = plat.run(["host"], raise_on_error=False, extra_checks=[host_ip_on_host])
+        ok, description = checks(result)["host_ip_on_host"]
+        assert ok is passed and f"addresses ['{reported}/24']" in description
+        assert metadata(result, "host")["os"] == "Rocky Linux 9.4" and metadata(result, "host")["os_family"] == "rhel"
+    finally:
+        plat.fake.stop()
