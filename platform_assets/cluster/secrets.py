@@ -36,6 +36,7 @@ def render_secrets(cfg: PlatformConfig, credentials: Credentials, s3_identities:
     mlflow_password = credentials.postgres_password(mlflow_role)
     artifact_access, artifact_secret = credentials.s3_keys(cfg.bucket(cfg.mlflow.artifact_bucket).owner)
     ml_access, ml_secret = credentials.s3_keys(cfg.bucket(cfg.ml.predictions_bucket).owner)
+    train_access, train_secret = credentials.s3_keys(cfg.bucket(cfg.ml.datasets_bucket).owner)  # reads features
     backend = (
         f"postgresql+psycopg2://{mlflow_role}:{mlflow_password}@{service_dns(POSTGRES, cfg)}:{POSTGRES_PORT}"
         f"/{cfg.mlflow.database}"
@@ -55,5 +56,5 @@ def render_secrets(cfg: PlatformConfig, credentials: Credentials, s3_identities:
         ),
         _secret(cfg, INFERENCE_SECRET, {"SERVING_S3_ACCESS_KEY": ml_access, "SERVING_S3_SECRET_KEY": ml_secret}),
         _secret(cfg, DATA_API_SECRET, {"token": credentials.token(DATA_API_TOKEN)}),
-        _secret(cfg, TRAINING_SECRET, {"AWS_ACCESS_KEY_ID": ml_access, "AWS_SECRET_ACCESS_KEY": ml_secret}),
+        _secret(cfg, TRAINING_SECRET, {"AWS_ACCESS_KEY_ID": train_access, "AWS_SECRET_ACCESS_KEY": train_secret}),
     ]

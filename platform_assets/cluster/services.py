@@ -4,6 +4,7 @@ address, which the shared resources then use for the same function checks as the
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import dagster as dg
@@ -20,6 +21,7 @@ from platform_assets.resources_base import ENDPOINTS_FILE
 Obj = dict[str, Any]
 SYNC_MANAGER = "mlops-platform-sync"
 DRIFT_PROBE = "mlops-platform-drift-probe"  # used only for dry runs
+SETTLE_SECONDS = 600  # a first sync pulls images: minutes on a fresh node
 
 
 def service_ports(cfg: PlatformConfig) -> dict[str, tuple[str, int]]:
@@ -65,6 +67,30 @@ def _load_balancer_ip(kube: KubeClient, cfg: PlatformConfig, name: str) -> str |
     return ingress.get("ip")
 
 
+def _pull_failures(kube: KubeClient, cfg: PlatformConfig) -> list[str]:
+    return [f"{f.image} on {f.node}: {f.reason}" for f in kube.image_pull_failures(cfg.k3s.namespace)]
+
+
+def _operation_running(kube: KubeClient, app: str) -> bool:
+    live = kube.get(
+        {"apiVersion": APPLICATION[0], "kind": APPLICATION[1], "metadata": {"name": app, "namespace": ARGOCD_NAMESPACE}}
+    )
+    return ((live or {}).get("status", {}).get("operationState") or {}).get("phase") == "Running"
+
+
+def _settle(kube: KubeClient, cfg: PlatformConfig, app: str, timeout: float = SETTLE_SECONDS) -> tuple[str, str, str]:
+    """Argo CD syncs asynchronously: wait until the Application is Synced and Healthy with no sync running,
+    giving up early when a pod cannot pull its image (waiting will not fix that)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sync, health, message = application_status(kube, app)
+        if (sync, health) == ("Synced", "Healthy") and not _operation_running(kube, app):
+            return sync, health, message
+        if time.monotonic() > deadline or (health == "Degraded" and _pull_failures(kube, cfg)):
+            return sync, health, message
+        time.sleep(2)
+
+
 def service_step(c: ClusterResource, asset: str) -> StepResult:
     cfg = c.cfg
     app, port = service_ports(cfg)[asset]
@@ -75,9 +101,9 @@ def service_step(c: ClusterResource, asset: str) -> StepResult:
         changes.append(f"{'request' if c.plan else 'requested'} an Argo CD sync to undo: {'; '.join(edits)}")
         if not c.plan:
             request_sync(kube, app)
-    sync, health, message = application_status(kube, app)
+    sync, health, message = application_status(kube, app) if c.plan else _settle(kube, cfg, app)
     if (sync, health) != ("Synced", "Healthy") and not c.plan:
-        pulls = [f"{f.image} on {f.node}: {f.reason}" for f in kube.image_pull_failures(cfg.k3s.namespace)]
+        pulls = _pull_failures(kube, cfg)
         raise dg.Failure(
             f"Application {app} is {sync}/{health}: {message}" + (f"; cannot pull {'; '.join(pulls)}" if pulls else "")
         )
