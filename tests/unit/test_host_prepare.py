@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from platform_assets.config.models import PlatformConfig
 from platform_assets.host.executor import PlanExecutor
 from platform_assets.host.prepare import HostPrepError, prepare_host
-from tests.hosts import Answer, debian_host, rocky_host
-
-
-def k3s_cfg(**k3s: str) -> PlatformConfig:
-    network = {
-        "host_ip": "10.43.100.94",
-        "host_subnet": "10.43.100.0/24",
-        "pod_cidr": "10.44.0.0/16",
-        "service_cidr": "10.45.0.0/16",
-        "cluster_dns": "10.45.0.10",
-        "metallb_pool": "10.43.100.200-10.43.100.220",
-    }
-    host = {"address": "10.43.100.94", "ssh_user": "root"}
-    return PlatformConfig.model_validate({"target": "k3s", "host": host, "network": network, "k3s": k3s})
-
+from tests.hosts import Answer, debian_host, k3s_cfg, rocky_host
 
 COMMON_TAIL = [
     "write /etc/modules-load.d/k3s.conf",

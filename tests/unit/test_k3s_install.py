@@ -23,7 +23,7 @@ from platform_assets.cluster.k3s_install import (
 )
 from platform_assets.host.executor import LocalExecutor, PlanExecutor
 from platform_assets.host.prepare import run_steps
-from tests.unit.test_host_prepare import SYSTEMCTL, ScriptedHost, k3s_cfg
+from tests.hosts import SYSTEMCTL, ScriptedHost, k3s_cfg
 
 VERSION = "v1.31.4+k3s1"
 OLD_DEFAULTS_CONFIG = "cluster-cidr: 10.42.0.0/16\nservice-cidr: 10.43.0.0/16\n"
