@@ -8,7 +8,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from platform_assets.resources_base import PlatformResource
-from platform_assets.storage.seaweedfs import SeaweedFSResource
+from platform_assets.storage.seaweedfs import READONLY, SeaweedFSResource
 
 HASH_KEY = "content-sha256"
 LINK_SECONDS = 7 * 24 * 3600  # SigV4's longest presigned lifetime
@@ -53,8 +53,10 @@ class ReportsResource(PlatformResource):
             raise
 
     def link(self, key: str) -> str:
-        """A browser link to the object (the bucket is private, so a presigned GET)."""
-        return self._client().generate_presigned_url(
+        """A browser link to the object: the bucket is private, so a GET presigned by the `readonly` identity,
+        which can read and nothing else (the link carries its access key ID, never a secret key)."""
+        seaweed = SeaweedFSResource(config_path=self.config_path, state_dir=self.state_dir)
+        return seaweed.client(READONLY).generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=LINK_SECONDS
         )
 
