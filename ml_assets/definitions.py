@@ -14,7 +14,7 @@ from ml_assets.experiment import build_experiment_asset, experiment_resolves
 from ml_assets.jobs import build_jobs
 from ml_assets.monitoring.reference import reference_matches_champion, reference_profile
 from ml_assets.monitoring.report import build_drift_report
-from ml_assets.monitoring.sensors import data_drift_sensor
+from ml_assets.monitoring.sensors import build_data_drift_sensor
 from ml_assets.monitoring.services import ml_services_drift_sensor
 from ml_assets.registry import champion_resolves_and_scores, registered_model
 from ml_assets.resources import build_ml_resources
@@ -32,6 +32,8 @@ def build_definitions(path: Path) -> dg.Definitions:
     cfg, state = load_platform(path)
     data_assets, data_checks = build_data_assets(cfg.ml.batches, use_offline_api=cfg.ml.source_url is None)
     log_checks, log_check_sensor = prediction_log_freshness(cfg.freshness.data_minutes)
+    jobs = build_jobs(data_assets[-1].partitions_def)
+    drift_sensor = build_data_drift_sensor([j for j in jobs if j.name in ("drift_report_job", "retrain_and_deploy")])
     located = with_default_freshness(
         dg.Definitions(
             assets=[
@@ -53,11 +55,11 @@ def build_definitions(path: Path) -> dg.Definitions:
                 serves_registry_predictions,
                 reference_matches_champion,
             ],
-            jobs=build_jobs(data_assets[-1].partitions_def),
+            jobs=jobs,
             sensors=[  # each location alerts on its own checks and services
                 check_failure_sensor,
                 ml_services_drift_sensor,
-                data_drift_sensor,
+                drift_sensor,
                 freshness_alert_sensor,
             ],
             resources=build_ml_resources(cfg, state, path),

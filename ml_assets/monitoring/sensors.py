@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -20,6 +21,9 @@ from platform_assets.alerts import AlertsResource
 from platform_assets.drift.causes import CauseFinder
 from platform_assets.drift.findings import Finding, track
 from platform_assets.drift.sensors import DRIFT_INTERVAL_SECONDS, sensor_graph
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 DRIFT_REPORT = dg.AssetKey("drift_report")
 RAW_BATCHES = dg.AssetKey("raw_batches")
@@ -122,13 +126,26 @@ def _retrain(
     return request, "retraining requested"
 
 
-@dg.sensor(
-    minimum_interval_seconds=DRIFT_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests a drift report for each new batch; on dataset drift alerts once and requests "
-    "retraining (with a cooldown).",
-)
-def data_drift_sensor(
+def build_data_drift_sensor(jobs: list[UnresolvedAssetJobDefinition]) -> dg.SensorDefinition:
+    """The sensor, targeting the jobs it requests (drift_report_job, retrain_and_deploy)."""
+
+    @dg.sensor(
+        name="data_drift_sensor",
+        minimum_interval_seconds=DRIFT_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        jobs=jobs,
+        description="Requests a drift report for each new batch; on dataset drift alerts once and requests "
+        "retraining (with a cooldown).",
+    )
+    def data_drift_sensor(
+        context: dg.SensorEvaluationContext, alerts: AlertsResource, datasets: DatasetsResource
+    ) -> dg.SensorResult:
+        return evaluate(context, alerts, datasets)
+
+    return data_drift_sensor
+
+
+def evaluate(
     context: dg.SensorEvaluationContext, alerts: AlertsResource, datasets: DatasetsResource
 ) -> dg.SensorResult:
     cursor = DriftCursor.parse(context.cursor)

@@ -63,7 +63,7 @@ def stale_by_check(context: dg.SensorEvaluationContext) -> list[Finding]:
             inhibitable=False,
         )
         for key, record in latest.items()
-        if record.evaluation is not None and not record.evaluation.passed
+        if isinstance(record.evaluation, dg.AssetCheckEvaluation) and not record.evaluation.passed
     ]
 
 

@@ -75,7 +75,8 @@ def check_failure_sensor(context: dg.SensorEvaluationContext, alerts: AlertsReso
     # The latest evaluation of each check of this code location; works on any instance storage.
     check_keys = list(context.repository_def.asset_graph.asset_check_keys)
     latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
-    evaluations = [record.evaluation for record in latest.values() if record.evaluation is not None]
+    # a planned or running check has an AssetCheckEvaluationPlanned, with no verdict yet
+    evaluations = [r.evaluation for r in latest.values() if isinstance(r.evaluation, dg.AssetCheckEvaluation)]
     return alert_on_findings(context, failing_checks(evaluations), alerts, "check_failure_sensor")
 
 

@@ -15,7 +15,6 @@ import requests
 import yaml
 
 from ml_assets.definitions import build_definitions
-from ml_assets.monitoring.sensors import data_drift_sensor
 from platform_assets.runs import RunReport, run_report
 from platform_assets.services.results import NO_CHANGE
 from tests.webhook import Receiver
@@ -52,7 +51,7 @@ class DriftEnv:
         context = dg.build_sensor_context(
             instance=self.instance, cursor=self.cursor, resources=self.defs.resources, definitions=self.defs
         )
-        result = data_drift_sensor(context)
+        result = self.defs.resolve_sensor_def("data_drift_sensor")(context)
         self.cursor = result.cursor
         return result
 
