@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ml_assets.data.assets import build_data_assets
+from ml_assets.data.assets import build_data_assets, data_api
 from ml_assets.deployment import deployed_model, inference_loopback_only, inference_service, serves_registry_predictions
 from ml_assets.experiment import build_experiment_asset, experiment_resolves
 from ml_assets.jobs import build_jobs
@@ -20,6 +20,8 @@ from ml_assets.registry import champion_resolves_and_scores, registered_model
 from ml_assets.resources import build_ml_resources
 from ml_assets.serving.observe import prediction_log, prediction_log_freshness
 from ml_assets.training import features, trained_model
+from platform_assets.cluster.assets import cluster_service_asset
+from platform_assets.config import PlatformConfig
 from platform_assets.drift.freshness_alerts import freshness_alert_sensor
 from platform_assets.drift.sensors import check_failure_sensor
 from platform_assets.freshness import with_default_freshness
@@ -28,9 +30,23 @@ from platform_assets.state import load_platform
 from platform_assets.storage.assets import bucket_key
 
 
+def serving_services(cfg: PlatformConfig) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition, list]:
+    """The data API and inference service: local supervised processes, or in k3s what Argo CD deploys."""
+    if cfg.target == "k3s":
+        return (
+            cluster_service_asset("data_api", "ml_data", ["gitops", "buckets/datasets"], "The offline data API pod."),
+            cluster_service_asset(
+                "inference_service", "serving", ["gitops", "mlflow_server", "buckets/predictions"], "The inference API."
+            ),
+            [],
+        )
+    return data_api, inference_service, [inference_loopback_only]
+
+
 def build_definitions(path: Path) -> dg.Definitions:
     cfg, state = load_platform(path)
-    data_assets, data_checks = build_data_assets(cfg.ml.batches, use_offline_api=cfg.ml.source_url is None)
+    data_api_asset, inference_asset, local_checks = serving_services(cfg)
+    data_assets, data_checks = build_data_assets(cfg.ml.batches, cfg.ml.source_url is None, data_api_asset)
     log_checks, log_check_sensor = prediction_log_freshness(cfg.freshness.data_minutes)
     jobs = build_jobs(data_assets[-1].partitions_def)
     drift_sensor = build_data_drift_sensor([j for j in jobs if j.name in ("drift_report_job", "retrain_and_deploy")])
@@ -42,7 +58,7 @@ def build_definitions(path: Path) -> dg.Definitions:
                 features,
                 trained_model,
                 registered_model,
-                inference_service,
+                inference_asset,
                 deployed_model,
                 reference_profile,
                 build_drift_report(data_assets[-1].partitions_def),
@@ -51,7 +67,7 @@ def build_definitions(path: Path) -> dg.Definitions:
                 experiment_resolves,
                 *data_checks,
                 champion_resolves_and_scores,
-                inference_loopback_only,
+                *local_checks,
                 serves_registry_predictions,
                 reference_matches_champion,
             ],

@@ -48,7 +48,7 @@ def inference_loopback_only(inference_resource: InferenceResource) -> dg.AssetCh
     group_name=GROUP,
     kinds={"mlflow", "fastapi"},
     owners=OWNERS,
-    deps=[registered_model, inference_service],
+    deps=[registered_model, dg.AssetKey("inference_service")],  # local process or Argo CD-deployed
     description="The champion, loaded by the running inference service (a reload drops no request).",
 )
 def deployed_model(inference_resource: InferenceResource, mlflow_resource: MlflowResource) -> dg.MaterializeResult:

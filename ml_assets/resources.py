@@ -18,7 +18,7 @@ def build_ml_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) 
     return {
         **build_resources(cfg, state, config_path),
         "data_api_resource": DataApiResource(**where),
-        "batch_source": source_for(cfg),
+        "batch_source": source_for(cfg, where),
         "datasets": DatasetsResource(**where),
         "inference_resource": InferenceResource(**where),
         "reports": ReportsResource(**where),

@@ -66,9 +66,12 @@ def _stored_table(store: TableStore, key: str, frame: pd.DataFrame, **extra: obj
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(stored.content_hash))
 
 
-def build_data_assets(batches: int, use_offline_api: bool) -> tuple[list, list]:
+def build_data_assets(
+    batches: int, use_offline_api: bool, data_api_asset: dg.AssetsDefinition = data_api
+) -> tuple[list, list]:
+    """`data_api_asset`: the supervised local process, or in the k3s target the Argo CD-deployed service."""
     partitions = batch_partitions(batches)
-    upstream = [data_api] if use_offline_api else []
+    upstream = [data_api_asset] if use_offline_api else []
 
     @dg.asset(
         partitions_def=partitions,

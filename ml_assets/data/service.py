@@ -11,6 +11,7 @@ from platform_assets.config import PlatformConfig
 from platform_assets.resources_base import PlatformResource
 from platform_assets.services.supervisor import EnsureResult, ServiceSpec
 
+DATA_API_TOKEN = "data-api-admin"  # the credentials name of the token the k3s Secret carries
 # the child imports `ml_assets` from this checkout, whatever the caller's cwd or editable install points at
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,8 +56,14 @@ class DataApiResource(PlatformResource):
     def is_healthy(self) -> bool:
         return requests.get(f"{self.url}/health", timeout=2).status_code == 200
 
+    def _admin_headers(self) -> dict[str, str]:
+        """In the k3s target the data API is on the LAN, so /admin wants the token the platform generated."""
+        if self.cfg.target != "k3s":
+            return {}  # local: loopback only, no token
+        return {"Authorization": f"Bearer {self.state.credentials.token(DATA_API_TOKEN)}"}
+
     def drift(self) -> dict[str, object]:
-        response = requests.get(f"{self.url}/admin/drift", timeout=5)
+        response = requests.get(f"{self.url}/admin/drift", headers=self._admin_headers(), timeout=5)
         response.raise_for_status()
         return response.json()
 
@@ -65,7 +72,7 @@ class DataApiResource(PlatformResource):
         body: dict[str, object] = {"kind": kind, "strength": strength}
         if columns is not None:
             body["columns"] = columns
-        response = requests.post(f"{self.url}/admin/drift", json=body, timeout=5)
+        response = requests.post(f"{self.url}/admin/drift", json=body, headers=self._admin_headers(), timeout=5)
         if response.status_code == 422:
             errors = response.json().get("detail", [])
             detail = "; ".join(str(e.get("msg", e)) for e in errors) if isinstance(errors, list) else str(errors)

@@ -54,14 +54,23 @@ def _connection_reason(err: requests.RequestException) -> str:
 class BatchSourceResource(dg.ConfigurableResource):
     """One day's batch of listings for a group, from the batch API rooted at `base_url` (`/data` is appended)."""
 
-    base_url: str
+    base_url: str  # "" = the platform's own data API, looked up when used (k3s: its LoadBalancer address)
     group_number: int
     timeout_seconds: float = 10
     retries: int = 3
     backoff_seconds: float = 0.5
+    config_path: str | None = None  # with state_dir, how the platform's data API is found when base_url is ""
+    state_dir: str | None = None
+
+    def root(self) -> str:
+        if self.base_url:
+            return self.base_url
+        from ml_assets.data.service import DataApiResource  # the service module imports this one
+
+        return DataApiResource(config_path=str(self.config_path), state_dir=str(self.state_dir)).url
 
     def fetch_batch(self, day: int) -> Batch:
-        endpoint = f"{self.base_url.rstrip('/')}/data"
+        endpoint = f"{self.root().rstrip('/')}/data"
         params = {"group_number": self.group_number, "day": day}
         url = requests.Request("GET", endpoint, params=params).prepare().url or endpoint
         with requests.Session() as session:  # one connection reused across retries
@@ -168,11 +177,16 @@ def _parse_float(value: object) -> float | None:
         return None
 
 
-def source_for(cfg: PlatformConfig) -> BatchSourceResource:
-    """The seed's API when `ml.source_url` is set, else the bundled offline data API."""
-    base_url = str(cfg.ml.source_url) if cfg.ml.source_url else offline_api_url(cfg)
+def source_for(cfg: PlatformConfig, where: dict[str, str] | None = None) -> BatchSourceResource:
+    """The seed's API when `ml.source_url` is set, else the bundled offline data API (in the k3s target,
+    found at run time through `where`: its address is known only once Argo CD has deployed it)."""
+    if cfg.ml.source_url:
+        base_url = str(cfg.ml.source_url)
+    else:
+        base_url = "" if cfg.target == "k3s" and where else offline_api_url(cfg)
     return BatchSourceResource(
         base_url=base_url,
+        **(where or {}),
         group_number=cfg.ml.group_number,
         timeout_seconds=cfg.ml.timeout_seconds,
         retries=cfg.ml.retries,

@@ -52,7 +52,7 @@ def _reconcile_asset(name: str, spec: tuple[str, list[str], set[str], str], serv
     @dg.asset(
         name=name,
         group_name=group,
-        deps=[dg.AssetKey(d) for d in deps],
+        deps=[dg.AssetKey.from_user_string(d) for d in deps],
         kinds=kinds,
         owners=OWNERS,
         description=description,
@@ -61,6 +61,11 @@ def _reconcile_asset(name: str, spec: tuple[str, list[str], set[str], str], serv
         return _result(service_step(cluster, name) if service else STEPS[name](cluster), cluster.plan)
 
     return reconcile
+
+
+def cluster_service_asset(name: str, group: str, deps: list[str], description: str) -> dg.AssetsDefinition:
+    """A service Argo CD deploys, as an asset of any code location (the ML location's data API and inference)."""
+    return _reconcile_asset(name, (group, deps, {"kubernetes"}, description), service=True)
 
 
 def mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:

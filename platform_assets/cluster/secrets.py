@@ -24,7 +24,7 @@ from platform_assets.storage.postgres import SUPERUSER
 Obj = dict[str, Any]
 ASSET = "cluster_secrets"
 TRAINING_SECRET = "training-env"  # the training pod's S3 and MLflow access (dagster-k8s Pipes)
-DATA_API_TOKEN = "data-api-admin"
+DATA_API_TOKEN = "data-api-admin"  # as ml_assets.data.service reads it
 
 
 def _secret(cfg: PlatformConfig, name: str, data: dict[str, str]) -> Obj:

@@ -4,9 +4,11 @@ out of the graph (the storage function checks, host_ip_on_host) and why: see sce
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from kubernetes import client, config
 
@@ -250,3 +252,27 @@ def test_host_ip_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reported
         assert metadata(result, "host")["os"] == "Rocky Linux 9.4" and metadata(result, "host")["os_family"] == "rhel"
     finally:
         plat.fake.stop()
+
+
+def test_the_ml_location_reaches_the_data_api_and_inference_argo_cd_deployed(platform: Platform) -> None:
+    """In k3s the ML location's data API and inference service are the Argo CD Applications, not local processes;
+    its resources find them at their LoadBalancer addresses."""
+    from ml_assets.definitions import build_definitions as build_ml_definitions
+
+    platform.run()
+    ml = build_ml_definitions(platform.config)
+    # without the function checks: no real service answers behind the fake's LoadBalancer IPs
+    job = dg.define_asset_job("serving", dg.AssetSelection.assets("data_api", "inference_service").without_checks())
+    result = (
+        dg.Definitions.merge(ml, dg.Definitions(jobs=[job]))
+        .resolve_job_def("serving")
+        .execute_in_process(instance=platform.instance)
+    )
+    assert sorted(changes(result)) == ["data_api", "inference_service"]
+    data_api = metadata(result, "data_api")
+    assert (data_api["application"], data_api["sync"], data_api["health"]) == ("data-api", "Synced", "Healthy")
+    host, port = data_api["address"].split(":")
+    assert ipaddress.IPv4Address(host) in ipaddress.IPv4Network("127.0.0.0/24")  # from the MetalLB pool
+    assert ml.resources["batch_source"].root() == f"http://{host}:{port}"
+    assert ml.resources["inference_resource"].url == f"http://{metadata(result, 'inference_service')['address']}"
+    assert ml.resources["data_api_resource"]._admin_headers()["Authorization"].startswith("Bearer ")

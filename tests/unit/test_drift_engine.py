@@ -88,6 +88,19 @@ def test_binary_rate_change_detected_by_z_test() -> None:
     assert col.test == "z" and col.kind == "binary" and col.drifted and col.p_value < 1e-6
 
 
+def test_strict_mode_catches_the_binary_shift_evidently_misses_on_large_windows() -> None:
+    """0.20 -> 0.30 on 5000 rows: Jensen-Shannon (Evidently's choice above 1000 rows) stays under 0.1."""
+    rng = _rng(3)
+    ref, cur = _frame(5000, rng, rate=0.2), _frame(5000, rng, rate=0.3)
+    compatible = _run(ref, cur).column("flag")
+    strict = _run(ref, cur, mode="strict").column("flag")
+    assert (compatible.test, compatible.drifted) == ("jensenshannon", False)
+    assert (strict.test, strict.drifted) == ("z", True) and strict.p_value < 1e-6
+    assert _run(ref, cur, mode="strict").column("num").test == "wasserstein"  # numerics keep their test
+    with pytest.raises(ValueError, match="unknown drift mode"):
+        _run(ref, cur, mode="lenient")
+
+
 # --- parity with scipy / Evidently formulas -------------------------------------------------
 
 
