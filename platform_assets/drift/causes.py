@@ -3,7 +3,8 @@
 The asset graph is the union of both locations' graphs (the ML location names platform assets as deps by key);
 open alerts come from the alert log, which every sensor of both locations writes. A new finding whose asset, or
 an asset upstream of it, already has an open alert is *inhibited* (folded into that alert, as Alertmanager's
-inhibition rules do) unless the finding asks to be told anyway (staleness), in which case it names the cause:
+inhibition rules do) unless the finding asks to be told anyway (staleness, a dead process, data drift), in which
+case it names the cause:
 "deployed_model is stale ← postgres: postgres is down since 10:42 UTC".
 """
 

@@ -38,6 +38,7 @@ def service_drift(supervisor: Supervisor, spec: ServiceSpec) -> list[Finding]:
                 asset,
                 f"{spec.name} is down",
                 f"{spec.name} is not running (its process is gone); last log: {supervisor.log_tail(spec.name, 2)}",
+                inhibitable=False,  # a dead process is its own incident, even below another one
             )
         ]
     findings = []
