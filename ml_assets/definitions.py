@@ -18,7 +18,7 @@ from ml_assets.monitoring.sensors import build_data_drift_sensor
 from ml_assets.monitoring.services import ml_services_drift_sensor
 from ml_assets.registry import champion_resolves_and_scores, registered_model
 from ml_assets.resources import build_ml_resources
-from ml_assets.serving.observe import prediction_log, prediction_log_freshness
+from ml_assets.serving.observe import prediction_log, prediction_log_freshness, prediction_log_observation
 from ml_assets.training import features, trained_model
 from platform_assets.cluster.assets import cluster_service_asset
 from platform_assets.config import PlatformConfig
@@ -41,6 +41,16 @@ def serving_services(cfg: PlatformConfig) -> tuple[dg.AssetsDefinition, dg.Asset
             [],
         )
     return data_api, inference_service, [inference_loopback_only]
+
+
+def weekly_retraining(jobs: list) -> dg.ScheduleDefinition:
+    """The model's freshness window is a week: retrain on whatever batches exist (promoted only if better)."""
+    return dg.ScheduleDefinition(
+        name="weekly_retraining",
+        job=next(j for j in jobs if j.name == "retrain_and_deploy"),
+        cron_schedule="0 3 * * 1",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
 
 
 def build_definitions(path: Path) -> dg.Definitions:
@@ -91,7 +101,14 @@ def build_definitions(path: Path) -> dg.Definitions:
         },
     )
     # Observable, so outside the policy mapping: a last-update check and its sensor watch it instead.
-    observed = dg.Definitions(assets=[prediction_log], asset_checks=log_checks, sensors=[log_check_sensor])
+    observe_job, observe_schedule = prediction_log_observation()
+    observed = dg.Definitions(
+        assets=[prediction_log],
+        asset_checks=log_checks,
+        sensors=[log_check_sensor],
+        jobs=[observe_job],
+        schedules=[observe_schedule, weekly_retraining(jobs)],
+    )
     return dg.Definitions.merge(located, observed)
 
 

@@ -4,6 +4,7 @@ platform.yaml names (local processes, or a K3s cluster with Argo CD)."""
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from platform_assets.cluster.assets import CLUSTER_CHECKS, build_cluster_assets, mlflow_server_asset
 from platform_assets.cluster.drift import cluster_drift_sensor
@@ -34,20 +35,31 @@ def k3s_platform(cfg: PlatformConfig) -> tuple[list, list, list]:
     return assets, [*CLUSTER_CHECKS, *shared_checks, mlflow_round_trip], [cluster_drift_sensor]
 
 
+def health_schedule(job: "UnresolvedAssetJobDefinition", window_minutes: int) -> dg.ScheduleDefinition:
+    every = min(30, max(1, window_minutes // 2))
+    return dg.ScheduleDefinition(
+        name="platform_health",
+        job=job,
+        cron_schedule=f"*/{every} * * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Re-materialize the platform every {every} min (freshness window {window_minutes} min).",
+    )
+
+
 def build_definitions(path: Path) -> dg.Definitions:
     cfg, state = load_platform(path)
+    platform_up = dg.define_asset_job(
+        "platform_up", selection=dg.AssetSelection.all(), description="Bring up (or heal) every platform service."
+    )
     assets, checks, drift_sensors = (k3s_platform if cfg.target == "k3s" else local_platform)(cfg)
     return with_default_freshness(
         dg.Definitions(
             assets=assets,
             asset_checks=checks,
-            jobs=[
-                dg.define_asset_job(
-                    "platform_up",
-                    selection=dg.AssetSelection.all(),
-                    description="Bring up (or heal) every platform service.",
-                )
-            ],
+            jobs=[platform_up],
+            # Platform health has a cadence shorter than its freshness window: an idempotent pass reports
+            # "no change" and keeps the assets fresh, so a stale alert means the pass itself failed.
+            schedules=[health_schedule(platform_up, cfg.freshness.platform_minutes)],
             sensors=[*drift_sensors, check_failure_sensor, freshness_alert_sensor],
             resources=build_resources(cfg, state, path),
             # Services are long-lived processes; one step process per asset would only add start-up cost.

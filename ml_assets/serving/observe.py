@@ -5,6 +5,7 @@ import warnings
 from datetime import timedelta
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.serving.prediction_log import PREFIX
@@ -37,8 +38,15 @@ with warnings.catch_warnings():
         key="prediction_log",
         group_name="serving",
         description="Parquet files of served predictions in the predictions bucket; observed every 5 minutes.",
-        automation_condition=dg.AutomationCondition.on_cron(OBSERVE_CRON),
     )(observe_prediction_log)
+
+
+def prediction_log_observation() -> tuple["UnresolvedAssetJobDefinition", dg.ScheduleDefinition]:
+    """A schedule that is RUNNING by default (declarative automation's sensor is not), observing the log."""
+    job = dg.define_asset_job("observe_prediction_log", selection=dg.AssetSelection.assets("prediction_log"))
+    return job, dg.ScheduleDefinition(
+        job=job, cron_schedule=OBSERVE_CRON, default_status=dg.DefaultScheduleStatus.RUNNING
+    )
 
 
 def prediction_log_freshness(window_minutes: int) -> tuple[list[dg.AssetChecksDefinition], dg.SensorDefinition]:

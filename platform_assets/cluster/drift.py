@@ -8,7 +8,7 @@ import dagster as dg
 
 from platform_assets.alerts import AlertsResource
 from platform_assets.cluster.k3s_install import cidr_change, installed_cidrs
-from platform_assets.cluster.kube import KubeClient
+from platform_assets.cluster.kube import KubeClient, KubeError
 from platform_assets.cluster.render import SERVICES
 from platform_assets.cluster.render_base import ARGOCD_NAMESPACE
 from platform_assets.cluster.render_metallb import render_metallb
@@ -17,6 +17,7 @@ from platform_assets.cluster.services import hand_edits
 from platform_assets.cluster.steps import APPLICATION, application_status, desired_applications
 from platform_assets.drift.findings import Finding
 from platform_assets.drift.sensors import DRIFT_INTERVAL_SECONDS, alert_on_findings
+from platform_assets.host.executor import HostError
 
 APP_ASSET = {"postgres": "postgres", "seaweedfs": "seaweedfs", "mlflow": "mlflow_server"}
 
@@ -100,12 +101,26 @@ def _orphans(cluster: ClusterResource, kube: KubeClient) -> list[Finding]:
     ]
 
 
+def _unreachable(key: str, subject: str, what: str, err: Exception) -> Finding:
+    return Finding(
+        key, subject, f"{what} unreachable", f"{type(err).__name__}: {err}", inhibitable=False, remedy="manual"
+    )
+
+
 def cluster_findings(cluster: ClusterResource) -> list[Finding]:
-    findings = _rebuild(cluster)
+    """Every finding, and the host or API server being unreachable as findings of their own (the most
+    important news of all, and a cause that downstream findings name)."""
+    try:
+        findings = _rebuild(cluster)
+    except HostError as err:
+        return [_unreachable("unreachable:host", "host", f"host {cluster.cfg.host.address}", err)]
     if not cluster.kubeconfig.exists():
         return findings  # nothing installed yet: nothing to drift from
-    kube = cluster.kube()
-    return findings + _applications(kube) + _hand_edits(cluster, kube) + _orphans(cluster, kube)
+    try:
+        kube = cluster.kube()
+        return findings + _applications(kube) + _hand_edits(cluster, kube) + _orphans(cluster, kube)
+    except KubeError as err:
+        return [*findings, _unreachable("unreachable:api_server", "k3s_cluster", "Kubernetes API server", err)]
 
 
 @dg.sensor(

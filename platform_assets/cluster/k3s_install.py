@@ -79,9 +79,11 @@ def installed_cidrs(executor: Executor) -> dict[str, str] | None:
     Keys absent from config.yaml are K3s's defaults; an existing cluster without config.yaml uses all defaults.
     """
     raw = executor.read_file(CONFIG_PATH, sudo=True)
+    has_cluster = executor.probe(["test", "-d", SERVER_DATA_DIR], sudo=True).ok
+    if not has_cluster:
+        return None  # a config.yaml from a failed first install is not a cluster: it may still be corrected
     if raw is None:
-        has_cluster = executor.probe(["test", "-d", SERVER_DATA_DIR], sudo=True).ok
-        return dict(K3S_DEFAULTS) if has_cluster else None
+        return dict(K3S_DEFAULTS)
     doc = yaml.safe_load(raw) or {}
     if not isinstance(doc, dict):
         raise K3sInstallError(f"{CONFIG_PATH} on {executor.describe()} is not a YAML mapping")

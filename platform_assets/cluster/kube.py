@@ -248,11 +248,13 @@ class KubeClient:
     ) -> ApplyResult:
         key = (obj["apiVersion"], obj["kind"])
         res = self._discover().get(key)
+        if res is None and not dry_run:  # discovery can lag a CRD that just became Established
+            res = self._resource(obj)  # refreshes once, else a one-line KubeError: never "created" unapplied
         meta = obj["metadata"]
         ns = (meta.get("namespace") or namespace or "default") if res is None or res.namespaced else None
         if res is not None and res.namespaced:
             obj = {**obj, "metadata": {**meta, "namespace": ns}}
-        if res is None or ns in new_ns:  # dry run: its CRD or its Namespace is only to be created in this batch
+        if dry_run and (res is None or ns in new_ns):  # its CRD or Namespace is only to be created in this batch
             return ApplyResult(key[0], key[1], ns, meta["name"], "created")
         live = self.get(obj)
         query = [("fieldManager", manager), ("force", "true" if force else "false")]

