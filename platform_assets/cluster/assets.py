@@ -9,9 +9,10 @@ import time
 
 import dagster as dg
 
+from platform_assets.cluster.kube import KubeClient
 from platform_assets.cluster.render_argocd import platform_namespace
 from platform_assets.cluster.render_base import ARGOCD_NAMESPACE
-from platform_assets.cluster.render_metallb import probe_service
+from platform_assets.cluster.render_metallb import live_pool_problems, live_pool_strings, probe_service
 from platform_assets.cluster.resource import ClusterResource
 from platform_assets.cluster.services import service_step
 from platform_assets.cluster.steps import (
@@ -154,11 +155,26 @@ def load_balancer_gets_pool_ip(cluster: ClusterResource) -> dg.AssetCheckResult:
     deadline = time.monotonic() + LB_WAIT_SECONDS
     while (ip := _ingress_ip(kube.get(probe))) is None and time.monotonic() < deadline:
         time.sleep(1)  # MetalLB assigns asynchronously
+    kube.delete(probe)  # give its address back: the pool may be small (21 addresses in the seed)
     first, last = cluster.cfg.network.pool_range  # type: ignore[union-attr]
     inside = ip is not None and first <= ipaddress.IPv4Address(ip) <= last
+    live_pool = live_pool_problems(cluster.cfg, live_pool_strings(_live_pool_objects(kube)))
     return dg.AssetCheckResult(
-        passed=inside, description=f"probe Service got {ip or 'no address'} (pool {first}-{last})"
+        passed=inside and not live_pool,
+        description=f"probe Service got {ip or 'no address'} (pool {first}-{last})"
+        + (f"; live pool: {'; '.join(live_pool)}" if live_pool else ""),
     )
+
+
+def _live_pool_objects(kube: KubeClient) -> list[dict]:
+    """MetalLB's pool as the cluster has it (the ConfigMap of v0.12, or IPAddressPools of v0.13+)."""
+    found = kube.get(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config", "namespace": "metallb-system"}}
+    )
+    pools = [found] if found else []
+    if ("metallb.io/v1beta1", "IPAddressPool") in kube.served_kinds():
+        pools += kube.list("metallb.io/v1beta1", "IPAddressPool", "metallb-system")
+    return pools
 
 
 @dg.asset_check(asset="argocd", blocking=True, description="Every Argo CD Deployment is available.")

@@ -75,6 +75,8 @@ def _operation_running(kube: KubeClient, app: str) -> bool:
     live = kube.get(
         {"apiVersion": APPLICATION[0], "kind": APPLICATION[1], "metadata": {"name": app, "namespace": ARGOCD_NAMESPACE}}
     )
+    if (live or {}).get("operation"):  # requested, not yet picked up by the controller
+        return True
     return ((live or {}).get("status", {}).get("operationState") or {}).get("phase") == "Running"
 
 

@@ -252,9 +252,10 @@ class Controllers:
         changed = False
         for app in self.store.list(art, None):
             meta = app["metadata"]
-            if self._synced.get(meta["uid"]) != meta.get("generation"):
+            if self._synced.get(meta["uid"]) != meta.get("generation") or app.get("operation"):
                 self._synced[meta["uid"]] = meta.get("generation", 1)
                 app["status"] = sync(self.fake, app)
+                app.pop("operation", None)  # Argo CD clears a requested operation once it has run it
             app.setdefault("status", {})["health"] = health(self.fake, app)
             changed = self._put(art, app) or changed
         return changed
