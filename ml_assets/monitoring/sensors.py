@@ -38,6 +38,7 @@ class DriftCursor:
     reports: dict[str, dict] = field(default_factory=dict)  # partition -> newest report's id, verdict, reference
     findings: str | None = None  # `track`'s own cursor
     last_retrain: float = 0.0
+    retrain_pending: str | None = None  # a drift held back by the cooldown, retrained for when it ends
 
     @classmethod
     def parse(cls, text: str | None) -> DriftCursor:
@@ -116,8 +117,9 @@ def _retrain(
 ) -> tuple[dg.RunRequest | None, str]:
     if now - cursor.last_retrain < cooldown_seconds:
         until = time.strftime("%H:%M:%S", time.gmtime(cursor.last_retrain + cooldown_seconds))
-        return None, f"retraining held back: cooldown until {until} UTC"
-    cursor.last_retrain = now
+        cursor.retrain_pending = alert_key
+        return None, f"retraining held back: cooldown until {until} UTC, then requested if it still drifts"
+    cursor.last_retrain, cursor.retrain_pending = now, None
     request = dg.RunRequest(
         job_name="retrain_and_deploy",
         run_key=f"retrain:{alert_key}:{int(now)}",
@@ -155,6 +157,12 @@ def evaluate(
     causes = CauseFinder.load(alerts, sensor_graph(context))
     sent, cursor.findings = track(cursor.findings, drift_findings(cursor), now, "data_drift_sensor", causes)
     cooldown = datasets.cfg.ml.retrain_cooldown_minutes * 60
+    open_drift = {f.key for f in drift_findings(cursor)}
+    if cursor.retrain_pending and cursor.retrain_pending not in open_drift:
+        cursor.retrain_pending = None  # the drift that waited has cleared: nothing to retrain for
+    if cursor.retrain_pending and now - cursor.last_retrain >= cooldown:
+        retrain, _ = _retrain(cursor, cursor.retrain_pending, cooldown, now)
+        requests += [retrain] if retrain else []
     for alert in sent:
         if alert.status == "firing":
             retrain, note = _retrain(cursor, alert.key, cooldown, now)

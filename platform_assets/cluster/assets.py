@@ -10,6 +10,7 @@ import time
 import dagster as dg
 
 from platform_assets.cluster.kube import KubeClient
+from platform_assets.cluster.render import REPO_ROOT, diff_tree, render_infra_tree
 from platform_assets.cluster.render_argocd import platform_namespace
 from platform_assets.cluster.render_base import ARGOCD_NAMESPACE
 from platform_assets.cluster.render_metallb import live_pool_problems, live_pool_strings, probe_service
@@ -201,6 +202,16 @@ def applications_synced_healthy(cluster: ClusterResource) -> dg.AssetCheckResult
     return dg.AssetCheckResult(passed=not bad, description="; ".join(bad) or "all Synced and Healthy")
 
 
+@dg.asset_check(asset="gitops", blocking=True, description="infra/ in this checkout is what platform.yaml renders.")
+@check_errors_fail
+def infra_matches_config(cluster: ClusterResource) -> dg.AssetCheckResult:
+    """Argo CD deploys git, not platform.yaml: a config change must be rendered and pushed, or the cluster
+    runs something else than the config says (and hand-edit drift would never settle)."""
+    stale = diff_tree(render_infra_tree(cluster.cfg), REPO_ROOT)
+    fix = "; run `python -m platform_assets.cluster.render` and push" if stale else ""
+    return dg.AssetCheckResult(passed=not stale, description=f"differs: {', '.join(stale) or 'nothing'}{fix}")
+
+
 @dg.asset_check(asset="gitops", description="No pod is stuck pulling its image (the seed's Bitnami failure).")
 @check_errors_fail
 def images_pull(cluster: ClusterResource) -> dg.AssetCheckResult:
@@ -226,6 +237,7 @@ CLUSTER_CHECKS = [
     load_balancer_gets_pool_ip,
     argocd_available,
     applications_synced_healthy,
+    infra_matches_config,
     images_pull,
     no_orphan_applications,
 ]

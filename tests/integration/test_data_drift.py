@@ -158,6 +158,12 @@ def test_more_drift_within_the_cooldown_alerts_without_retraining(env: DriftEnv)
     new = [a for a in env.alerts() if a["key"] == "data_drift:day=5"]
     assert len(new) == 1 and "cooldown until" in new[0]["message"]
     assert not [r for r in result.run_requests if r.job_name == "retrain_and_deploy"]
+    cursor = json.loads(env.cursor)
+    cursor["last_retrain"] -= 3600  # the cooldown is over and the held-back drift is still there
+    env.cursor = json.dumps(cursor)
+    later = [r for r in env.tick().run_requests if r.job_name == "retrain_and_deploy"]
+    assert [r.tags["mlops-platform/reason"] for r in later] == ["data_drift:day=5"]
+    assert not [r for r in env.tick().run_requests if r.job_name == "retrain_and_deploy"]  # once
 
 
 def test_a_batch_validation_refused_still_gets_its_drift_report(env: DriftEnv) -> None:

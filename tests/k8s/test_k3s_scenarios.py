@@ -71,6 +71,7 @@ def test_fresh_install_then_no_change(platform: Platform) -> None:
         "load_balancer_gets_pool_ip",
         "argocd_available",
         "applications_synced_healthy",
+        "infra_matches_config",
         "images_pull",
         "no_orphan_applications",
     }
@@ -288,3 +289,12 @@ def test_an_unreachable_api_server_is_one_alert_not_a_crashed_tick(platform: Pla
     assert [a["key"] for a in fired] == ["unreachable:api_server"]
     again, _ = platform.sense(cursor)
     assert "Kubernetes API server unreachable" in again and len(platform.alerts()) == len(fired)  # no repeat
+
+
+def test_a_config_change_not_rendered_into_infra_is_named(platform: Platform) -> None:
+    platform.run()
+    platform.write_config(namespace="ml-prod")  # Argo CD would still deploy what git says: namespace mlops
+    result = platform.run(["gitops"], raise_on_error=False)
+    passed, description = checks(result)["infra_matches_config"]
+    assert not passed
+    assert "infra/apps/" in description and "python -m platform_assets.cluster.render" in description
