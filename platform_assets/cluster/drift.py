@@ -9,6 +9,7 @@ import dagster as dg
 from platform_assets.alerts import AlertsResource
 from platform_assets.cluster.k3s_install import cidr_change, installed_cidrs
 from platform_assets.cluster.kube import KubeClient, KubeError
+from platform_assets.cluster.orphans import describe, orphan_objects
 from platform_assets.cluster.render import SERVICES
 from platform_assets.cluster.render_base import ARGOCD_NAMESPACE
 from platform_assets.cluster.render_metallb import render_metallb
@@ -98,6 +99,16 @@ def _orphans(cluster: ClusterResource, kube: KubeClient) -> list[Finding]:
             remedy="manual",
         )
         for name in sorted(live - desired_applications())
+    ] + [
+        Finding(
+            f"orphan_object:{describe(obj)}",
+            "gitops",
+            f"orphan {describe(obj)}",
+            f"{describe(obj)} is labelled as the platform's but nothing desires it (pruned only with "
+            "k3s.prune_orphans: true)",
+            remedy="manual",
+        )
+        for obj in orphan_objects(cluster, kube)
     ]
 
 

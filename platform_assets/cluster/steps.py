@@ -18,6 +18,7 @@ from platform_assets.cluster.k3s_install import (
     installed_cidrs,
 )
 from platform_assets.cluster.kube import ApplyResult, KubeClient
+from platform_assets.cluster.orphans import describe, orphan_objects, prune_application
 from platform_assets.cluster.render import SERVICES
 from platform_assets.cluster.render_argocd import (
     ROOT_APP,
@@ -227,16 +228,16 @@ def gitops_step(c: ClusterResource) -> StepResult:
     changes = _apply(c, kube, [root_application(cfg)], ARGOCD_NAMESPACE)
     live = {a["metadata"]["name"] for a in kube.list(*APPLICATION, namespace=ARGOCD_NAMESPACE)}
     orphans = sorted(live - desired_applications())
-    if orphans and cfg.k3s.prune_orphans and not c.plan:
+    stray = orphan_objects(c, kube)
+    if cfg.k3s.prune_orphans and not c.plan:
         for name in orphans:
-            kube.delete(
-                {
-                    "apiVersion": APPLICATION[0],
-                    "kind": APPLICATION[1],
-                    "metadata": {"name": name, "namespace": ARGOCD_NAMESPACE},
-                }
-            )
-        changes.append(f"pruned orphan Applications {', '.join(orphans)}")
+            prune_application(kube, name)
+        for obj in stray:
+            kube.delete(obj)
+        if orphans:
+            changes.append(f"pruned orphan Applications {', '.join(orphans)}")
+        if stray:
+            changes.append(f"pruned orphan objects {', '.join(map(describe, stray))}")
     rows = ["| application | sync | health |", "|---|---|---|"]
     rows += [
         f"| {name} | {' | '.join(application_status(kube, name)[:2])} |"
@@ -247,7 +248,7 @@ def gitops_step(c: ClusterResource) -> StepResult:
         {
             "repo": f"{cfg.k3s.gitops.repo_url}@{cfg.k3s.gitops.revision}:{cfg.k3s.gitops.path}",
             "applications": "\n".join(rows),
-            "orphans": ", ".join(orphans) or "none",
+            "orphans": ", ".join([*orphans, *map(describe, stray)]) or "none",
         },
     )
 

@@ -167,6 +167,26 @@ def test_orphan_application_is_reported_alerted_once_and_pruned_on_request(insta
     assert p.cluster().kube().get(MINIO) is None
 
 
+def test_a_labelled_object_nothing_desires_is_an_orphan_too(installed: Platform) -> None:
+    p = installed
+    stray = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "minio-config",
+            "namespace": "mlops",
+            "labels": {"app.kubernetes.io/managed-by": "mlops-platform"},
+        },
+        "data": {"MINIO_ROOT_USER": "left-behind"},
+    }
+    p.cluster().kube().apply([stray], field_manager="kubectl-client-side-apply")
+    message, _ = p.sense()
+    assert "orphan ConfigMap mlops/minio-config" in message and "Pod" not in message  # owned objects are not
+    p.write_config(prune_orphans=True)
+    assert "pruned orphan objects ConfigMap mlops/minio-config" in changes(p.run(["gitops"]))["gitops"]
+    assert p.cluster().kube().get(stray) is None
+
+
 def test_hand_edit_is_found_and_healed_by_an_argo_cd_sync(installed: Platform) -> None:
     p = installed
     api = config.new_client_from_config(config_file=str(p.state_dir / "kubeconfig"))  # as a user's kubectl would
