@@ -5,6 +5,8 @@ changed; with `ClusterResource(plan=True)` each says what it *would* change and 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,7 @@ from platform_assets.cluster.render_base import ARGOCD_NAMESPACE
 from platform_assets.cluster.render_metallb import render_metallb
 from platform_assets.cluster.resource import ClusterResource
 from platform_assets.cluster.secrets import render_secrets
+from platform_assets.config import PlatformConfig
 from platform_assets.host.facts import host_facts
 from platform_assets.host.prepare import prepare_host, run_steps
 from platform_assets.storage.seaweedfs import SeaweedFSResource
@@ -39,6 +42,7 @@ Obj = dict[str, Any]
 METALLB_NAMESPACE = "metallb-system"
 APPLICATION = ("argoproj.io/v1alpha1", "Application")
 WAIT_SECONDS = 300
+SECRETS_DIGEST = "mlops-platform/secrets-digest"  # pod-template annotation: a change rolls the pods
 MANAGER = "mlops-platform"
 # A field manager of its own: under server-side apply, the same manager applying only `type` would give up (and
 # so delete) every field of the Service that install.yaml set, and each run would flip between the two.
@@ -112,6 +116,10 @@ def k3s_step(c: ClusterResource) -> StepResult:
     mode, _ = c.install_mode
     outcomes = run_steps(c.executor, install_steps(cfg, mode, c.bundle_dir))  # type: ignore[arg-type]
     changes = [o.line() for o in outcomes if o.status != "already"]
+    status = {o.name: o.status for o in outcomes}
+    if status.get("k3s config") == "changed" and status.get("k3s service") == "already":
+        c.executor.run(["systemctl", "restart", "k3s"], sudo=True, check=True)  # K3s reads config.yaml at start
+        changes.append("restarted k3s to load the new config.yaml")
     try:
         if fetch_kubeconfig(c.executor, cfg, c.kubeconfig):
             changes.append(f"kubeconfig written to {c.kubeconfig} (0600)")
@@ -200,7 +208,32 @@ def secrets_step(c: ClusterResource) -> StepResult:
     # values never reach metadata: only which Secret changed. The namespace too: this asset needs only
     # k3s_cluster, so it may run before argocd creates it.
     changes = _apply(c, kube, [platform_namespace(cfg), *secrets])
+    if any(line.startswith("configured Secret") for line in changes) and not c.plan:
+        changes += restart_consumers(kube, cfg, secrets)
     return StepResult(changes, {"secrets": names, "namespace": cfg.k3s.namespace})
+
+
+def restart_consumers(kube: KubeClient, cfg: PlatformConfig, secrets: list[Obj]) -> list[str]:
+    """Pods read Secrets at start (env, subPath mounts): a changed Secret needs a rollout, as
+    `kubectl rollout restart` does it: a pod-template annotation, here the digest of the Secrets."""
+    digest = hashlib.sha256(json.dumps([s["stringData"] for s in secrets], sort_keys=True).encode()).hexdigest()[:16]
+    restarted = []
+    for app in SERVICES:
+        for obj in SERVICES[app](cfg):
+            if (
+                obj["kind"] not in ("Deployment", "StatefulSet")
+                or kube.get({**obj, "metadata": {**obj["metadata"], "namespace": cfg.k3s.namespace}}) is None
+            ):
+                continue
+            stamp = {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "metadata": {"name": obj["metadata"]["name"], "namespace": cfg.k3s.namespace},
+                "spec": {"template": {"metadata": {"annotations": {SECRETS_DIGEST: digest}}}},
+            }
+            kube.apply([stamp], field_manager="mlops-platform-rollout")
+            restarted.append(f"restarted {obj['kind']} {cfg.k3s.namespace}/{obj['metadata']['name']} (Secrets changed)")
+    return restarted
 
 
 def application_status(kube: KubeClient, name: str) -> tuple[str, str, str]:

@@ -5,6 +5,7 @@ out of the graph (the storage function checks, host_ip_on_host) and why: see sce
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,6 +186,35 @@ def test_a_labelled_object_nothing_desires_is_an_orphan_too(installed: Platform)
     p.write_config(prune_orphans=True)
     assert "pruned orphan objects ConfigMap mlops/minio-config" in changes(p.run(["gitops"]))["gitops"]
     assert p.cluster().kube().get(stray) is None
+
+
+def test_a_config_yaml_edited_on_the_host_is_restored_and_k3s_restarted(installed: Platform) -> None:
+    p = installed
+    p.host.files[K3S_CONFIG] += b"disable-network-policy: true\n"  # someone edited it on the VM
+    before = len(p.host.mutations)
+    result = p.run(["k3s_cluster"])
+    assert "restarted k3s to load the new config.yaml" in changes(result)["k3s_cluster"]
+    assert "systemctl restart k3s" in p.host.mutations[before:]
+    assert changes(p.run(["k3s_cluster"]))["k3s_cluster"] == "no change"
+
+
+def test_a_rotated_credential_updates_its_secret_and_rolls_the_pods_reading_it(installed: Platform) -> None:
+    p = installed
+    creds_file = p.state_dir / "secrets" / "credentials.json"
+    creds = json.loads(creds_file.read_text())
+    creds["s3_secret_keys"]["ml"] = "rotated-" + creds["s3_secret_keys"]["ml"][8:]
+    creds_file.write_text(json.dumps(creds))
+    result = changes(p.run(["cluster_secrets"]))["cluster_secrets"]
+    assert "configured Secret mlops/inference-env" in result
+    assert "restarted Deployment mlops/inference (Secrets changed)" in result
+    live = (
+        p.cluster()
+        .kube()
+        .get({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "inference", "namespace": "mlops"}})
+    )
+    assert "mlops-platform/secrets-digest" in live["spec"]["template"]["metadata"]["annotations"]
+    assert "rotated-" not in result  # values never reach metadata
+    assert changes(p.run(["cluster_secrets"]))["cluster_secrets"] == "no change"
 
 
 def test_hand_edit_is_found_and_healed_by_an_argo_cd_sync(installed: Platform) -> None:
