@@ -13,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from platform_assets.cluster.upstream import UpstreamPins
 from platform_assets.config.models import PlatformConfig
 from platform_assets.host.executor import CommandResult, FileState, HostCommandError
+from tests.vendor import vendor_dir
 
 Answer = tuple[int, str] | Callable[["ScriptedHost"], tuple[int, str]]
 SYSTEMCTL = "systemctl show -p LoadState -p ActiveState -p UnitFileState"
@@ -155,7 +157,6 @@ K3S_CONFIG = "/etc/rancher/k3s/config.yaml"
 K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 K3S_SERVER_DIR = "/var/lib/rancher/k3s/server"
 INSTALL_SCRIPT = "/usr/local/share/k3s/install.sh"
-VENDOR = Path("/work/shared/vendor")  # pristine upstream manifests, for tests only
 K3S_EGRESS_URLS = ("https://get.k3s.io", "https://github.com/k3s-io/k3s/releases/download/{v}/sha256sum-amd64.txt")
 
 
@@ -226,7 +227,8 @@ def offline_bundle(root: Path, k3s_version: str, manifests: dict[str, list[str]]
     (k3s / "sha256sum-amd64.txt").write_text("\n".join(sums) + "\n")
     for component, versions in manifests.items():
         for version in versions:
-            shutil.copytree(VENDOR / component / version, root / component / version)
+            names = [f.name for f in UpstreamPins.load().pin(component, version).files]
+            shutil.copytree(vendor_dir(component, version, names), root / component / version)
     return root
 
 

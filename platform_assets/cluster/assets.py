@@ -93,10 +93,15 @@ def mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
 @check_errors_fail
 def host_ip_on_host(cluster: ClusterResource) -> dg.AssetCheckResult:
     cfg = cluster.cfg
-    facts = host_facts(cluster.executor, str(cfg.network.host_ip))  # type: ignore[union-attr]
+    net = cfg.network
+    facts = host_facts(cluster.executor, str(net.host_ip))  # type: ignore[union-attr]
+    # The interface holding host_ip must be on host_subnet: MetalLB answers ARP for the pool on that LAN.
+    subnets = [ipaddress.ip_interface(a).network for a in facts["addresses"] if a.split("/")[0] == str(net.host_ip)]  # type: ignore[union-attr]
+    on_subnet = any(subnet.subnet_of(net.host_subnet) for subnet in subnets)  # type: ignore[union-attr]
     return dg.AssetCheckResult(
-        passed=bool(facts.get("host_ip_present")),
-        description=f"{cfg.network.host_ip} on {cluster.executor.describe()}: addresses {facts.get('addresses')}",  # type: ignore[union-attr]
+        passed=bool(facts.get("host_ip_present")) and on_subnet,
+        description=f"{net.host_ip} on {cluster.executor.describe()}: addresses {facts.get('addresses')}; "  # type: ignore[union-attr]
+        f"host_subnet {net.host_subnet} {'matches' if on_subnet else 'does not match'} its interface",  # type: ignore[union-attr]
     )
 
 

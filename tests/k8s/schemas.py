@@ -5,10 +5,8 @@ CRD in the pristine upstream manifests. Unknown kinds fail: a typo in a kind mus
 
 from __future__ import annotations
 
-import os
 import re
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -17,9 +15,9 @@ from jsonschema.protocols import Validator
 from kubernetes_validate import utils as kv
 
 from platform_assets.cluster.upstream import parse_manifest
+from tests.vendor import vendor_file
 
 K8S_VERSION = "1.31.0"
-VENDOR = Path(os.environ.get("MLOPS_VENDOR_DIR", Path(__file__).resolve().parents[3] / "shared" / "vendor"))
 # Every pinned manifest that defines CRDs: a custom resource must be valid under each pinned version of its CRD.
 CRD_MANIFESTS = ("argocd/v3.5.1/install.yaml", "argocd/v3.2.0/install.yaml", "metallb/v0.15.3/metallb-native.yaml")
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -27,13 +25,6 @@ _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 class SchemaError(ValueError):
     """One line: ``<kind>/<name>: <path>: <message>``."""
-
-
-def vendor_file(rel: str) -> Path:
-    path = VENDOR / rel
-    if not path.is_file():
-        raise FileNotFoundError(f"vendor manifest {path} is missing (set MLOPS_VENDOR_DIR to the vendor folder)")
-    return path
 
 
 def _where(obj: dict[str, Any]) -> str:

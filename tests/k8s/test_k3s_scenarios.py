@@ -283,8 +283,13 @@ def test_plan_mode_on_an_installed_cluster_dry_runs_the_changes(installed: Platf
     assert p.fake.store.objects == objects and p.fake.store.rv == version and p.host.mutations == []
 
 
-@pytest.mark.parametrize(("reported", "passed"), [("10.43.100.94", True), ("10.43.100.95", False)])
-def test_host_ip_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reported: str, passed: bool) -> None:
+@pytest.mark.parametrize(
+    ("reported", "prefix", "passed"),
+    [("10.43.100.94", 24, True), ("10.43.100.95", 24, False), ("10.43.100.94", 16, False)],  # /16: not host_subnet
+)
+def test_host_ip_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reported: str, prefix: int, passed: bool
+) -> None:
     """host_ip_on_host, left out above (loopback host_ip): with a LAN host_ip only the host asset runs."""
     plat = make_platform(tmp_path, monkeypatch)
     try:
@@ -295,11 +300,12 @@ def test_host_ip_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reported
         }
         plat.write_config(lan)
         monkeypatch.setattr(
-            "platform_assets.cluster.resource.executor_for", lambda cfg, state_dir: k3s_vm(reported, b"", K3S_VERSION)
+            "platform_assets.cluster.resource.executor_for",
+            lambda cfg, state_dir: k3s_vm(reported, b"", K3S_VERSION, prefix=prefix),
         )
         result = plat.run(["host"], raise_on_error=False, extra_checks=[host_ip_on_host])
         ok, description = checks(result)["host_ip_on_host"]
-        assert ok is passed and f"addresses ['{reported}/24']" in description
+        assert ok is passed and f"addresses ['{reported}/{prefix}']" in description
         assert metadata(result, "host")["os"] == "Rocky Linux 9.4" and metadata(result, "host")["os_family"] == "rhel"
     finally:
         plat.fake.stop()

@@ -13,8 +13,8 @@ from kubernetes import client
 from platform_assets.cluster.kube import KubeClient, KubeError
 from tests.k8s import fake_objects
 from tests.k8s.fake_apiserver import FakeApiServer
+from tests.vendor import vendor_file
 
-VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor"  # pristine upstream manifests, tests only
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -24,9 +24,7 @@ def kube(kubeconfig: Path) -> KubeClient:
 
 
 def upstream(rel: str) -> list[dict[str, Any]]:
-    path = VENDOR / rel
-    if not path.is_file():
-        pytest.skip(f"{path}: the vendored upstream manifests are not beside this checkout")
+    path = vendor_file(rel)  # pristine upstream manifests, for tests only
     return [d for d in yaml.load_all(path.read_text(), Loader=_Loader) if d]
 
 
