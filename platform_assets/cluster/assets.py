@@ -147,19 +147,15 @@ def cluster_dns_serves(cluster: ClusterResource) -> dg.AssetCheckResult:
     )
 
 
-def _ingress_ip(service: dict | None) -> str | None:
-    ingress = (service or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}]
-    return ingress[0].get("ip")
-
-
 @dg.asset_check(asset="metallb", blocking=True, description="A probe LoadBalancer Service gets an IP from the pool.")
 @check_errors_fail
 def load_balancer_gets_pool_ip(cluster: ClusterResource) -> dg.AssetCheckResult:
     kube, probe = cluster.kube(), probe_service(cluster.cfg)
     # The probe lives in the platform namespace, which argocd or cluster_secrets may not have created yet.
     kube.apply([platform_namespace(cluster.cfg), probe])
+    where = (probe["metadata"]["namespace"], probe["metadata"]["name"])
     deadline = time.monotonic() + LB_WAIT_SECONDS
-    while (ip := _ingress_ip(kube.get(probe))) is None and time.monotonic() < deadline:
+    while (ip := kube.load_balancer_ip(*where)) is None and time.monotonic() < deadline:
         time.sleep(1)  # MetalLB assigns asynchronously
     kube.delete(probe)  # give its address back: the pool may be small (21 addresses in the seed)
     first, last = cluster.cfg.network.pool_range  # type: ignore[union-attr]

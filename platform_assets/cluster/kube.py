@@ -182,6 +182,11 @@ class KubeClient:
                 return None
             raise
 
+    def load_balancer_ip(self, namespace: str, name: str) -> str | None:
+        """The address MetalLB gave a LoadBalancer Service, or None while pending (or without the Service)."""
+        svc = self.get({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace}})
+        return (((svc or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]).get("ip")
+
     def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[Obj]:
         """Every object of one kind (in one namespace, or all), e.g. the live Argo CD Applications."""
         res = self._resource({"apiVersion": api_version, "kind": kind})

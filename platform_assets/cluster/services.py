@@ -61,12 +61,6 @@ def request_sync(kube: KubeClient, app: str) -> None:
     )
 
 
-def _load_balancer_ip(kube: KubeClient, cfg: PlatformConfig, name: str) -> str | None:
-    svc = kube.get({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": cfg.k3s.namespace}})
-    ingress = ((svc or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]
-    return ingress.get("ip")
-
-
 def _pull_failures(kube: KubeClient, cfg: PlatformConfig) -> list[str]:
     return [f"{f.image} on {f.node}: {f.reason}" for f in kube.image_pull_failures(cfg.k3s.namespace)]
 
@@ -109,7 +103,7 @@ def service_step(c: ClusterResource, asset: str) -> StepResult:
         raise dg.Failure(
             f"Application {app} is {sync}/{health}: {message}" + (f"; cannot pull {'; '.join(pulls)}" if pulls else "")
         )
-    ip = _load_balancer_ip(kube, cfg, app)
+    ip = kube.load_balancer_ip(cfg.k3s.namespace, app)
     if ip is None and not c.plan:
         raise dg.Failure(f"Service {cfg.k3s.namespace}/{app} has no LoadBalancer address: is MetalLB's pool exhausted?")
     endpoints = c.read_state_file(ENDPOINTS_FILE)

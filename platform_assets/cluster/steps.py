@@ -20,7 +20,7 @@ from platform_assets.cluster.k3s_install import (
     installed_cidrs,
 )
 from platform_assets.cluster.kube import ApplyResult, KubeClient
-from platform_assets.cluster.orphans import describe, orphan_objects, prune_application
+from platform_assets.cluster.orphans import APPLICATION, describe, orphan_objects, prune_application
 from platform_assets.cluster.render import SERVICES
 from platform_assets.cluster.render_argocd import (
     ROOT_APP,
@@ -40,7 +40,6 @@ from platform_assets.storage.seaweedfs import SeaweedFSResource
 
 Obj = dict[str, Any]
 METALLB_NAMESPACE = "metallb-system"
-APPLICATION = ("argoproj.io/v1alpha1", "Application")
 WAIT_SECONDS = 300
 SECRETS_DIGEST = "mlops-platform/secrets-digest"  # pod-template annotation: a change rolls the pods
 MANAGER = "mlops-platform"
@@ -176,11 +175,8 @@ def argocd_step(c: ClusterResource) -> StepResult:
     if not c.plan:
         kube.wait_available(ARGOCD_NAMESPACE, _deployments(objs), WAIT_SECONDS)
     changes += _apply(c, kube, [argocd_server_patch()], ARGOCD_NAMESPACE, ARGOCD_SERVER_MANAGER)
-    server = kube.get(
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "argocd-server", "namespace": ARGOCD_NAMESPACE}}
-    )
-    ingress = ((server or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]
-    metadata["server_url"] = f"https://{ingress['ip']}" if ingress.get("ip") else "pending"
+    server_ip = kube.load_balancer_ip(ARGOCD_NAMESPACE, "argocd-server")
+    metadata["server_url"] = f"https://{server_ip}" if server_ip else "pending"
     admin = kube.get(
         {
             "apiVersion": "v1",
