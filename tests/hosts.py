@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from platform_assets.cluster.render import SEED_NETWORK
 from platform_assets.cluster.upstream import UpstreamPins
 from platform_assets.config.models import PlatformConfig
 from platform_assets.host.executor import CommandResult, FileState, HostCommandError
@@ -233,13 +234,5 @@ def offline_bundle(root: Path, k3s_version: str, manifests: dict[str, list[str]]
 
 
 def k3s_cfg(**k3s: str) -> PlatformConfig:
-    network = {
-        "host_ip": "10.43.100.94",
-        "host_subnet": "10.43.100.0/24",
-        "pod_cidr": "10.44.0.0/16",
-        "service_cidr": "10.45.0.0/16",
-        "cluster_dns": "10.45.0.10",
-        "metallb_pool": "10.43.100.200-10.43.100.220",
-    }
     host = {"address": "10.43.100.94", "ssh_user": "root"}
-    return PlatformConfig.model_validate({"target": "k3s", "host": host, "network": network, "k3s": k3s})
+    return PlatformConfig.model_validate({"target": "k3s", "host": host, "network": SEED_NETWORK, "k3s": k3s})

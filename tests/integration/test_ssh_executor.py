@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from platform_assets.cluster.render import SEED_NETWORK
 from platform_assets.config.models import PlatformConfig
 from platform_assets.host.executor import (
     CommandResult,
@@ -52,16 +53,8 @@ def ssh(sshd: Sshd, tmp_path: Path) -> Iterator[SshExecutor]:
 
 
 def k3s_cfg(server: Sshd, **host: object) -> PlatformConfig:
-    network = {
-        "host_ip": "10.43.100.94",
-        "host_subnet": "10.43.100.0/24",
-        "pod_cidr": "10.44.0.0/16",
-        "service_cidr": "10.45.0.0/16",
-        "cluster_dns": "10.45.0.10",
-        "metallb_pool": "10.43.100.200-10.43.100.220",
-    }
     ssh = {"address": "127.0.0.1", "ssh_user": server.user, "ssh_port": server.port, "ssh_key": str(server.client_key)}
-    return PlatformConfig.model_validate({"target": "k3s", "host": ssh | host, "network": network})
+    return PlatformConfig.model_validate({"target": "k3s", "host": ssh | host, "network": SEED_NETWORK})
 
 
 def test_run_gives_stdout_stderr_rc_and_feeds_input(ssh: SshExecutor) -> None:

@@ -11,19 +11,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from platform_assets.cluster.render import SEED_NETWORK  # the seed's network after the hand-made fix
 from platform_assets.config import ConfigError, load_config, parse_config
 
 REPO_CONFIG = Path(__file__).parents[2] / "platform.yaml"
-
-# The seed deployment's network after the hand-made fix (host inside k3s's 10.43/16).
-SEED_NETWORK = {
-    "host_ip": "10.43.100.94",
-    "host_subnet": "10.43.100.0/24",
-    "pod_cidr": "10.44.0.0/16",
-    "service_cidr": "10.45.0.0/16",
-    "cluster_dns": "10.45.0.10",
-    "metallb_pool": "10.43.100.200-10.43.100.220",
-}
 
 
 def valid() -> dict[str, Any]:
