@@ -13,7 +13,7 @@ class RunReport:
     status: str
     changes: dict[str, str]  # asset key -> the "change" metadata of its materialization
     checks: dict[str, bool]  # "asset:check" -> passed
-    failures: dict[str, str]  # "asset:check" -> the failed check's description
+    failures: dict[str, str]  # "asset:check" -> the failed check's description, "step" -> its error
 
     @property
     def failed_checks(self) -> list[str]:
@@ -35,6 +35,10 @@ def run_report(instance: dg.DagsterInstance, run_id: str) -> RunReport:
         checks[name] = evaluation.passed
         if not evaluation.passed:
             failures[name] = evaluation.description or ""
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
+        event = record.event_log_entry.dagster_event
+        error = event.step_failure_data.error
+        failures[event.step_key or "run"] = error.message.strip() if error else "step failed"
     return RunReport(run_id, run.status.value if run else "UNKNOWN", changes, checks, failures)
 
 

@@ -22,11 +22,23 @@ def _free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """Where the kernel starts handing out ports to outgoing connections (and to bind(0))."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port_block(size: int = 8) -> int:
-    """A base port such that base..base+size and their +10000 gRPC twins are all free."""
+    """A base port such that base..base+size and their +10000 gRPC twins are all free.
+
+    Every port stays below the ephemeral range: a service started late in the session (the inference service, on
+    its first deploy) must not find its port taken by some client connection's local end."""
     rng = random.Random()
+    top = max(_ephemeral_low() - GRPC_OFFSET - size, 12000)
     for _ in range(200):
-        base = rng.randrange(20000, 44000, 10)
+        base = rng.randrange(10000, top, 10)
         ports = [base + i for i in range(size)]
         if all(_free(p) and _free(p + GRPC_OFFSET) for p in ports):
             return base
