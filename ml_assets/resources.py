@@ -7,7 +7,7 @@ from ml_assets.data.service import DataApiResource
 from ml_assets.data.source import source_for
 from ml_assets.monitoring.resources import ReportsResource
 from ml_assets.serving.resource import InferenceResource
-from ml_assets.training_runner import K8sPipesTrainingRunner, LocalTrainingRunner, TrainingRunner
+from ml_assets.step_runner import K8sPipesStepRunner, LocalStepRunner, StepRunner
 from platform_assets.config import PlatformConfig
 from platform_assets.resources import build_resources
 from platform_assets.state import StateDir
@@ -22,12 +22,13 @@ def build_ml_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) 
         "datasets": DatasetsResource(**where),
         "inference_resource": InferenceResource(**where),
         "reports": ReportsResource(**where),
-        "training_runner": training_runner(cfg, where),
+        "step_runner": step_runner(cfg, where),
     }
 
 
-def training_runner(cfg: PlatformConfig, where: dict[str, str]) -> TrainingRunner:
-    """Where `trained_model` trains: a pod through dagster-k8s Pipes in the cluster, else this process."""
+def step_runner(cfg: PlatformConfig, where: dict[str, str]) -> StepRunner:
+    """Where the batch, training and drift steps run: each in a pod through dagster-k8s Pipes in the cluster,
+    else in this process."""
     if cfg.target == "k3s":
-        return K8sPipesTrainingRunner(**where)
-    return LocalTrainingRunner()
+        return K8sPipesStepRunner(**where)
+    return LocalStepRunner(**where)

@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
+from ml_assets.step_runner import StepRunner
 from ml_assets.train_step import (
     HOLDOUT_KEY_COLUMNS,
     OUTLIER_IQR,
@@ -13,7 +14,6 @@ from ml_assets.train_step import (
     holdout_mask,
     listing_columns,
 )
-from ml_assets.training_runner import TrainingRunner
 from platform_assets.services.results import NO_CHANGE
 from platform_assets.tracking.mlflow_server import MlflowResource
 
@@ -44,13 +44,8 @@ OWNERS = ["team:ml"]
     description="Every validated batch so far, price outliers dropped, with a stable holdout flag.",
 )
 def features(datasets: DatasetsResource) -> dg.MaterializeResult:
-    store, cfg = datasets.store(), datasets.cfg
-    days = datasets.validated_days()
-    if not days:
-        raise dg.Failure("no validated batch yet: materialize raw_batches and validated_batches for a day first")
-    frames = [store.get(datasets.validated_key(day)).assign(day=day) for day in days]
-    table = drop_price_outliers(pd.concat(frames, ignore_index=True))
-    table["holdout"] = holdout_mask(table, cfg.ml.holdout_percent)
+    store = datasets.store()
+    table, days, rows_in = features_table(datasets)
     stored = store.put(datasets.features_key, table)
     return dg.MaterializeResult(
         metadata={
@@ -59,11 +54,23 @@ def features(datasets: DatasetsResource) -> dg.MaterializeResult:
             "days": ", ".join(map(str, days)),
             "rows": len(table),
             "holdout_rows": int(table["holdout"].sum()),
-            "outliers_dropped": sum(map(len, frames)) - len(table),
+            "outliers_dropped": rows_in - len(table),
             "content_hash": stored.content_hash,
         },
         data_version=dg.DataVersion(stored.content_hash),
     )
+
+
+def features_table(datasets: DatasetsResource) -> tuple[pd.DataFrame, list[int], int]:
+    """The training table from every validated batch (read only): table, its days, rows before outliers."""
+    store, cfg = datasets.store(), datasets.cfg
+    days = datasets.validated_days()
+    if not days:
+        raise dg.Failure("no validated batch yet: materialize raw_batches and validated_batches for a day first")
+    frames = [store.get(datasets.validated_key(day)).assign(day=day) for day in days]
+    table = drop_price_outliers(pd.concat(frames, ignore_index=True))
+    table["holdout"] = holdout_mask(table, cfg.ml.holdout_percent)
+    return table, days, sum(map(len, frames))
 
 
 @dg.asset(
@@ -77,7 +84,7 @@ def trained_model(
     context: dg.AssetExecutionContext,
     datasets: DatasetsResource,
     mlflow_resource: MlflowResource,
-    training_runner: TrainingRunner,
+    step_runner: StepRunner,
 ) -> dg.MaterializeResult:
     # in-process (target local) or in a pod through Pipes (target k3s): build_ml_resources picks the runner
-    return training_runner.run(context, datasets, mlflow_resource)
+    return step_runner.run(context, datasets, mlflow_resource)

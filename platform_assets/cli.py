@@ -50,15 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ingest" and not 0 <= args.day < cfg.ml.batches:  # refuse before any side effect
         print(f"platformctl: day {args.day} is outside ml.batches (0..{cfg.ml.batches - 1})", file=sys.stderr)
         return 2
+    if args.command == "plan":  # changes nothing, not even the state directory
+        from platform_assets.plan import PlanError, plan
+
+        try:
+            lines = plan(cfg, state, config_path(), args.select.split(",") if args.select else None)
+        except PlanError as err:
+            print(f"platformctl plan: {err}", file=sys.stderr)
+            return 2
+        print("\n".join(lines))
+        return 0
     state.ensure()
     if args.command == "ingest":
         return ingest(state, cfg, args.day)
-    if args.command == "plan":
-        from platform_assets.plan import plan
-
-        for line in plan(cfg, state, config_path(), args.select.split(",") if args.select else None):
-            print(line)
-        return 0
     return {"up": up, "down": down, "status": status}[args.command](state, cfg)
 
 

@@ -1,55 +1,168 @@
-"""`platformctl plan`: what materializing the platform would change, changing nothing (Terraform's `plan`).
+"""`platformctl plan`: what materializing each asset of both code locations would change, changing nothing (the
+Terraform `plan` of this platform).
 
-k3s target: every reconcile step runs with `ClusterResource(plan=True)`: host probes run for real, host
-changes are listed instead of made, Kubernetes writes are server-side dry runs. Local target: desired versus live
-(the infra drift findings) as the actions `up` would take.
+Everything runs inside `state.planning()`: the state directory is read, never written (a credential a real run would
+generate first is made up for the plan and listed). k3s target: every reconcile step runs with
+`ClusterResource(plan=True)`: host probes run for real, host changes are listed instead of made, Kubernetes writes
+are server-side dry runs. Local target: each service's process and config against what platform.yaml renders.
+Storage and ML assets are read through the services (buckets, roles, tables, the registry) in both targets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import dagster as dg
 
 from platform_assets.cluster.resource import ClusterResource
 from platform_assets.cluster.services import service_step
 from platform_assets.cluster.steps import STEPS
 from platform_assets.config import PlatformConfig
-from platform_assets.state import StateDir
+from platform_assets.drift.local import database_drift, service_drift
+from platform_assets.state import StateDir, planning
 
-K3S_ORDER = [*STEPS, "postgres", "seaweedfs", "mlflow_server"]
+NO_CHANGE = "no change"
+SERVICES = ["postgres", "seaweedfs", "mlflow_server", "data_api", "inference_service"]
+RESOURCE_OF = {
+    "postgres": "postgres_resource",
+    "seaweedfs": "seaweedfs_resource",
+    "mlflow_server": "mlflow_resource",
+    "data_api": "data_api_resource",
+    "inference_service": "inference_resource",
+}
+Planned = Iterator[tuple[str, str]]
 
 
-def k3s_plan(cfg_path: Path, state: StateDir, selection: list[str] | None) -> Iterator[tuple[str, str]]:
+class PlanError(ValueError):
+    """A selection that names no asset of the platform."""
+
+
+def reachable(cfg: PlatformConfig, resources: dict[str, object]) -> set[str]:
+    """The services that accept a connection now; the plan reads only through those (no client retry storms)."""
+    s = cfg.services
+    ports = {
+        "postgres": s.postgres.port,
+        "seaweedfs": s.seaweedfs.s3_port,
+        "mlflow_server": s.mlflow.port,
+        "data_api": s.data_api.port,
+        "inference_service": s.inference.port,
+    }
+    up = set()
+    for asset, port in ports.items():
+        try:
+            host, at = resources[RESOURCE_OF[asset]].address(asset, port)  # type: ignore[attr-defined]
+            socket.create_connection((host, at), timeout=2).close()
+        except (OSError, RuntimeError):  # RuntimeError: k3s has no address recorded for it yet
+            continue
+        up.add(asset)
+    return up
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def k3s_steps(cfg_path: Path, state: StateDir, wanted: Callable[[str], bool]) -> Planned:
     cluster = ClusterResource(config_path=str(cfg_path), state_dir=str(state.root), plan=True)
-    for asset in K3S_ORDER:
-        if selection and asset not in selection:
+    for asset in [*STEPS, *SERVICES]:
+        if not wanted(asset):
             continue
         try:
             result = STEPS[asset](cluster) if asset in STEPS else service_step(cluster, asset)
             yield asset, result.change(plan=True)
         except Exception as err:  # a plan reports what blocks a step instead of stopping at the first one
-            yield asset, f"blocked: {err}"
-    executor = cluster.executor
-    for line in getattr(executor, "planned", []):
+            yield asset, f"blocked: {_first_line(err)}"
+    for line in getattr(cluster.executor, "planned", []):
         yield "host commands", line
 
 
-def local_plan(cfg: PlatformConfig, state: StateDir, cfg_path: Path) -> Iterator[tuple[str, str]]:
-    from ml_assets.resources import build_ml_resources
-    from platform_assets.drift.local import local_findings
+def local_services(resources: dict[str, object], wanted: Callable[[str], bool]) -> Planned:
+    for asset in SERVICES:
+        if not wanted(asset):
+            continue
+        resource = resources[RESOURCE_OF[asset]]
+        spec = resource.service_spec()  # type: ignore[attr-defined]
+        supervisor = resource.supervisor  # type: ignore[attr-defined]
+        if not supervisor.status(spec.name).running:
+            yield asset, f"would start {spec.name}"
+            continue
+        findings = service_drift(supervisor, spec)
+        yield asset, "; ".join(f"would fix: {f.message}" for f in findings) or NO_CHANGE
 
-    resources = build_ml_resources(cfg, state, cfg_path)
-    postgres, seaweedfs, mlflow = (resources[k] for k in ("postgres_resource", "seaweedfs_resource", "mlflow_resource"))
-    for resource in (postgres, seaweedfs, mlflow, resources["data_api_resource"], resources["inference_resource"]):
-        spec = resource.service_spec()
-        if not resource.supervisor.status(spec.name).running:
-            yield spec.name, "would start"
-    for finding in local_findings(postgres, seaweedfs, mlflow):
-        if not finding.key.startswith("service_down"):
-            yield finding.subject, f"would fix: {finding.title}: {finding.message} ({finding.remedy})"
+
+def storage(cfg: PlatformConfig, resources: dict[str, object], up: set[str], wanted: Callable[[str], bool]) -> Planned:
+    buckets = [f"buckets/{bucket.name}" for bucket in cfg.buckets if wanted(f"buckets/{bucket.name}")]
+    if buckets:
+        live = resources["seaweedfs_resource"].live_buckets() if "seaweedfs" in up else set()  # type: ignore[attr-defined]
+        for key in buckets:
+            name = key.removeprefix("buckets/")
+            yield key, NO_CHANGE if name in live else f"would create s3://{name}" + _after(up, "seaweedfs")
+    if wanted("postgres_databases"):
+        if "postgres" not in up:
+            names = ", ".join(f"{db.name} (owner {db.owner})" for db in cfg.databases)
+            yield "postgres_databases", f"would create {names}" + _after(up, "postgres")
+            return
+        findings = database_drift(resources["postgres_resource"])  # type: ignore[arg-type]
+        fixes = [f"would fix: {f.message}" for f in findings if f.remedy != "manual"]
+        yield "postgres_databases", "; ".join(fixes) or NO_CHANGE
+
+
+def _after(up: set[str], service: str) -> str:
+    return "" if service in up else f" (once {service} is up)"
+
+
+def ml_assets_plan(
+    state: StateDir, resources: dict[str, object], up: set[str], wanted: Callable[[str], bool]
+) -> Planned:
+    from ml_assets.plan import MlPlan, ml_plan
+
+    if not any(map(wanted, known_ml_assets())):
+        return
+    home = state.dagster_home
+    instance = dg.DagsterInstance.from_config(str(home)) if (home / "dagster.yaml").exists() else None
+    try:
+        yield from ml_plan(MlPlan(resources, instance, up), wanted)
+    finally:
+        if instance is not None:
+            instance.dispose()
+
+
+def known_ml_assets() -> list[str]:
+    from ml_assets.plan import PLANNERS
+
+    return list(PLANNERS)
+
+
+def known_assets(cfg: PlatformConfig) -> list[str]:
+    cluster = list(STEPS) if cfg.target == "k3s" else ["host"]
+    buckets = [f"buckets/{bucket.name}" for bucket in cfg.buckets]
+    return [*cluster, *SERVICES, *buckets, "postgres_databases", *known_ml_assets()]
 
 
 def plan(cfg: PlatformConfig, state: StateDir, cfg_path: Path, selection: list[str] | None) -> list[str]:
-    steps = k3s_plan(cfg_path, state, selection) if cfg.target == "k3s" else local_plan(cfg, state, cfg_path)
-    lines = [f"{asset}: {change}" for asset, change in steps]
-    return lines or ["no change"]
+    """One "asset: change" line per selected asset, then what would be written to the state directory."""
+    known = known_assets(cfg)
+    unknown = sorted(set(selection or []) - set(known))
+    if unknown:
+        raise PlanError(f"--select: no asset named {', '.join(unknown)} (known: {', '.join(known)})")
+    picked = set(selection or known)
+    wanted = picked.__contains__
+    lines = []
+    with planning() as writes:
+        from ml_assets.resources import build_ml_resources
+
+        state.ensure()  # notes the directory a first run would create
+        resources = build_ml_resources(cfg, state, cfg_path)
+        up = reachable(cfg, resources)
+        if cfg.target == "k3s":
+            steps: Planned = k3s_steps(cfg_path, state, wanted)
+        else:
+            steps = local_services(resources, wanted)
+            if wanted("host"):
+                lines.append("host: records facts only (the local target changes nothing on this machine)")
+        for part in (steps, storage(cfg, resources, up, wanted), ml_assets_plan(state, resources, up, wanted)):
+            lines += [f"{asset}: {change}" for asset, change in part]
+    return lines + [f"state: {line}" for line in writes]

@@ -10,7 +10,7 @@ import dagster as dg
 
 from platform_assets.config import PlatformConfig, load_config
 from platform_assets.services.supervisor import Supervisor
-from platform_assets.state import StateDir
+from platform_assets.state import StateDir, is_planning
 
 ENDPOINTS_FILE = "endpoints.json"  # k3s target: service -> its LoadBalancer host and port
 
@@ -42,6 +42,8 @@ class PlatformResource(dg.ConfigurableResource):
 
     @property
     def state(self) -> StateDir:
+        if is_planning():  # not the cached one: that one has made its directories
+            return StateDir(Path(self.state_dir))
         return _prepared_state(self.state_dir)
 
     def address(self, service: str, local_port: int) -> tuple[str, int]:

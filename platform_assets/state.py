@@ -14,6 +14,7 @@ import string
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,38 @@ from platform_assets.config import PlatformConfig, load_config
 from platform_assets.settings import config_path, state_dir_override
 
 _ALPHABET = string.ascii_letters + string.digits
+
+
+# Plan mode (`platformctl plan`): the state directory is read, never written. What a real run would write first
+# (a credential that does not exist yet) is made up in memory for the plan and listed here instead.
+@dataclass
+class _Plan:
+    writes: list[str]  # what a real run would have written
+    made_up: dict[tuple[str, str, str], str]  # (file, section, name) -> a stand-in credential, stable in the plan
+
+
+_PLAN: ContextVar[_Plan | None] = ContextVar("state_plan", default=None)
+
+
+@contextmanager
+def planning() -> Iterator[list[str]]:
+    """Within this block nothing writes to a state directory; the yielded list names what would have been written."""
+    plan = _Plan([], {})
+    token = _PLAN.set(plan)
+    try:
+        yield plan.writes
+    finally:
+        _PLAN.reset(token)
+
+
+def is_planning() -> bool:
+    return _PLAN.get() is not None
+
+
+def note_planned(line: str) -> None:
+    plan = _PLAN.get()
+    if plan is not None and line not in plan.writes:
+        plan.writes.append(line)
 
 
 def generate_secret(length: int = 32) -> str:
@@ -62,6 +95,10 @@ class StateDir:
         return self.root / "secrets" / "credentials.json"
 
     def ensure(self) -> StateDir:
+        if is_planning():
+            if not self.root.exists():
+                note_planned(f"would create the state directory {self.root}")
+            return self
         for path in (self.root, self.data, self.logs, self.run, self.dagster_home):
             path.mkdir(parents=True, exist_ok=True)
         for private in (self.etc, self.secrets_file.parent):
@@ -119,6 +156,10 @@ class Credentials:
         value = self._load().get(section, {}).get(name)
         if value is not None:
             return value
+        plan = _PLAN.get()
+        if plan is not None:
+            note_planned(f"would generate the credential {section}/{name} in {self.path}")
+            return plan.made_up.setdefault((str(self.path), section, name), make())
         with self._locked():
             data = self._load()  # re-read under the lock: another process may have just created it
             value = data.get(section, {}).get(name)

@@ -5,6 +5,7 @@ k3s target (facts, air-gap install with effects, K3s's kubeconfig = a given one)
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 import shlex
@@ -13,13 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from platform_assets.cluster.image import BUILD_EGRESS_URLS
 from platform_assets.cluster.render import SEED_NETWORK
 from platform_assets.cluster.upstream import UpstreamPins
-from platform_assets.config.models import PlatformConfig
+from platform_assets.config.models import PlatformConfig, VersionsConfig
 from platform_assets.host.executor import CommandResult, FileState, HostCommandError
+from tests import containerd
 from tests.vendor import vendor_dir
 
-Answer = tuple[int, str] | Callable[["ScriptedHost"], tuple[int, str]]
+# (rc, stdout) or (rc, stdout, stderr), or a function of the host giving one
+Answer = tuple[int, str] | tuple[int, str, str] | Callable[["ScriptedHost"], tuple[int, str]]
 SYSTEMCTL = "systemctl show -p LoadState -p ActiveState -p UnitFileState"
 ROCKY = (
     'NAME="Rocky Linux"\nVERSION_ID="9.4"\nID="rocky"\nID_LIKE="rhel centos fedora"\nPRETTY_NAME="Rocky Linux 9.4"\n'
@@ -34,11 +40,13 @@ def unit(load: str, active: str, enabled: str) -> tuple[int, str]:
 class ScriptedHost:
     """Answers probes from a dict (an unknown probe fails the test), holds files, records every mutation.
 
-    ``effects`` make a mutating command change later answers, as the real one would on a host.
+    ``effects`` make a mutating command change later answers, as the real one would on a host;
+    ``prefix_effects`` do it for every command starting with a prefix, and get its argv.
     """
 
     def __init__(self, answers: dict[str, Answer], files: dict[str, str], effects: dict[str, Callable[..., Any]]):
         self.answers, self.effects = answers, effects
+        self.prefix_effects: dict[str, Callable[[ScriptedHost, list[str]], None]] = {}
         self.files = {path: text.encode() for path, text in files.items()}
         self.modes: dict[str, int] = {}
         self.mutations: list[str] = []
@@ -52,8 +60,8 @@ class ScriptedHost:
         self.probed.append(key)
         assert key in self.answers, f"unexpected probe: {key}"
         answer = self.answers[key]
-        rc, out = answer(self) if callable(answer) else answer
-        result = CommandResult(argv, rc, out.encode(), b"" if rc == 0 else b"failed")
+        rc, out, *err = answer(self) if callable(answer) else answer
+        result = CommandResult(argv, rc, out.encode(), err[0].encode() if err else b"" if rc == 0 else b"failed")
         if check and rc:
             raise HostCommandError(result, "scripted")
         return result
@@ -63,6 +71,9 @@ class ScriptedHost:
         self.mutations.append(key)
         if effect := self.effects.get(key):
             effect(self)
+        for prefix, with_argv in self.prefix_effects.items():
+            if key.startswith(prefix + " "):
+                with_argv(self, argv)
         return CommandResult(argv, 0, b"", b"")
 
     def read_file(self, path: str, *, sudo: bool = False) -> bytes | None:
@@ -117,12 +128,13 @@ def common_state(os_release: str) -> tuple[dict[str, Answer], dict[str, str], di
 def rocky_host() -> ScriptedHost:
     answers, files, effects = common_state(ROCKY)
     files["/etc/selinux/config"] = "# SELinux\nSELINUX=enforcing\nSELINUXTYPE=targeted\n"
-    pkgs = "iscsi-initiator-utils nfs-utils"
+    pkgs = "iscsi-initiator-utils nfs-utils bind-utils"
     answers |= {
         f"rpm -q {pkgs}": (1, "package iscsi-initiator-utils is not installed"),
         f"{SYSTEMCTL} firewalld": unit("loaded", "active", "enabled"),
         "getenforce": (0, "Enforcing"),
         "rpm -q k3s-selinux": (1, "package k3s-selinux is not installed"),
+        "rpm -q podman": (1, "package podman is not installed"),
     }
     effects |= {
         f"dnf install -y {pkgs}": lambda h: h.answers.update(
@@ -133,18 +145,24 @@ def rocky_host() -> ScriptedHost:
         ),
         "setenforce 0": lambda h: h.answers.update({"getenforce": (0, "Permissive")}),
         "dnf install -y k3s-selinux": lambda h: h.answers.update({"rpm -q k3s-selinux": (0, "k3s-selinux-1.6")}),
+        "dnf install -y podman": lambda h: h.answers.update({"rpm -q podman": (0, "podman-5.2.2-1.el9.x86_64")}),
     }
     return ScriptedHost(answers, files, effects)
 
 
 def debian_host() -> ScriptedHost:
     answers, files, effects = common_state(DEBIAN)
-    query = "dpkg-query -W '-f=${Status}\\n' open-iscsi nfs-common"
-    answers[query] = (0, "unknown ok not-installed\nunknown ok not-installed")
-    effects["env DEBIAN_FRONTEND=noninteractive apt-get install -y -q open-iscsi nfs-common"] = lambda h: (
-        h.answers.update(
+    query = "dpkg-query -W '-f=${Status}\\n' open-iscsi nfs-common bind9-dnsutils"
+    answers[query] = (0, "unknown ok not-installed\nunknown ok not-installed\nunknown ok not-installed")
+    podman = "dpkg-query -W '-f=${Status}\\n' podman"
+    answers[podman] = (1, "")  # dpkg-query: no packages found matching podman
+    effects["env DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman"] = lambda h: h.answers.update(
+        {podman: (0, "install ok installed")}
+    )
+    effects["env DEBIAN_FRONTEND=noninteractive apt-get install -y -q open-iscsi nfs-common bind9-dnsutils"] = (
+        lambda h: h.answers.update(
             {
-                query: (0, "install ok installed\ninstall ok installed"),
+                query: (0, "install ok installed\ninstall ok installed\ninstall ok installed"),
                 f"{SYSTEMCTL} iscsid": unit("loaded", "active", "disabled"),
             }
         )
@@ -158,6 +176,7 @@ K3S_CONFIG = "/etc/rancher/k3s/config.yaml"
 K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 K3S_SERVER_DIR = "/var/lib/rancher/k3s/server"
 INSTALL_SCRIPT = "/usr/local/share/k3s/install.sh"
+PLATFORM_IMAGE = VersionsConfig().platform_image
 K3S_EGRESS_URLS = ("https://get.k3s.io", "https://github.com/k3s-io/k3s/releases/download/{v}/sha256sum-amd64.txt")
 
 
@@ -184,14 +203,31 @@ def _install_k3s(kubeconfig: bytes, version: str) -> Callable[[ScriptedHost], No
             f"{SYSTEMCTL} k3s": unit("loaded", "active", "enabled"),
         }
         h.files[K3S_KUBECONFIG], h.modes[K3S_KUBECONFIG] = kubeconfig, 0o600
+        h.answers[coredns_query(h)] = (0, _first_service_ip(h) + "\n")  # CoreDNS answers for the API Service
 
     return effect
 
 
+def _installed(h: ScriptedHost) -> dict[str, Any]:
+    return yaml.safe_load(h.files[K3S_CONFIG])
+
+
+def coredns_query(h: ScriptedHost) -> str:
+    """The query cluster_dns_serves sends on the node, to the cluster DNS K3s was installed with."""
+    dns = _installed(h)["cluster-dns"]
+    return shlex.join(["dig", "+short", "+time=2", "+tries=2", f"@{dns}", "kubernetes.default.svc.cluster.local", "A"])
+
+
+def _first_service_ip(h: ScriptedHost) -> str:
+    return str(ipaddress.ip_network(_installed(h)["service-cidr"])[1])
+
+
 def k3s_vm(host_ip: str, kubeconfig: bytes, version: str = "v1.31.4+k3s1", prefix: int = 24) -> ScriptedHost:
     """A fresh Rocky 9.4 VM without egress: answers every probe of host_facts, the egress preflight,
-    installed_cidrs and k3s_installed; the air-gap install makes K3s answer with ``kubeconfig``."""
+    installed_cidrs and k3s_installed; the air-gap install makes K3s answer with ``kubeconfig``; containerd
+    (without the platform image) and podman as in tests/containerd.py."""
     host = rocky_host()
+    containerd.install(host, [PLATFORM_IMAGE])
     no_egress = (7, "")  # curl: (7) Failed to connect
     host.answers |= {
         "uname -m": (0, "x86_64"),
@@ -206,7 +242,7 @@ def k3s_vm(host_ip: str, kubeconfig: bytes, version: str = "v1.31.4+k3s1", prefi
         f"{SYSTEMCTL} k3s": unit("not-found", "inactive", ""),
         **{
             shlex.join(["curl", "-sSI", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", url]): no_egress
-            for url in (u.format(v=version.replace("+", "%2B")) for u in K3S_EGRESS_URLS)
+            for url in [*(u.format(v=version.replace("+", "%2B")) for u in K3S_EGRESS_URLS), *BUILD_EGRESS_URLS]
         },
     }
     host.files["/proc/meminfo"] = b"MemTotal:       16303872 kB\nMemFree:         9000000 kB\n"
@@ -214,9 +250,12 @@ def k3s_vm(host_ip: str, kubeconfig: bytes, version: str = "v1.31.4+k3s1", prefi
     return host
 
 
-def offline_bundle(root: Path, k3s_version: str, manifests: dict[str, list[str]]) -> Path:
+def offline_bundle(
+    root: Path, k3s_version: str, manifests: dict[str, list[str]], platform_image: str | None = PLATFORM_IMAGE
+) -> Path:
     """An air-gap bundle under ``root``: a stand-in k3s binary and images with a matching sha256sum-amd64.txt,
-    install.sh, and the pinned upstream manifests copied from the vendor dir (component -> versions)."""
+    install.sh, the pinned upstream manifests copied from the vendor dir (component -> versions), and unless
+    ``platform_image`` is None a `docker save` of it as images/platform-image.tar."""
     k3s = root / "k3s" / k3s_version
     k3s.mkdir(parents=True)
     (k3s / "k3s").write_bytes(b"\x7fELF stand-in k3s " + k3s_version.encode())
@@ -230,6 +269,9 @@ def offline_bundle(root: Path, k3s_version: str, manifests: dict[str, list[str]]
         for version in versions:
             names = [f.name for f in UpstreamPins.load().pin(component, version).files]
             shutil.copytree(vendor_dir(component, version, names), root / component / version)
+    if platform_image:
+        (root / "images").mkdir()
+        (root / "images" / "platform-image.tar").write_bytes(containerd.docker_archive([platform_image], {}))
     return root
 
 

@@ -3,18 +3,17 @@
 import warnings
 
 import dagster as dg
-import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.data.service import DataApiResource
 from ml_assets.data.source import BatchSourceResource
-from ml_assets.data.store import TableStore
 from ml_assets.data.validation import validate_batch
+from ml_assets.step_runner import StepRunner, materialize_result
+from ml_assets.steps.batches import RAW, VALIDATED
 from platform_assets.services.results import NO_CHANGE, check_errors_fail, service_result
 
 GROUP = "ml_data"
 OWNERS = ["team:ml"]
-PREVIEW_ROWS = 5
 
 
 def batch_partitions(batches: int) -> dg.StaticPartitionsDefinition:
@@ -51,19 +50,46 @@ def data_api_serves_batches(batch_source: BatchSourceResource) -> dg.AssetCheckR
     )
 
 
-def _stored_table(store: TableStore, key: str, frame: pd.DataFrame, **extra: object) -> dg.MaterializeResult:
-    """Write the table (a no-op when equal content is already there) and describe it for the UI."""
-    stored = store.put(key, frame)
-    metadata = {
-        "change": f"wrote {stored.bytes} bytes" if stored.written else NO_CHANGE,
-        "uri": store.uri(key),
-        "rows": len(frame),
-        "content_hash": stored.content_hash,
-        "schema": dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.dtypes.items()]),
-        "preview": dg.MetadataValue.md(frame.head(PREVIEW_ROWS).to_markdown(index=False)),
-        **extra,
+def raw_params(datasets: DatasetsResource, day: int) -> dict[str, object]:
+    ml = datasets.cfg.ml
+    return {
+        "day": day,
+        "raw_key": datasets.raw_key(day),
+        "datasets_bucket": ml.datasets_bucket,
+        "group_number": ml.group_number,
+        "timeout_seconds": ml.timeout_seconds,
+        "retries": ml.retries,
+        "backoff_seconds": ml.backoff_seconds,
     }
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(stored.content_hash))
+
+
+def validated_params(datasets: DatasetsResource, day: int) -> dict[str, object]:
+    return {
+        "day": day,
+        "raw_key": datasets.raw_key(day),
+        "validated_key": datasets.validated_key(day),
+        "datasets_bucket": datasets.cfg.ml.datasets_bucket,
+    }
+
+
+def unchanged_copy(
+    context: dg.AssetExecutionContext, datasets: DatasetsResource, day: int
+) -> dg.MaterializeResult | None:
+    """This day's previous materialization again, marked "no change", when the validated copy still holds the raw
+    batch it was made from: that very content passed validation then, so nothing is read and no pod starts."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[context.partition_key]), limit=1
+    ).records
+    previous = dict(records[0].asset_materialization.metadata) if records and records[0].asset_materialization else {}
+    content = previous.get("content_hash")
+    if content is None:
+        return None
+    store = datasets.store()
+    if {store.stored_hash(datasets.raw_key(day)), store.stored_hash(datasets.validated_key(day))} != {content.value}:
+        return None
+    return dg.MaterializeResult(
+        metadata={**previous, "change": NO_CHANGE}, data_version=dg.DataVersion(str(content.value))
+    )
 
 
 def build_data_assets(
@@ -82,11 +108,11 @@ def build_data_assets(
         description="One batch of listings, fetched over HTTP from the batch API, as Parquet in S3.",
     )
     def raw_batches(
-        context: dg.AssetExecutionContext, batch_source: BatchSourceResource, datasets: DatasetsResource
+        context: dg.AssetExecutionContext, datasets: DatasetsResource, step_runner: StepRunner
     ) -> dg.MaterializeResult:
+        # the store's put is a no-op on equal content; whether the API's answer changed is known only by asking
         day = int(context.partition_key)
-        batch = batch_source.fetch_batch(day)
-        return _stored_table(datasets.store(), datasets.raw_key(day), batch.frame, batch_number=batch.batch_number)
+        return materialize_result(step_runner.run_step(context, RAW, raw_params(datasets, day)))
 
     def raw_batch_is_valid(context: dg.AssetCheckExecutionContext, datasets: DatasetsResource) -> dg.AssetCheckResult:
         day = int(context.partition_key)
@@ -114,14 +140,14 @@ def build_data_assets(
         deps=[raw_batches],
         description="A batch that passed validation, ready for features.",
     )
-    def validated_batches(context: dg.AssetExecutionContext, datasets: DatasetsResource) -> dg.MaterializeResult:
-        day = int(context.partition_key)
-        store = datasets.store()
-        frame = store.get(datasets.raw_key(day))
-        report = validate_batch(frame)
-        if not report.passed:  # the blocking check stops this in a job; a direct run must not slip past it
-            raise dg.Failure(f"day {day} is invalid: {report.summary()}")
-        return _stored_table(store, datasets.validated_key(day), frame)
+    def validated_batches(
+        context: dg.AssetExecutionContext, datasets: DatasetsResource, step_runner: StepRunner
+    ) -> dg.MaterializeResult:
+        day = int(context.partition_key)  # an invalid batch: dg.Failure naming the day, from either runner
+        unchanged = unchanged_copy(context, datasets, day)
+        return unchanged or materialize_result(
+            step_runner.run_step(context, VALIDATED, validated_params(datasets, day))
+        )
 
     assets = [*upstream, raw_batches, validated_batches]
     checks = [data_api_serves_batches] if use_offline_api else []

@@ -1,27 +1,22 @@
 """`drift_report`, one partition per batch: the batch against the champion's reference profile, and, since
-batches carry the true price, the champion's error on labels it never saw."""
+batches carry the true price, the champion's error on labels it never saw.
+
+The work (ml_assets/steps/drift.py) runs where the step runner says: in this process, or in a pod in the k3s
+target. Here stays what needs the Dagster instance or only this machine: which reference to compare with, the
+presigned link to the report (signing needs no network) and its local copy.
+"""
 
 import hashlib
 from dataclasses import dataclass
 
 import dagster as dg
-import numpy as np
-import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
-from ml_assets.drift.engine import DriftReport, detect_drift
-from ml_assets.drift.profile_io import profile_from_bytes
-from ml_assets.monitoring.html import render_report
 from ml_assets.monitoring.reference import GROUP, OWNERS, reference_profile
 from ml_assets.monitoring.resources import ReportsResource
-from ml_assets.schema import TARGET
-from ml_assets.tracking import ModelTracker
-from ml_assets.training import evaluate
-from platform_assets.services.results import NO_CHANGE
-from platform_assets.tracking.mlflow_server import MlflowResource
-
-LABEL_CHECK = "champion_holds_up_on_new_labels"
-DRIFT_CHECK = "no_dataset_drift"
+from ml_assets.step_runner import StepRunner, check_results, materialize_result
+from ml_assets.steps.base import StepResult
+from ml_assets.steps.drift import DRIFT, DRIFT_CHECK, LABEL_CHECK, no_reference
 
 
 @dataclass(frozen=True)
@@ -41,55 +36,38 @@ def latest_reference(instance: dg.DagsterInstance) -> Reference | None:
     return Reference(str(md["key"]), str(md["champion_version"]), days, float(md["holdout_rmse_log"]))
 
 
-def label_check(
-    day: int, batch: pd.DataFrame, ref: Reference, tracker: ModelTracker, tolerance: float
-) -> dg.AssetCheckResult:
-    """The champion's RMSE(log) on this batch's true prices against its holdout RMSE(log)."""
-    if day in ref.days:
-        return dg.AssetCheckResult(
-            check_name=LABEL_CHECK,
-            passed=True,
-            description=f"day {day} is in champion v{ref.version}'s training data: no unseen labels to judge",
-        )
-    labelled = batch[pd.to_numeric(batch[TARGET], errors="coerce") > 0]
-    if labelled.empty:
-        return dg.AssetCheckResult(check_name=LABEL_CHECK, passed=True, description=f"day {day}: no labels yet")
-    prices = tracker.predict(ref.version, labelled.drop(columns=[TARGET]))
-    metrics = evaluate(np.clip(prices, 1, None), labelled[TARGET].to_numpy(dtype=float))
-    limit = ref.holdout_rmse_log * (1 + tolerance)
-    return dg.AssetCheckResult(
-        check_name=LABEL_CHECK,
-        passed=metrics.rmse_log <= limit,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=f"champion v{ref.version} on day {day}: RMSE(log) {metrics.rmse_log:.4f} vs holdout "
-        f"{ref.holdout_rmse_log:.4f} (limit {limit:.4f}, +{tolerance:.0%}), {metrics.rows} labelled rows",
-        metadata={"rmse_log": metrics.rmse_log, "holdout_rmse_log": ref.holdout_rmse_log, "rows": metrics.rows},
-    )
+def report_key(model_name: str, day: int) -> str:
+    return f"drift/{model_name}/day={day:04d}/report.html"
 
 
-def drift_check(report: DriftReport) -> dg.AssetCheckResult:
-    drifted = [c.column for c in report.columns if c.drifted]
-    return dg.AssetCheckResult(
-        check_name=DRIFT_CHECK,
-        passed=not report.drifted,
-        severity=dg.AssetCheckSeverity.WARN,  # the data drift sensor alerts and retrains; this marks it in the UI
-        description=f"{report.verdict}: {report.n_drifted}/{len(report.columns)} columns drifted"
-        + (f" ({', '.join(drifted)})" if drifted else ""),
-    )
-
-
-def _report_metadata(report: DriftReport, reports: ReportsResource, key: str, written: bool) -> dict[str, object]:
-    drifted = [c.column for c in report.columns if c.drifted]
+def drift_params(datasets: DatasetsResource, ref: Reference, day: int) -> dict[str, object]:
+    ml = datasets.cfg.ml
     return {
-        "change": f"wrote {key}" if written else NO_CHANGE,
-        "dataset_verdict": report.verdict,
-        "dataset_drift": report.drifted,
-        "drifted_columns": ", ".join(drifted) or "none",
-        "share_drifted": report.share_drifted,
-        "columns": dg.MetadataValue.md(report.to_markdown()),
-        "report_url": dg.MetadataValue.url(reports.link(key)),
-        "report_uri": reports.uri(key),
+        "day": day,
+        "raw_key": datasets.raw_key(day),  # raw: a batch validation refused is still reported
+        "report_key": report_key(ml.model_name, day),
+        "datasets_bucket": ml.datasets_bucket,
+        "reports_bucket": ml.reports_bucket,
+        "model_name": ml.model_name,
+        "reference_key": ref.key,
+        "reference_version": ref.version,
+        "reference_days": ref.days,
+        "reference_rmse_log": ref.holdout_rmse_log,
+        "drift_share": ml.drift_share,
+        "drift_mode": ml.drift_mode,
+        "degradation_tolerance": ml.degradation_tolerance,
     }
+
+
+def report_links(reports: ReportsResource, key: str, result: StepResult) -> dict[str, object]:
+    """A browser link to the private object, and a local copy (fetched only when it differs from the report)."""
+    path = reports.local_path(key)
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest()[:16] != result.data_version:
+        body = reports.get(key)
+        if body is None:
+            raise dg.Failure(f"{reports.uri(key)}: the drift report the step wrote is missing")
+        path = reports.local_copy(key, body)
+    return {"report_url": dg.MetadataValue.url(reports.link(key)), "report_path": dg.MetadataValue.path(str(path))}
 
 
 def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -110,36 +88,17 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         context: dg.AssetExecutionContext,
         datasets: DatasetsResource,
         reports: ReportsResource,
-        mlflow_resource: MlflowResource,
+        step_runner: StepRunner,
     ):
         day = int(context.partition_key)
-        ml = datasets.cfg.ml
-        batch = datasets.store().get(datasets.raw_key(day))  # raw: a batch validation refused is still reported
         ref = latest_reference(context.instance)
-        if ref is None or (body := reports.get(ref.key)) is None:
-            yield dg.MaterializeResult(metadata={"dataset_verdict": "no reference", "reference_version": "none"})
-            note = "no champion reference yet; the data drift sensor re-runs this once there is one"
-            yield dg.AssetCheckResult(check_name=LABEL_CHECK, passed=True, description=note)
-            yield dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=True, description=note)
-            return
-        profile = profile_from_bytes(body)
-        report = detect_drift(profile, batch, drift_share=ml.drift_share, mode=ml.drift_mode)
-        html = render_report(f"Drift: day {day} vs champion v{ref.version}", report, profile, batch)
-        key = f"drift/{ml.model_name}/day={day:04d}/report.html"
-        body_html = html.encode()
-        written = reports.put(key, body_html, "text/html; charset=utf-8")
-        path = reports.local_copy(key, body_html)
-        yield dg.MaterializeResult(
-            metadata={
-                **_report_metadata(report, reports, key, written),
-                "report_path": dg.MetadataValue.path(str(path)),
-                "reference_version": ref.version,
-                "rows": len(batch),
-            },
-            data_version=dg.DataVersion(hashlib.sha256(body_html).hexdigest()[:16]),
-        )
-        tracker = ModelTracker.of(mlflow_resource)
-        yield label_check(day, batch, ref, tracker, ml.degradation_tolerance)
-        yield drift_check(report)
+        if ref is None:  # nothing to compare with: no step, no pod
+            result = no_reference()
+            yield materialize_result(result)
+        else:
+            result = step_runner.run_step(context, DRIFT, drift_params(datasets, ref, day))
+            key = report_key(datasets.cfg.ml.model_name, day)
+            yield materialize_result(result, **(report_links(reports, key, result) if result.data_version else {}))
+        yield from check_results(result)
 
     return drift_report

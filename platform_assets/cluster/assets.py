@@ -9,6 +9,7 @@ import time
 
 import dagster as dg
 
+from platform_assets.cluster.image import bundle_archive, live_image, normalized_ref, wanted
 from platform_assets.cluster.kube import KubeClient
 from platform_assets.cluster.render import REPO_ROOT, diff_tree, render_infra_tree
 from platform_assets.cluster.render_argocd import platform_namespace
@@ -22,6 +23,7 @@ from platform_assets.cluster.steps import (
     StepResult,
     application_status,
     desired_applications,
+    image_source,
 )
 from platform_assets.host.facts import host_facts
 from platform_assets.services.results import check_errors_fail
@@ -36,7 +38,18 @@ CLUSTER_ASSETS: dict[str, tuple[str, list[str], set[str], str]] = {
     "metallb": ("cluster", ["k3s_cluster"], {"kubernetes"}, "MetalLB (ConfigMap or CRD mode) and its pool."),
     "argocd": ("cluster", ["metallb"], {"kubernetes"}, "Argo CD from its pinned install.yaml, server-side applied."),
     "cluster_secrets": ("cluster", ["k3s_cluster"], {"kubernetes"}, "The Secrets the platform's pods read."),
-    "gitops": ("cluster", ["argocd", "cluster_secrets"], {"kubernetes"}, "The app-of-apps root Application."),
+    "platform_image": (
+        "cluster",
+        ["k3s_cluster"],
+        {"kubernetes"},
+        "versions.platform_image in K3s's containerd: imported from the offline bundle or built on the host.",
+    ),
+    "gitops": (
+        "cluster",
+        ["argocd", "cluster_secrets", "platform_image"],
+        {"kubernetes"},
+        "The app-of-apps root Application.",
+    ),
 }
 SERVICE_ASSETS: dict[str, tuple[str, list[str], set[str], str]] = {
     "postgres": ("storage", ["gitops"], {"postgres", "kubernetes"}, "postgres:13-alpine, deployed by Argo CD."),
@@ -125,6 +138,9 @@ def node_ready(cluster: ClusterResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=bool(ready) and all(ready.values()), description=f"nodes: {ready or 'none'}")
 
 
+API_SERVICE_NAME = "kubernetes.default.svc.cluster.local"
+
+
 @dg.asset_check(
     asset="k3s_cluster", blocking=True, description="The `kubernetes` Service holds the first address of service_cidr."
 )
@@ -135,15 +151,24 @@ def service_cidr_in_use(cluster: ClusterResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=got == want, description=f"kubernetes Service ClusterIP {got}, want {want}")
 
 
-@dg.asset_check(asset="k3s_cluster", blocking=True, description="CoreDNS serves on network.cluster_dns.")
+@dg.asset_check(
+    asset="k3s_cluster",
+    blocking=True,
+    description="CoreDNS on network.cluster_dns answers a real query from the node for the API Service's name.",
+)
 @check_errors_fail
 def cluster_dns_serves(cluster: ClusterResource) -> dg.AssetCheckResult:
-    want = str(cluster.cfg.network.cluster_dns)  # type: ignore[union-attr]
+    network = cluster.cfg.network
+    dns, api = str(network.cluster_dns), str(network.service_cidr[1])  # type: ignore[union-attr]
     got = _get(cluster, "v1", "Service", "kube-dns", "kube-system").get("spec", {}).get("clusterIP")
-    available = cluster.kube().deployments_available("kube-system", ["coredns"])["coredns"]
+    # Asked on the node, where ClusterIPs route (dig comes with host preparation): a Service IP alone proves nothing.
+    query = cluster.executor.probe(["dig", "+short", "+time=2", "+tries=2", f"@{dns}", API_SERVICE_NAME, "A"])
+    answers = query.out.split() if query.ok else []
+    error = query.stderr.decode(errors="replace").strip()
+    said = ", ".join(answers) if query.ok else f"no answer (rc {query.rc}: {error})"
     return dg.AssetCheckResult(
-        passed=got == want and available,
-        description=f"kube-dns ClusterIP {got} (want {want}); coredns available: {available}",
+        passed=got == dns and answers == [api],
+        description=f"kube-dns ClusterIP {got} (want {dns}); {API_SERVICE_NAME} @{dns}: {said} (want {api})",
     )
 
 
@@ -203,6 +228,31 @@ def applications_synced_healthy(cluster: ClusterResource) -> dg.AssetCheckResult
     return dg.AssetCheckResult(passed=not bad, description="; ".join(bad) or "all Synced and Healthy")
 
 
+@dg.asset_check(
+    asset="platform_image",
+    blocking=True,
+    description="K3s has versions.platform_image: built from these sources, or the bundle's; for registry, "
+    "no pod fails to pull it.",
+)
+@check_errors_fail
+def platform_image_present(cluster: ClusterResource) -> dg.AssetCheckResult:
+    cfg, (source, _) = cluster.cfg, image_source(cluster)
+    ref = cfg.versions.platform_image
+    if source == "registry":
+        failures = [
+            f
+            for f in cluster.kube().image_pull_failures(cfg.k3s.namespace)
+            if normalized_ref(f.image) == normalized_ref(ref)
+        ]
+        lines = [f"{f.pod} on node {f.node}: {f.reason}: {f.message}" for f in failures]
+        return dg.AssetCheckResult(
+            passed=not failures, description=f"registry {ref}: {'; '.join(lines) or 'no pull failures'}"
+        )
+    want = wanted(source, bundle_archive(cluster.bundle_dir), ref, REPO_ROOT)
+    live = live_image(cluster.executor, ref)
+    return dg.AssetCheckResult(passed=want.met_by(live), description=f"{source} {ref}: {want.describe(live)}")
+
+
 @dg.asset_check(asset="gitops", blocking=True, description="infra/ in this checkout is what platform.yaml renders.")
 @check_errors_fail
 def infra_matches_config(cluster: ClusterResource) -> dg.AssetCheckResult:
@@ -237,6 +287,7 @@ CLUSTER_CHECKS = [
     cluster_dns_serves,
     load_balancer_gets_pool_ip,
     argocd_available,
+    platform_image_present,
     applications_synced_healthy,
     infra_matches_config,
     images_pull,

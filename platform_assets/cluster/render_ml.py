@@ -45,6 +45,9 @@ def _container(name: str, cfg: PlatformConfig, command: list[str], port: int, he
     return {
         "name": name,
         "image": cfg.versions.platform_image,
+        # Imported into containerd (k3s.image_source bundle/host_build): K3s must never try to pull it. The same
+        # for registry, whose tag is pinned; so infra/ does not depend on image_source.
+        "imagePullPolicy": "IfNotPresent",
         "command": command,
         "ports": [{"name": "http", "containerPort": port}],
         "readinessProbe": http_probe(health, "http"),

@@ -23,12 +23,28 @@ from platform_assets.storage.postgres import SUPERUSER
 
 Obj = dict[str, Any]
 ASSET = "cluster_secrets"
-TRAINING_SECRET = "training-env"  # the training pod's S3 and MLflow access (dagster-k8s Pipes)
 DATA_API_TOKEN = "data-api-admin"  # as ml_assets.data.service reads it
+# The ML step pods (dagster-k8s Pipes, ml_assets.step_runner) read S3 keys only from these, through envFrom:
+TRAINING_SECRET = "training-env"  # every step pod: the datasets bucket owner's keys
+REPORTS_SECRET = "reports-env"  # the drift_report pod alone: the reports bucket owner's keys
+SECRET_ENV = {
+    TRAINING_SECRET: ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    REPORTS_SECRET: ("REPORTS_AWS_ACCESS_KEY_ID", "REPORTS_AWS_SECRET_ACCESS_KEY"),
+}
 
 
 def _secret(cfg: PlatformConfig, name: str, data: dict[str, str]) -> Obj:
     return obj("v1", "Secret", meta(name, ASSET, cfg.k3s.namespace), type="Opaque", stringData=data)
+
+
+def ml_step_env(cfg: PlatformConfig, credentials: Credentials) -> dict[str, dict[str, str]]:
+    """Secret name -> its variables: what the step pods get through envFrom, and what the in-process runner
+    hands the same steps in the local target."""
+    owners = {TRAINING_SECRET: cfg.ml.datasets_bucket, REPORTS_SECRET: cfg.ml.reports_bucket}
+    return {
+        name: dict(zip(SECRET_ENV[name], credentials.s3_keys(cfg.bucket(bucket).owner), strict=True))
+        for name, bucket in owners.items()
+    }
 
 
 def render_secrets(cfg: PlatformConfig, credentials: Credentials, s3_identities: dict[str, Any]) -> list[Obj]:
@@ -36,7 +52,6 @@ def render_secrets(cfg: PlatformConfig, credentials: Credentials, s3_identities:
     mlflow_password = credentials.postgres_password(mlflow_role)
     artifact_access, artifact_secret = credentials.s3_keys(cfg.bucket(cfg.mlflow.artifact_bucket).owner)
     ml_access, ml_secret = credentials.s3_keys(cfg.bucket(cfg.ml.predictions_bucket).owner)
-    train_access, train_secret = credentials.s3_keys(cfg.bucket(cfg.ml.datasets_bucket).owner)  # reads features
     backend = (
         f"postgresql+psycopg2://{mlflow_role}:{mlflow_password}@{service_dns(POSTGRES, cfg)}:{POSTGRES_PORT}"
         f"/{cfg.mlflow.database}"
@@ -56,5 +71,5 @@ def render_secrets(cfg: PlatformConfig, credentials: Credentials, s3_identities:
         ),
         _secret(cfg, INFERENCE_SECRET, {"SERVING_S3_ACCESS_KEY": ml_access, "SERVING_S3_SECRET_KEY": ml_secret}),
         _secret(cfg, DATA_API_SECRET, {"token": credentials.token(DATA_API_TOKEN)}),
-        _secret(cfg, TRAINING_SECRET, {"AWS_ACCESS_KEY_ID": train_access, "AWS_SECRET_ACCESS_KEY": train_secret}),
+        *(_secret(cfg, name, data) for name, data in ml_step_env(cfg, credentials).items()),
     ]

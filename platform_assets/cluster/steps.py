@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from platform_assets.cluster.image import Source, build_egress, bundle_archive, image_step, resolve_source, wanted
 from platform_assets.cluster.k3s_install import (
     K3sInstallError,
     NeedsRebuildError,
@@ -21,7 +22,7 @@ from platform_assets.cluster.k3s_install import (
 )
 from platform_assets.cluster.kube import ApplyResult, KubeClient
 from platform_assets.cluster.orphans import APPLICATION, describe, orphan_objects, prune_application
-from platform_assets.cluster.render import SERVICES
+from platform_assets.cluster.render import REPO_ROOT, SERVICES
 from platform_assets.cluster.render_argocd import (
     ROOT_APP,
     argocd_server_patch,
@@ -42,6 +43,7 @@ Obj = dict[str, Any]
 METALLB_NAMESPACE = "metallb-system"
 WAIT_SECONDS = 300
 SECRETS_DIGEST = "mlops-platform/secrets-digest"  # pod-template annotation: a change rolls the pods
+IMAGE_DIGEST = "mlops-platform/image-digest"  # the same for a rebuilt or re-imported platform image
 MANAGER = "mlops-platform"
 # A field manager of its own: under server-side apply, the same manager applying only `type` would give up (and
 # so delete) every field of the Service that install.yaml set, and each run would flip between the two.
@@ -86,17 +88,24 @@ def _cluster_or_plan(c: ClusterResource) -> KubeClient | None:
     return c.kube()
 
 
+def image_source(c: ClusterResource) -> tuple[Source, str]:
+    """Where the platform image comes from, and why; a one-line error when auto finds no way."""
+    return resolve_source(c.cfg, c.bundle_dir, lambda: build_egress(c.executor))
+
+
 # --- host and K3s ------------------------------------------------------------------------------------------
 def host_step(c: ClusterResource) -> StepResult:
     cfg = c.cfg
     facts = host_facts(c.executor, str(cfg.network.host_ip) if cfg.network else None)
-    report = prepare_host(c.executor, cfg)
+    source, source_why = image_source(c)  # before any change: a missing image source stops here
+    report = prepare_host(c.executor, cfg, podman=source == "host_build")
     mode, reasons = c.install_mode
     metadata = {
         "target": c.executor.describe(),
         "os": f"{report.os.id} {report.os.version}" if report.os else "?",
         "install_mode": mode,
         "install_mode_why": "; ".join(reasons),
+        "image_source": f"{source} ({source_why})",
         "steps": "\n".join(o.line() for o in report.steps),
         "notes": "; ".join(report.notes) or "none",
         **{k: v if isinstance(v, (str, int, float, bool)) else str(v) for k, v in facts.items()},
@@ -213,11 +222,33 @@ def restart_consumers(kube: KubeClient, cfg: PlatformConfig, secrets: list[Obj])
     """Pods read Secrets at start (env, subPath mounts): a changed Secret needs a rollout, as
     `kubectl rollout restart` does it: a pod-template annotation, here the digest of the Secrets."""
     digest = hashlib.sha256(json.dumps([s["stringData"] for s in secrets], sort_keys=True).encode()).hexdigest()[:16]
+    return _roll(kube, cfg, (SECRETS_DIGEST, digest), "mlops-platform-rollout", "Secrets changed")
+
+
+def _uses_platform_image(cfg: PlatformConfig) -> Callable[[Obj], bool]:
+    def uses(obj: Obj) -> bool:
+        containers = obj["spec"]["template"]["spec"]["containers"]
+        return any(c["image"] == cfg.versions.platform_image for c in containers)
+
+    return uses
+
+
+def _roll(
+    kube: KubeClient,
+    cfg: PlatformConfig,
+    annotation: tuple[str, str],
+    manager: str,
+    why: str,
+    selected: Callable[[Obj], bool] = lambda obj: True,
+) -> list[str]:
+    """Stamp ``annotation`` on the pod template of each live, selected workload (its own field manager, so the
+    stamps of other reasons stay), which rolls its pods."""
     restarted = []
     for app in SERVICES:
         for obj in SERVICES[app](cfg):
             if (
                 obj["kind"] not in ("Deployment", "StatefulSet")
+                or not selected(obj)
                 or kube.get({**obj, "metadata": {**obj["metadata"], "namespace": cfg.k3s.namespace}}) is None
             ):
                 continue
@@ -225,11 +256,36 @@ def restart_consumers(kube: KubeClient, cfg: PlatformConfig, secrets: list[Obj])
                 "apiVersion": obj["apiVersion"],
                 "kind": obj["kind"],
                 "metadata": {"name": obj["metadata"]["name"], "namespace": cfg.k3s.namespace},
-                "spec": {"template": {"metadata": {"annotations": {SECRETS_DIGEST: digest}}}},
+                "spec": {"template": {"metadata": {"annotations": dict([annotation])}}},
             }
-            kube.apply([stamp], field_manager="mlops-platform-rollout")
-            restarted.append(f"restarted {obj['kind']} {cfg.k3s.namespace}/{obj['metadata']['name']} (Secrets changed)")
+            kube.apply([stamp], field_manager=manager)
+            restarted.append(f"restarted {obj['kind']} {cfg.k3s.namespace}/{obj['metadata']['name']} ({why})")
     return restarted
+
+
+def platform_image_step(c: ClusterResource) -> StepResult:
+    """versions.platform_image in K3s's containerd: imported from the bundle or built on the host (see image.py);
+    pods already running the old image under the same tag are rolled."""
+    cfg = c.cfg
+    source, why = image_source(c)
+    metadata = {"image": cfg.versions.platform_image, "source": source, "source_why": why}
+    if source == "registry":
+        return StepResult([], metadata)
+    want = wanted(source, bundle_archive(c.bundle_dir), cfg.versions.platform_image, REPO_ROOT)
+    metadata["digest"] = want.value
+    outcomes = run_steps(c.executor, [image_step(cfg, want)])
+    changes = [o.line() for o in outcomes if o.status != "already"]
+    if changes and not c.plan:
+        manager, uses = "mlops-platform-image-rollout", _uses_platform_image(cfg)
+        changes += _roll(
+            c.kube(),
+            cfg,
+            (IMAGE_DIGEST, want.value.removeprefix("sha256:")[:16]),
+            manager,
+            "platform image changed",
+            uses,
+        )
+    return StepResult(changes, metadata)
 
 
 def application_status(kube: KubeClient, name: str) -> tuple[str, str, str]:
@@ -289,5 +345,6 @@ STEPS: dict[str, Step] = {
     "metallb": metallb_step,
     "argocd": argocd_step,
     "cluster_secrets": secrets_step,
+    "platform_image": platform_image_step,
     "gitops": gitops_step,
 }

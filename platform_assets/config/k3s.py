@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AnyUrl, Field
+from pydantic import AnyUrl, Field, model_validator
 
-from platform_assets.config.base import _check, _Model
+from platform_assets.config.base import _check, _FieldError, _Model
 
 _K8S_NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 K8sName = Annotated[str, _check(lambda v: re.fullmatch(_K8S_NAME, v), "{v} is not a Kubernetes name (RFC 1123)")]
@@ -26,7 +26,7 @@ class GitOpsConfig(_Model):
 class TrainingPodConfig(_Model):
     """Training and batch steps run as pods (dagster-k8s Pipes) in the k3s target."""
 
-    image: str = "ghcr.io/example/mlops-platform:0.1.0"
+    image: str | None = None  # None: versions.platform_image (filled in by PlatformConfig)
     cpu: Quantity = "1"
     memory: Quantity = "2Gi"
 
@@ -42,3 +42,13 @@ class K3sConfig(_Model):
     prune_orphans: bool = False  # orphans are reported; deleted only when this is true
     gitops: GitOpsConfig = Field(default_factory=GitOpsConfig)
     training: TrainingPodConfig = Field(default_factory=TrainingPodConfig)
+    # Where K3s gets versions.platform_image: registry = the kubelet pulls it; bundle = imported from
+    # <offline_bundle_dir>/images/platform-image.tar; host_build = built on the host with podman and imported;
+    # auto = bundle when that tarball exists, else host_build when the host has egress.
+    image_source: Literal["auto", "host_build", "bundle", "registry"] = "auto"
+
+    @model_validator(mode="after")
+    def _bundle_for_image(self) -> Self:
+        if self.image_source == "bundle" and not self.offline_bundle_dir:
+            raise _FieldError("offline_bundle_dir", "required when image_source is bundle (images/platform-image.tar)")
+        return self

@@ -282,6 +282,14 @@ class PlatformConfig(_Model):
                 raise _FieldError(("ml", key), f"bucket {want!r} is not declared in buckets")
         return self
 
+    @model_validator(mode="after")
+    def _training_image(self) -> Self:
+        """k3s.training.image left out = versions.platform_image: one image to build, import or pull."""
+        if self.k3s.training.image is None:
+            training = self.k3s.training.model_copy(update={"image": self.versions.platform_image})
+            object.__setattr__(self, "k3s", self.k3s.model_copy(update={"training": training}))  # frozen model
+        return self
+
     @property
     def identities(self) -> list[str]:
         """S3 service identities to create: every bucket owner plus "readonly"."""

@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 import paramiko
 
 from platform_assets.config.models import PlatformConfig
+from platform_assets.state import is_planning, note_planned
 
 # Atomic write: a private temp file beside the target, then chmod and rename; $1..$4 = tmp, mode, path, dir.
 _WRITE_SCRIPT = 'umask 077 && mkdir -p -- "$4" && cat > "$1" && chmod "$2" "$1" && mv -f -- "$1" "$3"'
@@ -199,6 +200,9 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         keys = client.get_host_keys()
         keys.add(hostname, key.get_name(), key)
+        if is_planning():  # trusted for this plan only; a real run records it
+            note_planned(f"would trust {hostname}'s {key.get_name()} host key in {self.known_hosts}")
+            return
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.known_hosts.with_name(self.known_hosts.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

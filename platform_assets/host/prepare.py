@@ -23,9 +23,10 @@ _FAMILY_IDS: dict[str, Family] = {
     **dict.fromkeys(("rocky", "rhel", "almalinux", "centos", "ol"), "rhel"),
     **dict.fromkeys(("debian", "ubuntu"), "debian"),
 }
+# iSCSI and NFS for volumes; dig, with which the k3s_cluster check asks CoreDNS a real question from the node.
 PACKAGES: dict[Family, tuple[str, ...]] = {
-    "rhel": ("iscsi-initiator-utils", "nfs-utils"),
-    "debian": ("open-iscsi", "nfs-common"),
+    "rhel": ("iscsi-initiator-utils", "nfs-utils", "bind-utils"),
+    "debian": ("open-iscsi", "nfs-common", "bind9-dnsutils"),
 }
 MODULES = ("br_netfilter", "overlay")
 MODULES_FILE = "/etc/modules-load.d/k3s.conf"
@@ -156,8 +157,8 @@ def unit_state(executor: Executor, unit: str) -> dict[str, str]:
     return dict(line.partition("=")[::2] for line in result.out.splitlines() if "=" in line)
 
 
-def _packages_step(family: Family) -> HostStep:
-    pkgs = list(PACKAGES[family])
+def _packages_step(family: Family, name: str = "packages", pkgs: Sequence[str] = (), why: str = "") -> HostStep:
+    pkgs = list(pkgs or PACKAGES[family])
 
     def probe(ex: Executor) -> bool:
         if family == "rhel":
@@ -175,7 +176,7 @@ def _packages_step(family: Family) -> HostStep:
         ex.run([*apt, "install", "-y", "-q", *pkgs], sudo=True, timeout=_INSTALL_TIMEOUT, check=True)
 
     tool = "dnf" if family == "rhel" else "apt-get"
-    return HostStep("packages", probe, apply, f"{' '.join(pkgs)} via {tool}: iSCSI and NFS clients for volumes")
+    return HostStep(name, probe, apply, f"{' '.join(pkgs)} via {tool}: {why or 'iSCSI and NFS clients for volumes'}")
 
 
 def _service_step(unit: str, why: str) -> HostStep:
@@ -318,9 +319,12 @@ def _sysctl_step() -> HostStep:
     return HostStep("sysctl", probe, apply, why)
 
 
-def host_steps(os_info: OsInfo, cfg: PlatformConfig) -> tuple[list[HostStep], list[str]]:
-    """The steps for this OS family and config, and notes on what is deliberately left alone."""
+def host_steps(os_info: OsInfo, cfg: PlatformConfig, podman: bool = False) -> tuple[list[HostStep], list[str]]:
+    """The steps for this OS family and config (``podman``: the platform image is built on the host), and notes
+    on what is deliberately left alone."""
     steps = [_packages_step(os_info.family), _service_step("iscsid", "iSCSI daemon enabled and running")]
+    if podman:
+        steps.append(_packages_step(os_info.family, "podman", ["podman"], "builds the platform image on the host"))
     notes: list[str] = []
     if os_info.family == "rhel":
         steps.append(_firewalld_keep_step(cfg) if cfg.k3s.firewalld == "keep" else _firewalld_disable_step())
@@ -336,8 +340,8 @@ def host_steps(os_info: OsInfo, cfg: PlatformConfig) -> tuple[list[HostStep], li
     return steps, notes
 
 
-def prepare_host(executor: Executor, cfg: PlatformConfig) -> StepReport:
+def prepare_host(executor: Executor, cfg: PlatformConfig, podman: bool = False) -> StepReport:
     """Detect the OS (refusing an unknown one before any change), then run the preparation steps."""
     os_info = detect_os(executor, cfg.host.os_family)
-    steps, notes = host_steps(os_info, cfg)
+    steps, notes = host_steps(os_info, cfg, podman)
     return StepReport(executor.describe(), run_steps(executor, steps), os_info, notes)

@@ -97,7 +97,6 @@ class SeaweedFSResource(PlatformResource):
     def service_spec(self) -> ServiceSpec:
         weed = self.cfg.services.seaweedfs
         data = self.data_dir
-        data.mkdir(parents=True, exist_ok=True)
         return ServiceSpec(
             name="seaweedfs",
             argv=(
@@ -135,6 +134,7 @@ class SeaweedFSResource(PlatformResource):
         )
 
     def ensure_server(self) -> EnsureResult:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         return self.supervisor.ensure(self.service_spec())
 
     def is_healthy(self) -> bool:

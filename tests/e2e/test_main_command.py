@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from ml_assets.definitions import build_definitions as build_ml_definitions
 from platform_assets.definitions import build_definitions as build_platform_definitions
@@ -100,6 +101,33 @@ def _platformctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
     )
+
+
+def _state_files(state: Path) -> dict[str, int]:
+    """Paths and mtimes the platform itself writes (service data and logs move on their own)."""
+    kept = [p for p in state.rglob("*") if p.is_file() and p.relative_to(state).parts[0] not in {"data", "logs"}]
+    return {str(p.relative_to(state)): p.stat().st_mtime_ns for p in kept if "dagster_home" not in p.parts}
+
+
+def test_plan_after_up_changes_nothing_and_says_what_the_next_batches_would_do(stack_config: Path) -> None:
+    state = stack_config.parent / "state"
+    before = _state_files(state)
+    planned = _platformctl(stack_config, "plan")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    lines = dict(line.split(": ", 1) for line in planned.stdout.splitlines())
+    batches = yaml.safe_load(stack_config.read_text())["ml"]["batches"]
+    later = ", ".join(map(str, range(1, batches)))
+    assert lines.pop("raw_batches") == f"would fetch days {later}"  # `up` ingests day 0 only
+    assert lines.pop("validated_batches") == f"would validate days {later}"
+    assert lines.pop("prediction_log").startswith("observed only")
+    assert lines.pop("host").startswith("records facts only")
+    assert {asset: change for asset, change in lines.items() if change != NO_CHANGE} == {}
+    assert {"postgres", "buckets/datasets", "postgres_databases", "trained_model", "deployed_model"} <= set(lines)
+    assert _state_files(state) == before  # not even a credential or a cache file
+
+    selected = _platformctl(stack_config, "plan", "--select", "deployed_model,nonsense")
+    assert selected.returncode == 2 and selected.stdout == ""
+    assert "platformctl plan: --select: no asset named nonsense (known: host, " in selected.stderr
 
 
 def _served_and_champion(config: Path) -> tuple[str, str, float]:

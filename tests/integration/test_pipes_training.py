@@ -8,7 +8,6 @@ own experiment, so other tests' tables and runs are untouched.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +17,17 @@ import numpy as np
 import pytest
 import yaml
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, PipesDefaultContextLoader, decode_env_var
-from kubernetes import client, config
 from mlflow import MlflowClient
 
 from ml_assets.data.dataset import ames_listings
 from ml_assets.data.resources import DatasetsResource
+from ml_assets.step_runner import K8sPipesStepRunner, LocalStepRunner, StepRunner
 from ml_assets.training import drop_price_outliers, holdout_mask, trained_model
-from ml_assets.training_runner import K8sPipesTrainingRunner, LocalTrainingRunner, TrainingRunner
 from platform_assets.storage.seaweedfs import SeaweedFSResource
 from platform_assets.tracking.mlflow_server import MlflowResource
 from tests.integration.conftest import Stack
-from tests.k8s.pipes_fake import PipesFakeApiServer
+from tests.k8s.pipes_fake import PipesCluster, pipes_cluster
+from tests.k8s.schemas import validate
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +53,7 @@ class Ml:
     datasets: DatasetsResource
     mlflow: MlflowResource
     s3: SeaweedFSResource
+    where: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -72,51 +72,31 @@ def ml(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Ml:
     table = drop_price_outliers(listings.assign(day=np.arange(len(listings)) // 400))
     table["holdout"] = holdout_mask(table, datasets.cfg.ml.holdout_percent)
     datasets.store().put(datasets.features_key, table)
-    return Ml(path, datasets, MlflowResource(**where), SeaweedFSResource(**where))
-
-
-@dataclass
-class Cluster:
-    fake: PipesFakeApiServer
-    runner: K8sPipesTrainingRunner
-    api: client.CoreV1Api
+    return Ml(path, datasets, MlflowResource(**where), SeaweedFSResource(**where), where)
 
 
 @pytest.fixture
-def cluster(ml: Ml, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(ml: Ml, tmp_path: Path) -> Iterator[PipesCluster]:
     """The fake API with the namespace and the `training-env` Secret the platform creates, and a runner whose
     kubeconfig points at it. The "pod" runs on this machine, so it reaches MLflow and S3 on loopback."""
-    with PipesFakeApiServer(repo_root=tmp_path / "repo") as fake:
-        fake.run_pods_locally(REPO)
-        state = tmp_path / "state"
-        state.mkdir()
-        fake.write_kubeconfig(state / "kubeconfig")
-        api_client = config.new_client_from_config(config_file=str(state / "kubeconfig"))
-        api = client.CoreV1Api(api_client)
-        api.create_namespace({"metadata": {"name": NAMESPACE}})
-        _put_secret(api, *ml.s3.state.credentials.s3_keys(ml.datasets.cfg.bucket("datasets").owner))
-        runner = K8sPipesTrainingRunner(
+    with pipes_cluster(tmp_path, REPO, NAMESPACE) as k8s:
+        _put_secret(k8s, *ml.s3.state.credentials.s3_keys(ml.datasets.cfg.bucket("datasets").owner))
+        k8s.runner = K8sPipesStepRunner(
             config_path=str(ml.config_path),
-            state_dir=str(state),
+            state_dir=str(k8s.state_dir),
             tracking_uri=ml.mlflow.url,
             s3_endpoint=ml.s3.endpoint,
             poll_interval=0.2,
         )
-        yield Cluster(fake, runner, api)
-        api_client.close()
+        yield k8s
 
 
-def _put_secret(api: client.CoreV1Api, access: str, secret: str) -> None:
-    data = {"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret}
-    body = {
-        "metadata": {"name": "training-env"},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-    api.create_namespaced_secret(NAMESPACE, body)
+def _put_secret(k8s: PipesCluster, access: str, secret: str) -> None:
+    k8s.put_secret("training-env", {"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret})
 
 
-def _materialize(ml: Ml, runner: TrainingRunner, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    resources = {"datasets": ml.datasets, "mlflow_resource": ml.mlflow, "training_runner": runner}
+def _materialize(ml: Ml, runner: StepRunner, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    resources = {"datasets": ml.datasets, "mlflow_resource": ml.mlflow, "step_runner": runner}
     return dg.materialize([trained_model], instance=instance, resources=resources, raise_on_error=False)
 
 
@@ -139,7 +119,7 @@ def _assert_real_run(ml: Ml, metadata: dict[str, object]) -> None:
     assert str(metadata["run_url"]).endswith(f"/runs/{run.info.run_id}")
 
 
-def test_pod_trains_logs_to_mlflow_and_reports_through_pipes(ml: Ml, cluster: Cluster) -> None:
+def test_pod_trains_logs_to_mlflow_and_reports_through_pipes(ml: Ml, cluster: PipesCluster) -> None:
     with dg.DagsterInstance.ephemeral() as instance:
         metadata, version = _materialization(_materialize(ml, cluster.runner, instance))
         assert set(metadata) == METADATA_KEYS
@@ -149,19 +129,20 @@ def test_pod_trains_logs_to_mlflow_and_reports_through_pipes(ml: Ml, cluster: Cl
         _assert_real_run(ml, metadata)
 
         [pod] = cluster.fake.ran_pods
+        validate({"apiVersion": "v1", "kind": "Pod", **pod})
         assert pod["metadata"]["namespace"] == NAMESPACE
         assert pod["metadata"]["labels"]["mlops-platform/asset"] == "trained_model"
         [container] = pod["spec"]["containers"]
         assert container["image"] == TRAINING["image"]
         assert container["resources"] == {"requests": TRAINING_RES, "limits": TRAINING_RES}
         assert container["envFrom"] == [{"secretRef": {"name": "training-env"}}]
-        assert container["command"] == ["python", "-m", "ml_assets.pipes_train"]
+        assert container["command"] == ["python", "-m", "ml_assets.pipes_step", "trained_model"]
         env = {e["name"]: e["value"] for e in container["env"]}
         assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(env)  # only through the Secret
         extras = decode_env_var(env[DAGSTER_PIPES_CONTEXT_ENV_VAR])[PipesDefaultContextLoader.DIRECT_KEY]["extras"]
         _, secret = ml.s3.state.credentials.s3_keys("ml")
         assert secret not in str(extras) and secret not in str(container)
-        assert extras["features_uri"] == f"s3://datasets/{ml.datasets.features_key}"
+        assert (extras["datasets_bucket"], extras["features_key"]) == ("datasets", ml.datasets.features_key)
         assert cluster.api.list_namespaced_pod(NAMESPACE).items == []  # deleted once done
 
         again, version_again = _materialization(_materialize(ml, cluster.runner, instance))
@@ -170,10 +151,10 @@ def test_pod_trains_logs_to_mlflow_and_reports_through_pipes(ml: Ml, cluster: Cl
         assert len(cluster.fake.ran_pods) == 1  # nothing changed: no second pod
 
 
-def test_failing_pod_fails_the_step_with_its_error(ml: Ml, cluster: Cluster) -> None:
+def test_failing_pod_fails_the_step_with_its_error(ml: Ml, cluster: PipesCluster) -> None:
     cluster.api.delete_namespaced_secret("training-env", NAMESPACE)
     access, _ = ml.s3.state.credentials.s3_keys("ml")
-    _put_secret(cluster.api, access, "not-the-secret-key-of-ml")
+    _put_secret(cluster, access, "not-the-secret-key-of-ml")
     with dg.DagsterInstance.ephemeral() as instance:
         result = _materialize(ml, cluster.runner, instance)
     assert not result.success
@@ -183,7 +164,7 @@ def test_failing_pod_fails_the_step_with_its_error(ml: Ml, cluster: Cluster) -> 
     assert len(cluster.fake.ran_pods) == 1
 
 
-def test_missing_secret_fails_before_any_pod(ml: Ml, cluster: Cluster) -> None:
+def test_missing_secret_fails_before_any_pod(ml: Ml, cluster: PipesCluster) -> None:
     cluster.api.delete_namespaced_secret("training-env", NAMESPACE)
     with dg.DagsterInstance.ephemeral() as instance:
         result = _materialize(ml, cluster.runner, instance)
@@ -194,9 +175,9 @@ def test_missing_secret_fails_before_any_pod(ml: Ml, cluster: Cluster) -> None:
 
 def test_local_runner_trains_in_process_as_before(ml: Ml) -> None:
     with dg.DagsterInstance.ephemeral() as instance:
-        metadata, version = _materialization(_materialize(ml, LocalTrainingRunner(), instance))
+        metadata, version = _materialization(_materialize(ml, LocalStepRunner(**ml.where), instance))
         assert set(metadata) == METADATA_KEYS
         assert metadata["change"] == f"trained run {metadata['run_id']}" and version == metadata["run_id"]
         _assert_real_run(ml, metadata)
-        again, version_again = _materialization(_materialize(ml, LocalTrainingRunner(), instance))
+        again, version_again = _materialization(_materialize(ml, LocalStepRunner(**ml.where), instance))
         assert again == {**metadata, "change": "no change"} and version_again == version

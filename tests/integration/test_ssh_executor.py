@@ -176,8 +176,9 @@ def test_executor_for_picks_local_or_ssh(sshd: Sshd, tmp_path: Path) -> None:
 def test_host_preparation_plan_over_ssh_runs_real_probes_and_changes_nothing(sshd: Sshd, tmp_path: Path) -> None:
     would_write = [Path("/etc/modules-load.d/k3s.conf"), Path("/etc/sysctl.d/90-k3s.conf")]
     assert not any(path.exists() for path in would_write)
-    installed = subprocess.run(["dpkg-query", "-W", "-f=${Status}\n", "open-iscsi", "nfs-common"], capture_output=True)
-    packages_present = installed.stdout.decode().split("\n")[:2] == ["install ok installed"] * 2
+    packages = ["open-iscsi", "nfs-common", "bind9-dnsutils"]
+    installed = subprocess.run(["dpkg-query", "-W", "-f=${Status}\n", *packages], capture_output=True)
+    packages_present = installed.stdout.decode().split("\n")[:3] == ["install ok installed"] * 3
 
     inner = executor_for(k3s_cfg(sshd), tmp_path)
     plan = PlanExecutor(inner)
@@ -191,7 +192,7 @@ def test_host_preparation_plan_over_ssh_runs_real_probes_and_changes_nothing(ssh
         assert steps["packages"].status == "would change"
         assert steps["packages"].planned == (
             "run (sudo): env DEBIAN_FRONTEND=noninteractive apt-get update -q",
-            "run (sudo): env DEBIAN_FRONTEND=noninteractive apt-get install -y -q open-iscsi nfs-common",
+            "run (sudo): env DEBIAN_FRONTEND=noninteractive apt-get install -y -q open-iscsi nfs-common bind9-dnsutils",
         )
     assert steps["kernel modules"].planned[0] == "write (sudo): /etc/modules-load.d/k3s.conf (21 bytes, mode 644)"
     assert report.summary().startswith("would change: ")

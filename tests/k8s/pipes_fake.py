@@ -15,10 +15,15 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from kubernetes import client, config
 
 from tests.k8s.fake_apiserver import FakeApiServer, _Handler
 from tests.k8s.fake_controllers import Controllers
@@ -146,3 +151,35 @@ class PipesFakeApiServer(FakeApiServer):
             env.update({**data, **(secret.get("stringData") or {})})
         env.update({e["name"]: e.get("value", "") for e in container.get("env") or []})
         return env
+
+
+@dataclass
+class PipesCluster:
+    """A started PipesFakeApiServer whose pods run this checkout's code, a state dir with its kubeconfig (what a
+    step runner reads) and a CoreV1Api on it with the namespace the platform creates."""
+
+    fake: PipesFakeApiServer
+    state_dir: Path
+    api: client.CoreV1Api
+    namespace: str
+    runner: Any = None  # the step runner a test points at this cluster
+
+    def put_secret(self, name: str, values: dict[str, str]) -> None:
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+        self.api.create_namespaced_secret(self.namespace, {"metadata": {"name": name}, "data": data})
+
+
+@contextmanager
+def pipes_cluster(tmp_path: Path, repo: Path, namespace: str) -> Iterator[PipesCluster]:
+    with PipesFakeApiServer(repo_root=tmp_path / "repo") as fake:
+        fake.run_pods_locally(repo)
+        state = tmp_path / "state"
+        state.mkdir()
+        fake.write_kubeconfig(state / "kubeconfig")
+        api_client = config.new_client_from_config(config_file=str(state / "kubeconfig"))
+        api = client.CoreV1Api(api_client)
+        api.create_namespace({"metadata": {"name": namespace}})
+        try:
+            yield PipesCluster(fake, state, api, namespace)
+        finally:
+            api_client.close()

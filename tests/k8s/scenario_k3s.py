@@ -32,6 +32,7 @@ CLUSTER_ASSETS = [
     "metallb",
     "argocd",
     "cluster_secrets",
+    "platform_image",
     "gitops",
     "postgres",
     "seaweedfs",

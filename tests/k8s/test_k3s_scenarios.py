@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +16,7 @@ from platform_assets.cluster.assets import host_ip_on_host
 from platform_assets.cluster.steps import STEPS
 from platform_assets.config import ConfigError, load_config
 from platform_assets.definitions import build_definitions
-from tests.hosts import K3S_CONFIG, k3s_vm
+from tests.hosts import K3S_CONFIG, PLATFORM_IMAGE, k3s_vm
 from tests.k8s.scenario_k3s import (
     CLUSTER_ASSETS,
     K3S_VERSION,
@@ -41,21 +40,6 @@ MINIO = {
 }
 
 
-@pytest.fixture
-def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
-    plat = make_platform(tmp_path, monkeypatch)
-    yield plat
-    plat.fake.stop()
-
-
-@pytest.fixture
-def installed(platform: Platform) -> Platform:
-    """The platform after one successful run of the whole cluster graph."""
-    platform.run()
-    platform.host.mutations.clear()
-    return platform
-
-
 def test_fresh_install_then_no_change(platform: Platform) -> None:
     first = platform.run()
     assert sorted(changes(first)) == sorted(CLUSTER_ASSETS)
@@ -71,6 +55,7 @@ def test_fresh_install_then_no_change(platform: Platform) -> None:
         "cluster_dns_serves",
         "load_balancer_gets_pool_ip",
         "argocd_available",
+        "platform_image_present",
         "applications_synced_healthy",
         "infra_matches_config",
         "images_pull",
@@ -88,6 +73,13 @@ def test_fresh_install_then_no_change(platform: Platform) -> None:
     assert mlb["dropped_kinds"] == f"{psp.format('controller')}; {psp.format('speaker')}"
     assert "/bundle/metallb/v0.12.1/metallb.yaml" in mlb["metallb_source"]
     assert not platform.fake.registry.by_kind("policy/v1beta1", "PodSecurityPolicy")
+
+    image = metadata(first, "platform_image")
+    assert (image["image"], image["source"]) == (PLATFORM_IMAGE, "bundle")
+    assert image["source_why"].startswith("auto: found ") and image["source_why"].endswith("/platform-image.tar")
+    imported = "/usr/local/bin/k3s ctr -n k8s.io images import /var/tmp/mlops-platform-image/platform-image.tar"
+    assert imported in platform.host.mutations and "podman" not in " ".join(platform.host.mutations)
+    assert results["platform_image_present"] == (True, f"bundle {PLATFORM_IMAGE}: has id {image['digest'][:19]}")
 
     platform.host.mutations.clear()
     second = platform.run()
@@ -262,7 +254,7 @@ def test_plan_mode_lists_changes_and_changes_nothing(platform: Platform) -> None
     assert p.fake.store.objects == objects and p.fake.store.rv == version  # no object written, not even dry
     assert not (p.state_dir / "kubeconfig").exists()
     assert not (p.state_dir / "manifests").exists()  # not even the verified-manifest cache
-    assert "run (sudo): dnf install -y iscsi-initiator-utils nfs-utils" in planned["host"]
+    assert "run (sudo): dnf install -y iscsi-initiator-utils nfs-utils bind-utils" in planned["host"]
     assert "run (sudo): systemctl disable --now firewalld" in planned["host"]
     assert "write (sudo): /etc/rancher/k3s/config.yaml" in planned["k3s_cluster"]
     assert (
@@ -271,6 +263,8 @@ def test_plan_mode_lists_changes_and_changes_nothing(platform: Platform) -> None
     assert planned["metallb"] == "would: apply 17 MetalLB objects and 2 pool objects"
     assert planned["argocd"] == "would: apply 59 Argo CD objects"
     assert planned["cluster_secrets"].startswith("would: create Secrets seaweedfs-s3-identities, postgres-admin")
+    assert planned["platform_image"].startswith("would: platform image: would change (")
+    assert "run (sudo): /usr/local/bin/k3s ctr -n k8s.io images import" in planned["platform_image"]
     assert planned["gitops"] == "would: create Application mlops-platform (5 child Applications)"
 
 

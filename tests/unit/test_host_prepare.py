@@ -30,7 +30,7 @@ def test_rhel_disable_permissive_applies_exact_commands_then_second_run_is_no_ch
         ("sysctl", "changed"),
     ]
     assert host.mutations == [
-        "dnf install -y iscsi-initiator-utils nfs-utils",
+        "dnf install -y iscsi-initiator-utils nfs-utils bind-utils",
         "systemctl enable --now iscsid",
         "systemctl disable --now firewalld",
         "setenforce 0",
@@ -55,7 +55,7 @@ def test_debian_uses_apt_and_has_no_firewalld_or_selinux_steps() -> None:
     assert [s.name for s in report.steps] == ["packages", "iscsid", "kernel modules", "sysctl"]
     assert host.mutations == [
         "env DEBIAN_FRONTEND=noninteractive apt-get update -q",
-        "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q open-iscsi nfs-common",
+        "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q open-iscsi nfs-common bind9-dnsutils",
         "systemctl enable --now iscsid",
         *COMMON_TAIL,
     ]
@@ -117,7 +117,7 @@ def test_plan_mode_runs_probes_and_records_instead_of_changing() -> None:
     assert host.mutations == [] and "/etc/modules-load.d/k3s.conf" not in host.files
     assert {s.status for s in report.steps} == {"would change"}
     packages = report.steps[0]
-    assert packages.planned == ("run (sudo): dnf install -y iscsi-initiator-utils nfs-utils",)
+    assert packages.planned == ("run (sudo): dnf install -y iscsi-initiator-utils nfs-utils bind-utils",)
     sysctl_file = (
         b"net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n"
     )
