@@ -18,9 +18,8 @@ from ml_assets.data.store import frame_hash
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.tracking import ModelTracker, Version
 from ml_assets.training import features_table
+from platform_assets.services.results import NO_CHANGE
 from platform_assets.tracking.mlflow_server import MlflowResource
-
-NO_CHANGE = "no change"
 
 
 @dataclass

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="materialize the platform location, then the ML location")
     sub.add_parser("down", help="stop every service (data stays in the state directory)")
     sub.add_parser("status", help="services, and any drift between platform.yaml and what runs")
-    planned = sub.add_parser("plan", help="what `up` would change in the platform, changing nothing")
+    planned = sub.add_parser("plan", help="what `up` would change in every asset of both locations, writing nothing")
     planned.add_argument("--select", help="comma-separated assets (default: all)")
     feed = sub.add_parser("ingest", help="feed one batch through the graph (fetch, validate, retrain, deploy)")
     feed.add_argument("day", type=int, help="the batch (partition) to ingest")

@@ -21,9 +21,9 @@ from platform_assets.cluster.services import service_step
 from platform_assets.cluster.steps import STEPS
 from platform_assets.config import PlatformConfig
 from platform_assets.drift.local import database_drift, service_drift
+from platform_assets.services.results import NO_CHANGE
 from platform_assets.state import StateDir, planning
 
-NO_CHANGE = "no change"
 SERVICES = ["postgres", "seaweedfs", "mlflow_server", "data_api", "inference_service"]
 RESOURCE_OF = {
     "postgres": "postgres_resource",
@@ -89,25 +89,42 @@ def local_services(resources: dict[str, object], wanted: Callable[[str], bool]) 
         if not supervisor.status(spec.name).running:
             yield asset, f"would start {spec.name}"
             continue
-        findings = service_drift(supervisor, spec)
+        try:
+            findings = service_drift(supervisor, spec)
+        except Exception as err:
+            yield asset, f"blocked: {_first_line(err)}"
+            continue
         yield asset, "; ".join(f"would fix: {f.message}" for f in findings) or NO_CHANGE
 
 
 def storage(cfg: PlatformConfig, resources: dict[str, object], up: set[str], wanted: Callable[[str], bool]) -> Planned:
     buckets = [f"buckets/{bucket.name}" for bucket in cfg.buckets if wanted(f"buckets/{bucket.name}")]
     if buckets:
-        live = resources["seaweedfs_resource"].live_buckets() if "seaweedfs" in up else set()  # type: ignore[attr-defined]
-        for key in buckets:
-            name = key.removeprefix("buckets/")
-            yield key, NO_CHANGE if name in live else f"would create s3://{name}" + _after(up, "seaweedfs")
+        yield from _buckets(resources, up, buckets)
     if wanted("postgres_databases"):
-        if "postgres" not in up:
-            names = ", ".join(f"{db.name} (owner {db.owner})" for db in cfg.databases)
-            yield "postgres_databases", f"would create {names}" + _after(up, "postgres")
-            return
+        yield "postgres_databases", _databases(cfg, resources, up)
+
+
+def _buckets(resources: dict[str, object], up: set[str], keys: list[str]) -> Planned:
+    try:  # up, yet refusing (still starting, or a credential the plan only made up): say so, do not crash
+        live = resources["seaweedfs_resource"].live_buckets() if "seaweedfs" in up else set()  # type: ignore[attr-defined]
+    except Exception as err:
+        yield from ((key, f"blocked: {_first_line(err)}") for key in keys)
+        return
+    for key in keys:
+        name = key.removeprefix("buckets/")
+        yield key, NO_CHANGE if name in live else f"would create s3://{name}" + _after(up, "seaweedfs")
+
+
+def _databases(cfg: PlatformConfig, resources: dict[str, object], up: set[str]) -> str:
+    if "postgres" not in up:
+        names = ", ".join(f"{db.name} (owner {db.owner})" for db in cfg.databases)
+        return f"would create {names}" + _after(up, "postgres")
+    try:
         findings = database_drift(resources["postgres_resource"])  # type: ignore[arg-type]
-        fixes = [f"would fix: {f.message}" for f in findings if f.remedy != "manual"]
-        yield "postgres_databases", "; ".join(fixes) or NO_CHANGE
+    except Exception as err:
+        return f"blocked: {_first_line(err)}"
+    return "; ".join(f"would fix: {f.message}" for f in findings if f.remedy != "manual") or NO_CHANGE
 
 
 def _after(up: set[str], service: str) -> str:
@@ -122,7 +139,9 @@ def ml_assets_plan(
     if not any(map(wanted, known_ml_assets())):
         return
     home = state.dagster_home
-    instance = dg.DagsterInstance.from_config(str(home)) if (home / "dagster.yaml").exists() else None
+    # only an instance that has recorded runs: opening one creates its databases when they are missing
+    recorded = (home / "dagster.yaml").exists() and (home / "history" / "runs.db").exists()
+    instance = dg.DagsterInstance.from_config(str(home)) if recorded else None
     try:
         yield from ml_plan(MlPlan(resources, instance, up), wanted)
     finally:

@@ -134,7 +134,7 @@ def rocky_host() -> ScriptedHost:
         f"{SYSTEMCTL} firewalld": unit("loaded", "active", "enabled"),
         "getenforce": (0, "Enforcing"),
         "rpm -q k3s-selinux": (1, "package k3s-selinux is not installed"),
-        "rpm -q podman": (1, "package podman is not installed"),
+        "rpm -q podman tar": (1, "package podman is not installed"),
     }
     effects |= {
         f"dnf install -y {pkgs}": lambda h: h.answers.update(
@@ -145,7 +145,9 @@ def rocky_host() -> ScriptedHost:
         ),
         "setenforce 0": lambda h: h.answers.update({"getenforce": (0, "Permissive")}),
         "dnf install -y k3s-selinux": lambda h: h.answers.update({"rpm -q k3s-selinux": (0, "k3s-selinux-1.6")}),
-        "dnf install -y podman": lambda h: h.answers.update({"rpm -q podman": (0, "podman-5.2.2-1.el9.x86_64")}),
+        "dnf install -y podman tar": lambda h: h.answers.update(
+            {"rpm -q podman tar": (0, "podman-5.2.2-1.el9.x86_64\ntar-1.34-7.el9.x86_64")}
+        ),
     }
     return ScriptedHost(answers, files, effects)
 
@@ -154,10 +156,10 @@ def debian_host() -> ScriptedHost:
     answers, files, effects = common_state(DEBIAN)
     query = "dpkg-query -W '-f=${Status}\\n' open-iscsi nfs-common bind9-dnsutils"
     answers[query] = (0, "unknown ok not-installed\nunknown ok not-installed\nunknown ok not-installed")
-    podman = "dpkg-query -W '-f=${Status}\\n' podman"
+    podman = "dpkg-query -W '-f=${Status}\\n' podman tar"
     answers[podman] = (1, "")  # dpkg-query: no packages found matching podman
-    effects["env DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman"] = lambda h: h.answers.update(
-        {podman: (0, "install ok installed")}
+    effects["env DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman tar"] = lambda h: h.answers.update(
+        {podman: (0, "install ok installed\ninstall ok installed")}
     )
     effects["env DEBIAN_FRONTEND=noninteractive apt-get install -y -q open-iscsi nfs-common bind9-dnsutils"] = (
         lambda h: h.answers.update(

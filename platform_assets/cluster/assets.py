@@ -9,7 +9,7 @@ import time
 
 import dagster as dg
 
-from platform_assets.cluster.image import bundle_archive, live_image, normalized_ref, wanted
+from platform_assets.cluster.image import bundle_archive, desired_image, live_image, normalized_ref
 from platform_assets.cluster.kube import KubeClient
 from platform_assets.cluster.render import REPO_ROOT, diff_tree, render_infra_tree
 from platform_assets.cluster.render_argocd import platform_namespace
@@ -141,6 +141,14 @@ def node_ready(cluster: ClusterResource) -> dg.AssetCheckResult:
 API_SERVICE_NAME = "kubernetes.default.svc.cluster.local"
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 @dg.asset_check(
     asset="k3s_cluster", blocking=True, description="The `kubernetes` Service holds the first address of service_cidr."
 )
@@ -163,7 +171,7 @@ def cluster_dns_serves(cluster: ClusterResource) -> dg.AssetCheckResult:
     got = _get(cluster, "v1", "Service", "kube-dns", "kube-system").get("spec", {}).get("clusterIP")
     # Asked on the node, where ClusterIPs route (dig comes with host preparation): a Service IP alone proves nothing.
     query = cluster.executor.probe(["dig", "+short", "+time=2", "+tries=2", f"@{dns}", API_SERVICE_NAME, "A"])
-    answers = query.out.split() if query.ok else []
+    answers = [line for line in query.out.split() if _is_ip(line)] if query.ok else []  # not dig's ";;" notes
     error = query.stderr.decode(errors="replace").strip()
     said = ", ".join(answers) if query.ok else f"no answer (rc {query.rc}: {error})"
     return dg.AssetCheckResult(
@@ -248,7 +256,7 @@ def platform_image_present(cluster: ClusterResource) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(
             passed=not failures, description=f"registry {ref}: {'; '.join(lines) or 'no pull failures'}"
         )
-    want = wanted(source, bundle_archive(cluster.bundle_dir), ref, REPO_ROOT)
+    want = desired_image(source, bundle_archive(cluster.bundle_dir), ref, REPO_ROOT)
     live = live_image(cluster.executor, ref)
     return dg.AssetCheckResult(passed=want.met_by(live), description=f"{source} {ref}: {want.describe(live)}")
 

@@ -66,10 +66,14 @@ def build_egress(ex: Executor) -> tuple[str, list[str]]:
 
 
 def resolve_source(
-    cfg: PlatformConfig, bundle_dir: Path | None, egress: Callable[[], tuple[str, list[str]]]
+    cfg: PlatformConfig,
+    bundle_dir: Path | None,
+    egress: Callable[[], tuple[str, list[str]]],
+    built: Callable[[], bool] = lambda: False,
 ) -> tuple[Source, str]:
-    """k3s.image_source, or for auto: the bundle's archive if present, else a host build if the host reaches
-    Docker Hub and PyPI (``egress``: ``build_egress`` on the host, called only when needed)."""
+    """k3s.image_source, or for auto: the bundle's archive if present, else a host build — kept without any probe
+    when ``built`` says containerd already holds the image of these sources, else if the host reaches Docker Hub
+    and PyPI (``egress``: ``build_egress`` on the host). Both are called only when needed."""
     chosen, archive, ref = cfg.k3s.image_source, bundle_archive(bundle_dir), cfg.versions.platform_image
     if chosen == "registry":
         return "registry", f"k3s.image_source is registry: the kubelet pulls {ref}"
@@ -79,6 +83,8 @@ def resolve_source(
         return "bundle", f"{'k3s.image_source is bundle' if chosen == 'bundle' else 'auto: found'} {archive}"
     if chosen == "bundle":
         raise ImageError(f"k3s.image_source bundle: {archive} is missing; make it with `docker save -o <it> {ref}`")
+    if built():  # a host that built once and lost its egress since is still "no change"
+        return "host_build", f"auto: containerd holds {ref} built from these sources"
     mode, reasons = egress()
     if mode == "online":
         return "host_build", f"auto: no {archive or 'k3s.offline_bundle_dir'}, and the host has egress to build"
@@ -193,7 +199,7 @@ class Wanted:
         return f"{'has' if self.met_by(live) else 'stale: has ' + have + ', want'} {what}"
 
 
-def wanted(source: Source, archive: Path | None, ref: str, root: Path) -> Wanted:
+def desired_image(source: Source, archive: Path | None, ref: str, root: Path) -> Wanted:
     """Reads the archive or hashes the sources; raises ImageError (before any host command) when it cannot."""
     if source == "bundle":
         found = read_archive(archive, ref)  # type: ignore[arg-type]  # resolve_source checked it exists
@@ -218,9 +224,12 @@ def _build_apply(ref: str, digest: str, context: bytes) -> Callable[[Executor], 
         ex.run(["tar", "-xf", f"{WORK_DIR}/context.tar", "-C", ctx], sudo=True, check=True)
         build = ["podman", "build", "--label", f"{SOURCE_LABEL}={digest}", "-t", ref, "-f", f"{ctx}/{DOCKERFILE}", ctx]
         ex.run(build, sudo=True, timeout=_BUILD_TIMEOUT, check=True)
-        ex.run(["podman", "save", "--format", "docker-archive", "-o", image, ref], sudo=True, check=True)
+        save = ["podman", "save", "--format", "docker-archive", "-o", image, ref]
+        ex.run(save, sudo=True, timeout=_IMPORT_TIMEOUT, check=True)  # gigabytes on a small VM disk
         _import(ex, image)
         ex.run(["rm", "-rf", "--", WORK_DIR], sudo=True, check=True)
+        # the previous build's layers, untagged by this one; the current image stays as the next build's cache
+        ex.run(["podman", "image", "prune", "-f"], sudo=True, check=True)
 
     return apply
 

@@ -11,7 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from platform_assets.cluster.image import Source, build_egress, bundle_archive, image_step, resolve_source, wanted
+from platform_assets.cluster.image import (
+    Source,
+    build_egress,
+    bundle_archive,
+    desired_image,
+    image_step,
+    live_image,
+    resolve_source,
+)
 from platform_assets.cluster.k3s_install import (
     K3sInstallError,
     NeedsRebuildError,
@@ -90,7 +98,12 @@ def _cluster_or_plan(c: ClusterResource) -> KubeClient | None:
 
 def image_source(c: ClusterResource) -> tuple[Source, str]:
     """Where the platform image comes from, and why; a one-line error when auto finds no way."""
-    return resolve_source(c.cfg, c.bundle_dir, lambda: build_egress(c.executor))
+    ref = c.cfg.versions.platform_image
+
+    def built() -> bool:
+        return desired_image("host_build", None, ref, REPO_ROOT).met_by(live_image(c.executor, ref))
+
+    return resolve_source(c.cfg, c.bundle_dir, lambda: build_egress(c.executor), built)
 
 
 # --- host and K3s ------------------------------------------------------------------------------------------
@@ -135,6 +148,8 @@ def k3s_step(c: ClusterResource) -> StepResult:
         if not c.plan:
             raise
         changes.append(f"fetch kubeconfig into {c.kubeconfig}")
+    if not c.plan:  # a fresh K3s starts CoreDNS tens of seconds after its API: the DNS check needs it up
+        c.kube().wait_available("kube-system", ["coredns"], WAIT_SECONDS)
     return StepResult(changes, {"version": cfg.versions.k3s, "install_mode": mode, "kubeconfig": str(c.kubeconfig)})
 
 
@@ -271,7 +286,7 @@ def platform_image_step(c: ClusterResource) -> StepResult:
     metadata = {"image": cfg.versions.platform_image, "source": source, "source_why": why}
     if source == "registry":
         return StepResult([], metadata)
-    want = wanted(source, bundle_archive(c.bundle_dir), cfg.versions.platform_image, REPO_ROOT)
+    want = desired_image(source, bundle_archive(c.bundle_dir), cfg.versions.platform_image, REPO_ROOT)
     metadata["digest"] = want.value
     outcomes = run_steps(c.executor, [image_step(cfg, want)])
     changes = [o.line() for o in outcomes if o.status != "already"]

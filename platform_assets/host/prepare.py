@@ -324,7 +324,9 @@ def host_steps(os_info: OsInfo, cfg: PlatformConfig, podman: bool = False) -> tu
     on what is deliberately left alone."""
     steps = [_packages_step(os_info.family), _service_step("iscsid", "iSCSI daemon enabled and running")]
     if podman:
-        steps.append(_packages_step(os_info.family, "podman", ["podman"], "builds the platform image on the host"))
+        steps.append(
+            _packages_step(os_info.family, "podman", ["podman", "tar"], "builds the platform image on the host")
+        )
     notes: list[str] = []
     if os_info.family == "rhel":
         steps.append(_firewalld_keep_step(cfg) if cfg.k3s.firewalld == "keep" else _firewalld_disable_step())

@@ -38,7 +38,7 @@ def test_switching_to_a_host_build_installs_podman_builds_and_rolls_the_pods(ins
     p = installed
     p.write_config(image_source="host_build")
     result = p.run(["host", "platform_image"])
-    assert "dnf install -y podman" in p.host.mutations
+    assert "dnf install -y podman tar" in p.host.mutations
     assert metadata(result, "host")["image_source"] == "host_build (k3s.image_source is host_build)"
     change = changes(result)["platform_image"]
     assert change.startswith("platform image: changed (") and "built by podman on the host" in change

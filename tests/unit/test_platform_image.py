@@ -19,12 +19,12 @@ from platform_assets.cluster.image import (
     Wanted,
     build_context,
     build_egress,
+    desired_image,
     image_step,
     live_image,
     normalized_ref,
     read_archive,
     resolve_source,
-    wanted,
 )
 from platform_assets.cluster.render import REPO_ROOT
 from platform_assets.config import ConfigError, parse_config
@@ -94,7 +94,7 @@ def test_host_build_runs_its_commands_in_order_then_no_change_then_rebuilds_on_a
     tmp_path: Path,
 ) -> None:
     host, root = _installed_vm(), _sources(tmp_path / "src")
-    want = wanted("host_build", None, REF, root)
+    want = desired_image("host_build", None, REF, root)
     assert _reconcile(host, want) == "changed"
     build = f"podman build --label mlops-platform/source-digest={want.value} -t {REF}"
     assert host.mutations == [
@@ -106,6 +106,7 @@ def test_host_build_runs_its_commands_in_order_then_no_change_then_rebuilds_on_a
         f"podman save --format docker-archive -o {WORK}/image.tar {REF}",
         f"{IMPORT} {WORK}/image.tar",
         f"rm -rf -- {WORK}",
+        "podman image prune -f",  # the previous build's layers; this one stays as the next build's cache
     ]
     assert not [p for p in host.files if p.startswith(WORK)]  # nothing left in the work dir
     assert live_image(host, REF).labels == {"mlops-platform/source-digest": want.value}  # type: ignore[union-attr]
@@ -114,7 +115,7 @@ def test_host_build_runs_its_commands_in_order_then_no_change_then_rebuilds_on_a
     assert _reconcile(host, want) == "already" and host.mutations == []
 
     (root / "platform_assets" / "config" / "k3s.py").write_text("# changed\n", encoding="utf-8")
-    changed = wanted("host_build", None, REF, root)
+    changed = desired_image("host_build", None, REF, root)
     assert changed.value != want.value
     assert "stale: has " + want.value[:12] in changed.describe(live_image(host, REF))
     assert _reconcile(host, changed) == "changed"
@@ -126,7 +127,7 @@ def test_bundle_imports_the_archive_once_and_again_when_it_changes(tmp_path: Pat
     archive = tmp_path / "images" / "platform-image.tar"
     archive.parent.mkdir()
     archive.write_bytes(containerd.docker_archive([REF], {}))
-    want = wanted("bundle", archive, REF, REPO_ROOT)
+    want = desired_image("bundle", archive, REF, REPO_ROOT)
     assert want.value == containerd.archive_image_id(archive.read_bytes())
     assert _reconcile(host, want) == "changed"
     remote = f"{WORK}/platform-image.tar"
@@ -137,7 +138,7 @@ def test_bundle_imports_the_archive_once_and_again_when_it_changes(tmp_path: Pat
     assert _reconcile(host, want) == "already" and host.mutations == []
 
     archive.write_bytes(containerd.docker_archive([REF], {}, layer=b"a newer build"))
-    newer = wanted("bundle", archive, REF, REPO_ROOT)
+    newer = desired_image("bundle", archive, REF, REPO_ROOT)
     assert newer.value != want.value and _reconcile(host, newer) == "changed"
     assert host.mutations[-2] == f"{IMPORT} {remote}"
 
@@ -147,7 +148,7 @@ def test_an_import_that_does_not_yield_the_image_fails_its_verification(tmp_path
     host = _installed_vm()
     archive = tmp_path / "platform-image.tar"
     archive.write_bytes(containerd.docker_archive([REF], {}))
-    want = wanted("bundle", archive, REF, REPO_ROOT)
+    want = desired_image("bundle", archive, REF, REPO_ROOT)
     host.prefix_effects.pop(IMPORT)  # ctr "succeeds" but imports nothing
     with pytest.raises(HostPrepError, match="step 'platform image' was applied on scripted but its probe still fails"):
         _reconcile(host, want)
@@ -212,7 +213,7 @@ def test_training_image_defaults_to_the_platform_image() -> None:
 
 def test_plan_mode_lists_the_build_and_runs_nothing(tmp_path: Path) -> None:
     host = _installed_vm()
-    want = wanted("host_build", None, REF, _sources(tmp_path))
+    want = desired_image("host_build", None, REF, _sources(tmp_path))
     plan = PlanExecutor(host)
     (outcome,) = run_steps(plan, [image_step(k3s_cfg(), want)])
     assert outcome.status == "would change" and host.mutations == []
@@ -221,10 +222,10 @@ def test_plan_mode_lists_the_build_and_runs_nothing(tmp_path: Path) -> None:
     assert any(p.startswith("run (sudo): podman build --label mlops-platform/source-digest=") for p in outcome.planned)
 
 
-APT_PODMAN = "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman"
+APT_PODMAN = "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman tar"
 
 
-@pytest.mark.parametrize(("make", "install"), [(rocky_host, "dnf install -y podman"), (debian_host, APT_PODMAN)])
+@pytest.mark.parametrize(("make", "install"), [(rocky_host, "dnf install -y podman tar"), (debian_host, APT_PODMAN)])
 def test_host_preparation_installs_podman_only_for_a_host_build(make: Callable[[], ScriptedHost], install: str) -> None:
     without = make()
     prepare_host(without, k3s_cfg())
@@ -235,3 +236,16 @@ def test_host_preparation_installs_podman_only_for_a_host_build(make: Callable[[
     assert install in host.mutations
     host.mutations.clear()
     assert prepare_host(host, k3s_cfg(), podman=True).summary() == "no change" and host.mutations == []
+
+
+def test_auto_keeps_an_image_already_built_from_these_sources_without_probing_egress(tmp_path: Path) -> None:
+    """A host that built the image once and has lost its egress since stays "no change" instead of failing."""
+    cfg = k3s_cfg(install="auto", offline_bundle_dir=str(tmp_path))
+    never = lambda: pytest.fail("no egress probe when containerd already holds the image")  # noqa: E731
+    source, why = resolve_source(cfg, tmp_path, never, built=lambda: True)
+    assert (
+        source == "host_build"
+        and why == f"auto: containerd holds {cfg.versions.platform_image} built from these sources"
+    )
+    with pytest.raises(ImageError, match="the host has no egress to build"):
+        resolve_source(cfg, tmp_path, lambda: ("airgap", ["https://pypi.org/simple/pip/: unreachable"]), lambda: False)
