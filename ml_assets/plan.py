@@ -18,7 +18,7 @@ from ml_assets.data.store import frame_hash
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.tracking import ModelTracker, Version
 from ml_assets.training import features_table
-from platform_assets.services.results import NO_CHANGE
+from platform_assets.services.results import NO_CHANGE, first_line
 from platform_assets.tracking.mlflow_server import MlflowResource
 
 
@@ -51,10 +51,8 @@ class MlPlan:
             return {}
         return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
-    def days(self, prefix: str) -> set[int]:
-        store = self.datasets.store()
-        group = f"{prefix}/group={self.datasets.cfg.ml.group_number}/day="
-        return {int(key.removeprefix(group).removesuffix(".parquet")) for key in store.keys(group)}
+    def days(self, stage: str) -> set[int]:
+        return set(self.datasets.stored_days(stage))
 
 
 def _days(days: list[int]) -> str:
@@ -162,4 +160,4 @@ def ml_plan(plan: MlPlan, wanted: Callable[[str], bool]) -> Iterator[tuple[str, 
         try:
             yield asset, planner(plan)
         except Exception as err:  # what blocks one asset (a service not up yet) does not hide the others
-            yield asset, f"cannot tell yet: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            yield asset, f"cannot tell yet: {first_line(err)}"

@@ -21,7 +21,7 @@ from platform_assets.cluster.services import service_step
 from platform_assets.cluster.steps import STEPS
 from platform_assets.config import PlatformConfig
 from platform_assets.drift.local import database_drift, service_drift
-from platform_assets.services.results import NO_CHANGE
+from platform_assets.services.results import NO_CHANGE, first_line
 from platform_assets.state import StateDir, planning
 
 SERVICES = ["postgres", "seaweedfs", "mlflow_server", "data_api", "inference_service"]
@@ -60,11 +60,6 @@ def reachable(cfg: PlatformConfig, resources: dict[str, object]) -> set[str]:
     return up
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def k3s_steps(cfg_path: Path, state: StateDir, wanted: Callable[[str], bool]) -> Planned:
     cluster = ClusterResource(config_path=str(cfg_path), state_dir=str(state.root), plan=True)
     for asset in [*STEPS, *SERVICES]:
@@ -74,7 +69,7 @@ def k3s_steps(cfg_path: Path, state: StateDir, wanted: Callable[[str], bool]) ->
             result = STEPS[asset](cluster) if asset in STEPS else service_step(cluster, asset)
             yield asset, result.change(plan=True)
         except Exception as err:  # a plan reports what blocks a step instead of stopping at the first one
-            yield asset, f"blocked: {_first_line(err)}"
+            yield asset, f"blocked: {first_line(err)}"
     for line in getattr(cluster.executor, "planned", []):
         yield "host commands", line
 
@@ -92,7 +87,7 @@ def local_services(resources: dict[str, object], wanted: Callable[[str], bool]) 
         try:
             findings = service_drift(supervisor, spec)
         except Exception as err:
-            yield asset, f"blocked: {_first_line(err)}"
+            yield asset, f"blocked: {first_line(err)}"
             continue
         yield asset, "; ".join(f"would fix: {f.message}" for f in findings) or NO_CHANGE
 
@@ -109,7 +104,7 @@ def _buckets(resources: dict[str, object], up: set[str], keys: list[str]) -> Pla
     try:  # up, yet refusing (still starting, or a credential the plan only made up): say so, do not crash
         live = resources["seaweedfs_resource"].live_buckets() if "seaweedfs" in up else set()  # type: ignore[attr-defined]
     except Exception as err:
-        yield from ((key, f"blocked: {_first_line(err)}") for key in keys)
+        yield from ((key, f"blocked: {first_line(err)}") for key in keys)
         return
     for key in keys:
         name = key.removeprefix("buckets/")
@@ -123,7 +118,7 @@ def _databases(cfg: PlatformConfig, resources: dict[str, object], up: set[str]) 
     try:
         findings = database_drift(resources["postgres_resource"])  # type: ignore[arg-type]
     except Exception as err:
-        return f"blocked: {_first_line(err)}"
+        return f"blocked: {first_line(err)}"
     return "; ".join(f"would fix: {f.message}" for f in findings if f.remedy != "manual") or NO_CHANGE
 
 

@@ -19,8 +19,12 @@ class DatasetsResource(PlatformResource):
         return f"validated/group={self.cfg.ml.group_number}/day={day:04d}.parquet"
 
     def validated_days(self) -> list[int]:
-        prefix = f"validated/group={self.cfg.ml.group_number}/"
-        return [int(key.removeprefix(prefix + "day=").removesuffix(".parquet")) for key in self.store().keys(prefix)]
+        return self.stored_days("validated")
+
+    def stored_days(self, stage: str) -> list[int]:
+        """The days stored under ``stage`` ("raw" or "validated"), as raw_key / validated_key name them."""
+        prefix = f"{stage}/group={self.cfg.ml.group_number}/day="
+        return [int(key.removeprefix(prefix).removesuffix(".parquet")) for key in self.store().keys(prefix)]
 
     @property
     def features_key(self) -> str:

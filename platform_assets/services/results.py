@@ -72,6 +72,12 @@ def loopback_only(supervisor: Supervisor, name: str) -> dg.AssetCheckResult:
     )
 
 
+def first_line(err: Exception) -> str:
+    """An error in one line for a listing (plan output): its first line, or its type when it says nothing."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def check_errors_fail(fn: Callable[..., dg.AssetCheckResult]) -> Callable[..., dg.AssetCheckResult]:
     """A check that cannot reach its service fails with the reason, instead of crashing the step, so the
     failure is recorded as a check evaluation the alert sensor can see."""
