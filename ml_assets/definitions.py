@@ -22,6 +22,7 @@ from ml_assets.serving.observe import prediction_log, prediction_log_freshness, 
 from ml_assets.training import features, trained_model
 from platform_assets.cluster.assets import cluster_service_asset
 from platform_assets.config import PlatformConfig
+from platform_assets.config.base import config_errors_in_one_line
 from platform_assets.drift.freshness_alerts import freshness_alert_sensor
 from platform_assets.drift.sensors import check_failure_sensor
 from platform_assets.freshness import with_default_freshness
@@ -54,6 +55,7 @@ def weekly_retraining(jobs: list) -> dg.ScheduleDefinition:
 
 
 def build_definitions(path: Path) -> dg.Definitions:
+    config_errors_in_one_line()
     cfg, state = load_platform(path)
     data_api_asset, inference_asset, local_checks = serving_services(cfg)
     data_assets, data_checks = build_data_assets(cfg.ml.batches, cfg.ml.source_url is None, data_api_asset)

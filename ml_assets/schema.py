@@ -28,19 +28,28 @@ DRIFT_COLUMNS = ["status", "bed", "bath", "acre_lot", "city", "state", "zip_code
 STATUSES = ("for_sale", "sold", "ready_to_build")
 
 
+# The inference API's input rule (README, "Serving"): the fields that describe the house and its place are
+# required keys, so `{}` is a 422 naming each one rather than a price for nothing. Their value may be null
+# ("unknown", as a batch may have it), except the living area, which the price depends on most. Numbers may
+# arrive as numeric strings ("3" is 3.0, as JSON APIs often quote them); anything else, NaN and Infinity are refused.
+
+
 class Listing(BaseModel):
     """One listing as the inference API accepts it: everything but the price, bounded to sane values."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     brokered_by: float | None = Field(None, ge=0, description="broker / agency id")
     status: Literal["for_sale", "sold", "ready_to_build"] = "for_sale"
-    bed: float | None = Field(None, ge=0, le=100)
-    bath: float | None = Field(None, ge=0, le=100)
-    acre_lot: float | None = Field(None, ge=0, le=100_000)
+    bed: float | None = Field(..., ge=0, le=100)
+    bath: float | None = Field(..., ge=0, le=100)
+    acre_lot: float | None = Field(..., ge=0, le=100_000)
     street: str | None = Field(None, max_length=200)
-    city: str | None = Field(None, max_length=100)
-    state: str | None = Field(None, max_length=100)
-    zip_code: float | None = Field(None, ge=0, le=99_999)
-    house_size: float | None = Field(None, gt=0, le=1_000_000, description="living area, square feet")
+    city: str | None = Field(..., max_length=100)
+    state: str | None = Field(..., max_length=100)
+    zip_code: float | None = Field(..., ge=0, le=99_999)
+    house_size: float = Field(..., gt=0, le=1_000_000, description="living area, square feet")
     prev_sold_date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")
+
+
+REQUIRED_LISTING_FIELDS = tuple(name for name, info in Listing.model_fields.items() if info.is_required())

@@ -122,30 +122,36 @@ def ingest(state: StateDir, cfg: PlatformConfig, day: int) -> int:
 
 def run_steps(state: StateDir, command: str, steps: list[Step]) -> int:
     env = dagster_env(state)
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]  # this process reads the runs back from the same instance
+    from platform_assets.runs import newest_run_id, newest_run_report, report_lines
+
     dagster = str(Path(sys.executable).parent / "dagster")
     for number, step in enumerate(steps, start=1):
         log = state.logs / f"{command}-{number}-{step.location.split('.')[0]}.log"
         started = time.monotonic()
         print(f"==> {step.title} ({step.location}; log: {log})", flush=True)
+        before = newest_run_id()
         with log.open("w") as handle:
             code = subprocess.call(
                 step.argv(dagster), env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=config_path().parent
             )
         print(f"    {'ok' if code == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s", flush=True)
-        _print_run_summary(env["DAGSTER_HOME"])
+        report = newest_run_report(after=before)
+        for line in report_lines(report) if report else []:
+            print(f"    {line}")
         if code != 0:
-            print(f"platformctl: {step.title} failed; see {log}", file=sys.stderr)
+            cause = next(iter(report.failures.values()), None) if report else None
+            print(f"platformctl: {step.title} failed: {cause or last_error_line(log)}", file=sys.stderr)
+            print(f"platformctl: the whole log: {log}", file=sys.stderr)
             return 1
     return 0
 
 
-def _print_run_summary(dagster_home: str) -> None:
-    """What the latest run changed and how its checks went, read from the instance."""
-    os.environ["DAGSTER_HOME"] = dagster_home
-    from platform_assets.runs import latest_run_report
-
-    for line in latest_run_report():
-        print(f"    {line}")
+def last_error_line(log: Path) -> str:
+    """The line a failed command ended on: the exception's own line, below any traceback (whose lines indent)."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    unindented = [line for line in lines if not line[0].isspace()]
+    return (unindented or lines or ["no output"])[-1]
 
 
 def _print_where(state: StateDir, cfg: PlatformConfig) -> None:

@@ -9,6 +9,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from platform_assets.cluster.assets import CLUSTER_CHECKS, build_cluster_assets, mlflow_server_asset
 from platform_assets.cluster.drift import cluster_drift_sensor
 from platform_assets.config import PlatformConfig
+from platform_assets.config.base import config_errors_in_one_line
 from platform_assets.drift.freshness_alerts import freshness_alert_sensor
 from platform_assets.drift.sensors import check_failure_sensor, infra_drift_sensor
 from platform_assets.freshness import with_default_freshness
@@ -47,6 +48,7 @@ def health_schedule(job: "UnresolvedAssetJobDefinition", window_minutes: int) ->
 
 
 def build_definitions(path: Path) -> dg.Definitions:
+    config_errors_in_one_line()
     cfg, state = load_platform(path)
     platform_up = dg.define_asset_job(
         "platform_up", selection=dg.AssetSelection.all(), description="Bring up (or heal) every platform service."

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from dagster_shared.error import SerializableErrorInfo
 
 
 @dataclass(frozen=True)
@@ -37,18 +41,40 @@ def run_report(instance: dg.DagsterInstance, run_id: str) -> RunReport:
             failures[name] = evaluation.description or ""
     for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
         event = record.event_log_entry.dagster_event
-        error = event.step_failure_data.error
-        failures[event.step_key or "run"] = error.message.strip() if error else "step failed"
+        failures[event.step_key or "run"] = root_cause_line(event.step_failure_data.error)
     return RunReport(run_id, run.status.value if run else "UNKNOWN", changes, checks, failures)
 
 
-def latest_run_report() -> list[str]:
-    """Lines describing the newest run in the instance that DAGSTER_HOME points at."""
+def root_cause_line(error: SerializableErrorInfo | None) -> str:
+    """The first line of the step's own error: Dagster wraps it in `DagsterExecutionStepExecutionError: Error
+    occurred while executing op ...`, which names no field. Its own causes stay behind it (it chose its words)."""
+    if error is None:
+        return "step failed"
+    while error.cause is not None and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    lines = error.message.strip().splitlines()
+    return lines[0] if lines else error.cls_name or "step failed"
+
+
+def newest_run_id() -> str | None:
+    """The newest run in the instance that DAGSTER_HOME points at."""
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs(limit=1)
-        if not runs:
-            return ["no run recorded"]
-        report = run_report(instance, runs[0].run_id)
+        return runs[0].run_id if runs else None
+
+
+def newest_run_report(after: str | None = None) -> RunReport | None:
+    """The newest run's report, or None when there is none newer than the run ``after`` (the command failed
+    before it started one, e.g. while loading definitions)."""
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(limit=1)
+        if not runs or runs[0].run_id == after:
+            return None
+        return run_report(instance, runs[0].run_id)
+
+
+def report_lines(report: RunReport) -> list[str]:
+    """What a run changed and how its checks went, a line each, then each failure's own line."""
     lines = [f"run {report.run_id[:8]}: {report.status}"]
     lines += [f"{key}: {change}" for key, change in sorted(report.changes.items())]
     passed = sum(report.checks.values())

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from platform_assets.config import PlatformConfig, load_config
-from platform_assets.settings import config_path, state_dir_override
+from platform_assets.config import ConfigError, PlatformConfig, load_config
+from platform_assets.settings import STATE_DIR_ENV, config_path, state_dir_override
+from platform_assets.state_checks import state_dir_problem
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -181,7 +182,13 @@ def resolve_state_dir(cfg: PlatformConfig, base: Path | None = None) -> StateDir
 
 
 def load_platform(path: Path | None = None) -> tuple[PlatformConfig, StateDir]:
-    """Config and state directory; by default as the environment chooses them (see settings.py)."""
+    """Config and state directory; by default as the environment chooses them (see settings.py). A state
+    directory that cannot hold the stack's secrets safely is a one-line ``ConfigError`` before anything is written."""
     path = path or config_path()
     cfg = load_config(path)
-    return cfg, resolve_state_dir(cfg, base=path.parent)
+    state = resolve_state_dir(cfg, base=path.parent)
+    field = f"state_dir (or ${STATE_DIR_ENV})" if state_dir_override() else "state_dir"
+    problem = state_dir_problem(state.root)
+    if problem:
+        raise ConfigError(str(path), field, problem)
+    return cfg, state

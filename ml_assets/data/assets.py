@@ -6,7 +6,7 @@ import dagster as dg
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.data.service import DataApiResource
-from ml_assets.data.source import BatchSourceResource
+from ml_assets.data.source import BatchSourceResource, source_settings
 from ml_assets.data.validation import validate_batch
 from ml_assets.step_runner import StepRunner, materialize_result
 from ml_assets.steps.batches import RAW, VALIDATED
@@ -51,15 +51,11 @@ def data_api_serves_batches(batch_source: BatchSourceResource) -> dg.AssetCheckR
 
 
 def raw_params(datasets: DatasetsResource, day: int) -> dict[str, object]:
-    ml = datasets.cfg.ml
     return {
         "day": day,
         "raw_key": datasets.raw_key(day),
-        "datasets_bucket": ml.datasets_bucket,
-        "group_number": ml.group_number,
-        "timeout_seconds": ml.timeout_seconds,
-        "retries": ml.retries,
-        "backoff_seconds": ml.backoff_seconds,
+        "datasets_bucket": datasets.cfg.ml.datasets_bucket,
+        **source_settings(datasets.cfg),
     }
 
 

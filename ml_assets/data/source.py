@@ -7,6 +7,7 @@ what the API did wrong without anyone opening a debugger.
 
 from __future__ import annotations
 
+import json
 import re
 import reprlib
 import time
@@ -22,6 +23,7 @@ from ml_assets.schema import COLUMNS
 from platform_assets.config import PlatformConfig
 
 EXCERPT_CHARS = 200
+CHUNK_BYTES = 8 * 1024  # small enough that a dripping body meets the deadline check often
 _short = reprlib.Repr()
 _short.maxstring = 60
 _short.maxother = 60
@@ -51,14 +53,38 @@ def _connection_reason(err: requests.RequestException) -> str:
     return found.group(0).strip() if found else _one_line(text, 160)
 
 
+# What `ml:` settings a batch source takes, in the asset's process or a step pod (they travel as Pipes extras).
+SOURCE_SETTINGS = (
+    "group_number",
+    "timeout_seconds",
+    "retries",
+    "backoff_seconds",
+    "deadline_seconds",
+    "max_response_bytes",
+    "max_batch_rows",
+    "max_text_chars",
+)
+
+
+def source_settings(cfg: PlatformConfig) -> dict[str, int | float]:
+    return {name: getattr(cfg.ml, name) for name in SOURCE_SETTINGS}
+
+
 class BatchSourceResource(dg.ConfigurableResource):
-    """One day's batch of listings for a group, from the batch API rooted at `base_url` (`/data` is appended)."""
+    """One day's batch of listings for a group, from the batch API rooted at `base_url` (`/data` is appended).
+
+    Bounded in every way a hostile or broken source could push: time (per request and in all), bytes (counted
+    while they arrive), rows and text length, each refusal naming the `ml.` setting and the value it met."""
 
     base_url: str  # "" = the platform's own data API, looked up when used (k3s: its LoadBalancer address)
     group_number: int
     timeout_seconds: float = 10
     retries: int = 3
     backoff_seconds: float = 0.5
+    deadline_seconds: float = 30
+    max_response_bytes: int = 64 * 1024 * 1024
+    max_batch_rows: int = 100_000
+    max_text_chars: int = 200
     config_path: str | None = None  # with state_dir, how the platform's data API is found when base_url is ""
     state_dir: str | None = None
 
@@ -74,39 +100,73 @@ class BatchSourceResource(dg.ConfigurableResource):
         params = {"group_number": self.group_number, "day": day}
         url = requests.Request("GET", endpoint, params=params).prepare().url or endpoint
         with requests.Session() as session:  # one connection reused across retries
-            response = self._get(session, url, day)
+            response, body = self._get(session, url, day)
         where = f"day {day} from {url}"
         try:
-            payload = response.json()
-        except ValueError:
+            payload = json.loads(body)  # bytes: UTF-8/16/32 detected as the JSON RFC allows
+        except ValueError:  # UnicodeDecodeError included
             kind = response.headers.get("content-type", "no content-type")
-            raise SourceError(f"response of {where} is not JSON ({kind}): {_one_line(response.text)!r}") from None
+            text = body[: EXCERPT_CHARS * 4].decode("utf-8", "replace")
+            raise SourceError(f"response of {where} is not JSON ({kind}): {_one_line(text)!r}") from None
         return self._parse(payload, day, where)
 
-    def _get(self, session: requests.Session, url: str, day: int) -> requests.Response:
+    def _get(self, session: requests.Session, url: str, day: int) -> tuple[requests.Response, bytes]:
         attempts = self.retries + 1
+        started = time.monotonic()
+        deadline = started + self.deadline_seconds
         problem = ""
         for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+            pause = self.backoff_seconds * 2 ** (attempt - 1) if attempt else 0.0
+            if time.monotonic() + pause >= deadline:
+                spent = time.monotonic() - started
+                raise SourceError(
+                    f"day {day} from {url} gave up after {attempt} attempt{'s' if attempt > 1 else ''} in {spent:.1f}s "
+                    f"(ml.deadline_seconds {self.deadline_seconds:g}): {problem}"
+                )
+            time.sleep(pause)
+            timeout = min(self.timeout_seconds, deadline - time.monotonic())
             try:
-                response = session.get(url, timeout=self.timeout_seconds)
+                response = session.get(url, timeout=timeout, stream=True)
+                if response.status_code < 400:
+                    return response, self._read(response, url, day, deadline)
+                excerpt = next(response.iter_content(EXCERPT_CHARS * 4), b"").decode("utf-8", "replace")
+                response.close()  # an error page is only excerpted, however long it is
+                problem = f"HTTP {response.status_code}: {_one_line(excerpt)!r}"
             except requests.RequestException as err:
                 # a body that stalls mid-read surfaces as a ConnectionError wrapping urllib3's ReadTimeoutError
                 if isinstance(err, requests.Timeout) or "timed out" in str(err).lower():
-                    problem = f"timed out after {self.timeout_seconds:g}s"
+                    problem = f"timed out after {timeout:.3g}s"
                 elif isinstance(err, requests.ConnectionError):
                     problem = f"connection failed: {_connection_reason(err)}"
                 else:
                     raise SourceError(f"request of day {day} to {url} failed: {_one_line(str(err))}") from err
                 continue
-            if response.status_code < 400:
-                return response
-            problem = f"HTTP {response.status_code}: {_one_line(response.text)!r}"
             if response.status_code != 429 and response.status_code < 500:
                 raise SourceError(f"day {day} from {url} failed with {problem}")
         tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
         raise SourceError(f"day {day} from {url} failed after {tries}: {problem}")
+
+    def _read(self, response: requests.Response, url: str, day: int, deadline: float) -> bytes:
+        """The body, refused as soon as it is known to be over the limit (declared or counted) or past the
+        deadline (a source that drips bytes never trips the per-read timeout)."""
+        limit = self.max_response_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            response.close()
+            raise SourceError(f"day {day} from {url}: {declared} bytes declared, over ml.max_response_bytes ({limit})")
+        chunks, size = [], 0
+        for chunk in response.iter_content(CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                response.close()
+                raise SourceError(f"day {day} from {url}: over ml.max_response_bytes ({limit}) after {size} bytes")
+            if time.monotonic() > deadline:
+                response.close()
+                raise SourceError(
+                    f"day {day} from {url}: still arriving after ml.deadline_seconds ({self.deadline_seconds:g})"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _parse(self, payload: object, day: int, where: str) -> Batch:
         if not isinstance(payload, dict):
@@ -117,6 +177,10 @@ class BatchSourceResource(dg.ConfigurableResource):
         records = payload.get("data")
         if not isinstance(records, list):
             raise SourceError(f"payload of {where} has no 'data' list")
+        if len(records) > self.max_batch_rows:
+            raise SourceError(
+                f"payload of {where} has {len(records)} rows, over ml.max_batch_rows ({self.max_batch_rows})"
+            )
         for key, expected in (("group_number", self.group_number), ("day", day)):
             if str(payload[key]) != str(expected):  # tolerate "3" for 3, as JSON APIs often quote numbers
                 raise SourceError(f"payload of {where} echoes {key} {payload[key]!r}, expected {expected}")
@@ -125,10 +189,10 @@ class BatchSourceResource(dg.ConfigurableResource):
         except (TypeError, ValueError):
             number = _short.repr(payload["batch_number"])
             raise SourceError(f"payload of {where} has a non-integer batch_number {number}") from None
-        return Batch(self.group_number, day, batch_number, _frame(records, where))
+        return Batch(self.group_number, day, batch_number, _frame(records, where, self.max_text_chars))
 
 
-def _frame(records: list[object], where: str) -> pd.DataFrame:
+def _frame(records: list[object], where: str, max_text_chars: int) -> pd.DataFrame:
     expected = set(COLUMNS)
     for index, record in enumerate(records):
         if not isinstance(record, dict):
@@ -144,6 +208,9 @@ def _frame(records: list[object], where: str) -> pd.DataFrame:
         column: _coerce(pd.Series([r[column] for r in rows], dtype=object), column, dtype, where)
         for column, dtype in COLUMNS.items()
     }
+    for column, dtype in COLUMNS.items():
+        if dtype == "string":
+            _check_length(columns[column], column, where, max_text_chars)
     return pd.DataFrame(columns).astype(COLUMNS)
 
 
@@ -168,6 +235,17 @@ def _coerce(values: pd.Series, column: str, dtype: str, where: str) -> pd.Series
     return values.where(plain, values.astype(str)).astype("string")
 
 
+def _check_length(values: pd.Series, column: str, where: str, limit: int) -> None:
+    lengths = values.str.len()
+    over = lengths.gt(limit).fillna(False).to_numpy(dtype=bool)
+    if over.any():
+        index = int(over.argmax())
+        raise SourceError(
+            f"record {index} of {where}: {column} is {int(lengths.iloc[index])} characters, "
+            f"over ml.max_text_chars ({limit})"
+        )
+
+
 def _parse_float(value: object) -> float | None:
     if not isinstance(value, str):
         return None  # bool, list, object
@@ -184,11 +262,4 @@ def source_for(cfg: PlatformConfig, where: dict[str, str] | None = None) -> Batc
         base_url = str(cfg.ml.source_url)
     else:
         base_url = "" if cfg.target == "k3s" and where else offline_api_url(cfg)
-    return BatchSourceResource(
-        base_url=base_url,
-        **(where or {}),
-        group_number=cfg.ml.group_number,
-        timeout_seconds=cfg.ml.timeout_seconds,
-        retries=cfg.ml.retries,
-        backoff_seconds=cfg.ml.backoff_seconds,
-    )
+    return BatchSourceResource(base_url=base_url, **(where or {}), **source_settings(cfg))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.encoders import jsonable_encoder
@@ -58,10 +60,46 @@ class BodyLimitMiddleware:
             await JSONResponse({"detail": err.detail}, 413)(scope, receive, send)
 
 
+MAX_ECHO_CHARS = 200  # a 422 shows this much of a bad input; a 300 KB string is named, not sent back
+
+
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's default 422, except that it cannot fail: the default echoes each bad input back, and a NaN
-    (Python's JSON parser accepts it) or a lone surrogate in that echo turned the 422 into a 500."""
-    return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, 422)
+    """FastAPI's default 422, except that it cannot fail and cannot balloon: the default echoes each bad input
+    back, and non-UTF-8 bytes (a body sent as octet-stream or text), a NaN or a lone surrogate in that echo
+    turned the 422 into a 500, while a huge field came back whole."""
+    return JSONResponse({"detail": [_safe_error(error) for error in exc.errors()]}, 422)
+
+
+NOT_JSON = "the body must be a JSON object sent as content-type application/json"
+
+
+def _safe_error(error: Any) -> dict[str, object]:
+    safe = {key: json_safe(jsonable_encoder(_text(value))) for key, value in error.items() if key != "input"}
+    if tuple(error.get("loc", ())) == ("body",) and isinstance(error.get("input"), bytes | bytearray | str):
+        safe["msg"] = NOT_JSON  # FastAPI hands a body of another content type to the model as bytes or text
+    if "input" in error:
+        safe["input"] = _echo(json_safe(jsonable_encoder(_text(error["input"]))))
+    return safe
+
+
+def _text(value: object) -> object:
+    """Bytes anywhere in a value as text with their undecodable bytes escaped (jsonable_encoder assumes UTF-8)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {_text(k): _text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text(v) for v in value]
+    return value
+
+
+def _echo(value: object) -> object:
+    if isinstance(value, str):
+        return value if len(value) <= MAX_ECHO_CHARS else f"{value[:MAX_ECHO_CHARS]}... ({len(value)} characters)"
+    size = len(json.dumps(value))
+    if size <= MAX_ECHO_CHARS:
+        return value
+    return f"<a {type(value).__name__} of {size} characters, not echoed>"
 
 
 def json_safe(value: object) -> object:

@@ -67,8 +67,9 @@ async function post(path, body) {
 function listing() {
   const body = {};
   for (const el of form.elements) {
-    const value = el.name ? el.value.trim() : "";
-    if (value !== "") body[el.name] = el.type === "number" ? Number(value) : value;
+    if (!el.name) continue;
+    const value = el.value.trim();  // an empty field is sent as null ("unknown"): required keys stay present
+    body[el.name] = value === "" ? null : el.type === "number" ? Number(value) : value;
   }
   return body;
 }

@@ -18,7 +18,7 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from ml_assets.data.source import BatchSourceResource
+from ml_assets.data.source import SOURCE_SETTINGS, BatchSourceResource
 from ml_assets.data.store import TableStore
 from ml_assets.steps.blobs import BlobStore
 from ml_assets.tracking import ModelTracker
@@ -156,10 +156,5 @@ class StepInputs:
 
     @cached_property
     def source(self) -> BatchSourceResource:
-        return BatchSourceResource(
-            base_url=self.text("source_url"),
-            group_number=self.integer("group_number"),
-            timeout_seconds=self.number("timeout_seconds"),
-            retries=self.integer("retries"),
-            backoff_seconds=self.number("backoff_seconds"),
-        )
+        settings = {name: self._value(name) for name in SOURCE_SETTINGS}  # the resource's own types check them
+        return BatchSourceResource(base_url=self.text("source_url"), **settings)

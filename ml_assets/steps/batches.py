@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ml_assets.data.source import SOURCE_SETTINGS
 from ml_assets.data.store import TableStore
 from ml_assets.data.validation import validate_batch
 from ml_assets.steps.base import Step, StepInputs, StepRefused, StepResult, typed
@@ -42,7 +43,6 @@ def validate(inputs: StepInputs) -> StepResult:
     return stored_table(inputs.datasets, inputs.text("validated_key"), frame)
 
 
-SOURCE_SETTINGS = ("group_number", "timeout_seconds", "retries", "backoff_seconds")
 RAW = Step(
     "raw_batches", fetch_raw, ("day", "raw_key", "datasets_bucket", "s3_endpoint", "source_url", *SOURCE_SETTINGS)
 )

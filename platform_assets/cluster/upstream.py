@@ -19,7 +19,8 @@ from urllib.parse import quote
 import requests
 import yaml
 
-DEFAULT_PINS = Path(__file__).resolve().parents[2] / "infra" / "upstream.yaml"
+from platform_assets.config.pins import DEFAULT_PINS
+
 Mode = Literal["online", "airgap"]
 Fetch = Callable[[str], bytes]
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: install.yaml is ~2 MB

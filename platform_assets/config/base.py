@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import reprlib
+import sys
+from types import TracebackType
 from typing import Annotated, Any
 
 from pydantic import (
@@ -47,3 +49,21 @@ def _check(predicate: Any, message: str) -> AfterValidator:
 
 # Strict: YAML already yields ints, so a quoted "5000" is a mistake worth flagging.
 Port = Annotated[int, Field(strict=True, ge=1024, le=65535)]
+
+
+def config_errors_in_one_line() -> None:
+    """An uncaught ``ConfigError`` ends the process with its one line alone: `dagster asset materialize` on a bad
+    platform.yaml printed ~90 lines of traceback above the line that names the field. Other errors keep Python's
+    traceback; the UI's code servers catch load errors themselves and show the same first line."""
+    previous = sys.excepthook
+    if getattr(previous, "config_errors_in_one_line", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        if isinstance(value, ConfigError):
+            print(f"error: {value}", file=sys.stderr)
+        else:
+            previous(kind, value, tb)
+
+    hook.config_errors_in_one_line = True  # type: ignore[attr-defined]
+    sys.excepthook = hook

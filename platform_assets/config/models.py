@@ -21,6 +21,7 @@ from pydantic import (
 from platform_assets.config.base import Port, _check, _FieldError, _Model
 from platform_assets.config.k3s import K3sConfig
 from platform_assets.config.network import NetworkConfig
+from platform_assets.config.pins import unpinned
 
 
 def _is_loopback(address: str) -> bool:
@@ -57,10 +58,23 @@ def _pinned_image(ref: str) -> str:
 Image = Annotated[str, AfterValidator(_pinned_image)]
 
 
+def _pinned(component: str) -> AfterValidator:
+    """Only what infra/upstream.yaml pins (with its digests) can be installed: refuse anything else at load."""
+
+    def run(version: str) -> str:
+        problem = unpinned(component, version)
+        if problem:
+            raise ValueError(problem)
+        return version
+
+    return AfterValidator(run)
+
+
 class VersionsConfig(_Model):
-    k3s: Annotated[str, _version("v1.31.4+k3s1")] = "v1.31.4+k3s1"
-    metallb: Annotated[str, _version("v0.12.1")] = "v0.12.1"
-    argocd: Annotated[str, _version("v3.5.1")] = "v3.5.1"
+    k3s: Annotated[str, _version("v1.31.4+k3s1"), _pinned("k3s")] = "v1.31.4+k3s1"
+    # v0.12.1 (ConfigMap) is the hand-run deployment's and end-of-life; v0.15.3 (CRDs) is the one to choose.
+    metallb: Annotated[str, _version("v0.12.1"), _pinned("metallb")] = "v0.12.1"
+    argocd: Annotated[str, _version("v3.5.1"), _pinned("argocd")] = "v3.5.1"
     postgres_image: Image = "postgres:13-alpine"
     seaweedfs_image: Image = "chrislusf/seaweedfs:4.48"
     # The project's own image (mlflow server, data API, inference, training pods): see infra/image/.
@@ -213,9 +227,14 @@ class MlConfig(_Model):
     group_number: int = Field(1, strict=True, ge=0)
     batches: int = Field(8, strict=True, ge=1, le=1000)  # partitions: day 0 .. batches-1
     batch_rows: int = Field(300, strict=True, ge=20, le=100_000)  # rows per batch of the offline API
-    timeout_seconds: float = Field(10, gt=0, le=300)
+    timeout_seconds: float = Field(10, gt=0, le=300)  # one request
     retries: int = Field(3, strict=True, ge=0, le=10)
     backoff_seconds: float = Field(0.5, ge=0)
+    deadline_seconds: float = Field(30, gt=0, le=3600)  # one batch, every retry included
+    # What one batch may be, checked while it arrives and before anything is stored: its bytes, rows, and text.
+    max_response_bytes: int = Field(64 * 1024 * 1024, strict=True, ge=1024)
+    max_batch_rows: int = Field(100_000, strict=True, ge=1)
+    max_text_chars: int = Field(200, strict=True, ge=1)  # street, city, state, status, prev_sold_date
     datasets_bucket: str = "datasets"
     predictions_bucket: str = "predictions"
     reports_bucket: str = "reports"
@@ -276,6 +295,9 @@ class PlatformConfig(_Model):
             if (want := getattr(self.mlflow, key)) not in names:
                 msg = f"must include mlflow.{key} {want!r} (has: {', '.join(names)})"
                 raise _FieldError(field, msg)
+        if self.ml.source_url is None and self.ml.batch_rows > self.ml.max_batch_rows:
+            limit = self.ml.max_batch_rows
+            raise _FieldError(("ml", "batch_rows"), f"{self.ml.batch_rows} is over ml.max_batch_rows ({limit})")
         buckets = {b.name for b in self.buckets}
         for key in ("datasets_bucket", "predictions_bucket", "reports_bucket"):
             if (want := getattr(self.ml, key)) not in buckets:

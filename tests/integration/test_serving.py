@@ -189,16 +189,17 @@ def test_a_body_over_the_limit_is_refused_before_parsing(http, service) -> None:
 
 def test_too_many_rows_is_a_422_naming_the_limit(http, service) -> None:
     limit = service.cfg.services.inference.max_batch_rows
-    response = http.post("/predict/batch", json={"listings": [{}] * (limit + 1)})
+    row = as_json(listings(count=1))[0]
+    response = http.post("/predict/batch", json={"listings": [row] * (limit + 1)})
     assert response.status_code == 422
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "listings"] and str(limit) in error["msg"]
     assert http.post("/predict/batch", json={"listings": []}).status_code == 422
-    assert http.post("/predict/batch", json={"listings": [{}] * limit}).status_code == 200
+    assert http.post("/predict/batch", json={"listings": [row] * limit}).status_code == 200
 
 
 def test_metrics_count_requests_predictions_and_the_model(http, champion) -> None:
-    http.post("/predict/batch", json={"listings": [{}] * 3})
+    http.post("/predict/batch", json={"listings": as_json(listings(count=3))})
     http.post("/predict", json={"bed": -1})
     families = {family.name: family for family in text_string_to_metric_families(http.get("/metrics").text)}
     requests = {(s.labels["endpoint"], s.labels["status"]): s.value for s in families["inference_requests"].samples}
@@ -265,7 +266,7 @@ def test_starts_without_a_champion_and_reload_loads_it(stack, champion, tmp_path
     with spare_service(stack, tmp_path, name) as url, httpx.Client(base_url=url, timeout=30) as http:
         assert http.get("/health").status_code == 503
         assert http.get("/model").status_code == 503
-        assert http.post("/predict", json={}).status_code == 503
+        assert http.post("/predict", json=as_json(listings(count=1))[0]).status_code == 503
         assert http.post("/reload").status_code == 404
         client = MlflowClient(tracking_uri=stack.resource("mlflow_resource").url)
         source = client.get_model_version(champion.name, champion.version).source  # models:/m-<logged model id>

@@ -483,7 +483,7 @@ def test_defaults() -> None:
 
 
 def test_metallb_mode_crd_from_v0_13() -> None:
-    assert parse_config({"versions": {"metallb": "v0.13.0"}}).versions.metallb_mode == "crd"
+    assert parse_config({"versions": {"metallb": "v0.15.3"}}).versions.metallb_mode == "crd"
 
 
 def test_image_pinned_by_digest_is_accepted() -> None:

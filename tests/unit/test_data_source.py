@@ -221,6 +221,8 @@ class Receiver(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests = 0
         self.respond: Callable[[int, int, int], Reply] = lambda n, group, day: ok(group, day)
+        self.declare_length = True  # False: no Content-Length, the body ends when the connection closes
+        self.drip_seconds = 0.0  # > 0: the body is sent 1 KB at a time with this pause between pieces
 
     @property
     def url(self) -> str:
@@ -241,9 +243,16 @@ class Handler(BaseHTTPRequestHandler):
         status, content_type, body = self.server.respond(n, int(query["group_number"][0]), int(query["day"][0]))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if self.server.declare_length:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not self.server.drip_seconds:
+            self.wfile.write(body)
+            return
+        for start in range(0, len(body), 1024):
+            self.wfile.write(body[start : start + 1024])
+            self.wfile.flush()
+            time.sleep(self.server.drip_seconds)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
