@@ -13,11 +13,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
 import dagster as dg
 import requests
+
+from platform_assets.config import load_config
+from platform_assets.redact import redact, redact_url
 
 log = logging.getLogger("platform.alerts")
 
@@ -56,6 +58,17 @@ class Alert:
         return body
 
 
+def redacted(value: object) -> Any:
+    """``value`` with every URL in its strings redacted, however deeply nested."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redacted(v) for v in value]
+    return value
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
@@ -70,23 +83,32 @@ class AlertsResource(dg.ConfigurableResource):
     backoff_seconds: float = 0.5
     config_path: str | None = None  # lets alerts name causes across the asset graph (drift/causes.py)
 
+    def webhook(self) -> str | None:
+        """The webhook URL, read from platform.yaml when the platform built this resource: as resource config the
+        UI would show it, and a webhook URL is often a credential."""
+        if self.webhook_url or not self.config_path:
+            return self.webhook_url
+        configured = load_config(self.config_path).alerts.webhook_url
+        return str(configured) if configured else None
+
     def send(self, alert: Alert) -> bool:
         """Record and deliver one alert. Returns whether the webhook (if any) accepted it."""
-        payload = alert.payload()
+        payload = redacted(alert.payload())  # findings quote errors, and errors quote URLs
         level = logging.INFO if alert.status == "resolved" else logging.WARNING
         log.log(level, "%s", payload["text"])
-        delivered = self._post(payload) if self.webhook_url else True
-        payload["webhook_delivered"] = delivered if self.webhook_url else None
+        webhook = self.webhook()
+        delivered = self._post(webhook, payload) if webhook else True
+        payload["webhook_delivered"] = delivered if webhook else None
         path = Path(self.log_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as handle:
             handle.write(json.dumps(payload, sort_keys=True, default=str) + "\n")
         return delivered
 
-    def _post(self, payload: dict[str, object]) -> bool:
+    def _post(self, webhook: str, payload: dict[str, object]) -> bool:
         for attempt in range(self.retries + 1):
             try:
-                response = requests.post(self.webhook_url, json=payload, timeout=self.timeout_seconds)
+                response = requests.post(webhook, json=payload, timeout=self.timeout_seconds)
                 if response.status_code < 300:
                     return True
                 reason = f"HTTP {response.status_code}"
@@ -96,10 +118,9 @@ class AlertsResource(dg.ConfigurableResource):
                 reason = type(err).__name__
             if attempt < self.retries:
                 time.sleep(self.backoff_seconds * 2**attempt)
-        # the host only: a webhook URL's path is often its secret token
-        log.warning(
-            "webhook at %s did not accept alert %s: %s", urlsplit(self.webhook_url).netloc, payload["key"], reason
-        )
+        # the host only: a webhook URL's path is often its secret token, and its userinfo a password
+        shown = redact_url(webhook, keep_path=False)
+        log.warning("webhook at %s did not accept alert %s: %s", shown, payload["key"], reason)
         return False
 
     def history(self) -> list[dict[str, object]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from platform_assets.config import ConfigError, PlatformConfig
+from platform_assets.redact import redact
 from platform_assets.settings import CONFIG_ENV, STATE_DIR_ENV, config_path
 from platform_assets.state import StateDir, load_platform
 
@@ -141,7 +142,7 @@ def run_steps(state: StateDir, command: str, steps: list[Step]) -> int:
             print(f"    {line}")
         if code != 0:
             cause = next(iter(report.failures.values()), None) if report else None
-            print(f"platformctl: {step.title} failed: {cause or last_error_line(log)}", file=sys.stderr)
+            print(f"platformctl: {step.title} failed: {cause or redact(last_error_line(log))}", file=sys.stderr)
             print(f"platformctl: the whole log: {log}", file=sys.stderr)
             return 1
     return 0

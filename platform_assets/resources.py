@@ -17,7 +17,7 @@ from platform_assets.tracking.mlflow_server import MlflowResource
 def build_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) -> dict[str, object]:
     alerts = AlertsResource(
         log_file=str(state.root / cfg.alerts.log_file),
-        webhook_url=str(cfg.alerts.webhook_url) if cfg.alerts.webhook_url else None,
+        # webhook_url: left to the resource to read from platform.yaml, so the UI never shows it
         timeout_seconds=cfg.alerts.timeout_seconds,
         retries=cfg.alerts.retries,
         backoff_seconds=cfg.alerts.backoff_seconds,

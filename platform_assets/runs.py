@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from platform_assets.redact import redact
+
 if TYPE_CHECKING:
     from dagster_shared.error import SerializableErrorInfo
 
@@ -38,7 +40,7 @@ def run_report(instance: dg.DagsterInstance, run_id: str) -> RunReport:
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         checks[name] = evaluation.passed
         if not evaluation.passed:
-            failures[name] = evaluation.description or ""
+            failures[name] = redact(evaluation.description or "")
     for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
         event = record.event_log_entry.dagster_event
         failures[event.step_key or "run"] = root_cause_line(event.step_failure_data.error)
@@ -53,7 +55,7 @@ def root_cause_line(error: SerializableErrorInfo | None) -> str:
     while error.cause is not None and error.cls_name.startswith("Dagster"):
         error = error.cause
     lines = error.message.strip().splitlines()
-    return lines[0] if lines else error.cls_name or "step failed"
+    return redact(lines[0]) if lines else error.cls_name or "step failed"
 
 
 def newest_run_id() -> str | None:

@@ -20,7 +20,8 @@ import requests
 
 from ml_assets.data.service import offline_api_url
 from ml_assets.schema import COLUMNS
-from platform_assets.config import PlatformConfig
+from platform_assets.config import PlatformConfig, load_config
+from platform_assets.redact import redact, redact_url
 
 EXCERPT_CHARS = 200
 CHUNK_BYTES = 8 * 1024  # small enough that a dripping body meets the deadline check often
@@ -91,6 +92,9 @@ class BatchSourceResource(dg.ConfigurableResource):
     def root(self) -> str:
         if self.base_url:
             return self.base_url
+        configured = load_config(str(self.config_path)).ml.source_url
+        if configured:  # kept out of the resource's config, which the UI shows: it carries credentials
+            return str(configured)
         from ml_assets.data.service import DataApiResource  # the service module imports this one
 
         return DataApiResource(config_path=str(self.config_path), state_dir=str(self.state_dir)).url
@@ -101,7 +105,7 @@ class BatchSourceResource(dg.ConfigurableResource):
         url = requests.Request("GET", endpoint, params=params).prepare().url or endpoint
         with requests.Session() as session:  # one connection reused across retries
             response, body = self._get(session, url, day)
-        where = f"day {day} from {url}"
+        where = f"day {day} from {redact_url(url)}"
         try:
             payload = json.loads(body)  # bytes: UTF-8/16/32 detected as the JSON RFC allows
         except ValueError:  # UnicodeDecodeError included
@@ -111,6 +115,7 @@ class BatchSourceResource(dg.ConfigurableResource):
         return self._parse(payload, day, where)
 
     def _get(self, session: requests.Session, url: str, day: int) -> tuple[requests.Response, bytes]:
+        shown = redact_url(url)  # a source URL may carry credentials: messages reach logs, the UI and alerts
         attempts = self.retries + 1
         started = time.monotonic()
         deadline = started + self.deadline_seconds
@@ -118,17 +123,17 @@ class BatchSourceResource(dg.ConfigurableResource):
         for attempt in range(attempts):
             pause = self.backoff_seconds * 2 ** (attempt - 1) if attempt else 0.0
             if time.monotonic() + pause >= deadline:
-                spent = time.monotonic() - started
+                tried = f"{attempt} attempt{'s' if attempt > 1 else ''} in {time.monotonic() - started:.1f}s"
                 raise SourceError(
-                    f"day {day} from {url} gave up after {attempt} attempt{'s' if attempt > 1 else ''} in {spent:.1f}s "
-                    f"(ml.deadline_seconds {self.deadline_seconds:g}): {problem}"
+                    f"day {day} from {shown} gave up after {tried} (ml.deadline_seconds {self.deadline_seconds:g}): "
+                    f"{problem}"
                 )
             time.sleep(pause)
             timeout = min(self.timeout_seconds, deadline - time.monotonic())
             try:
                 response = session.get(url, timeout=timeout, stream=True)
                 if response.status_code < 400:
-                    return response, self._read(response, url, day, deadline)
+                    return response, self._read(response, shown, day, deadline)
                 excerpt = next(response.iter_content(EXCERPT_CHARS * 4), b"").decode("utf-8", "replace")
                 response.close()  # an error page is only excerpted, however long it is
                 problem = f"HTTP {response.status_code}: {_one_line(excerpt)!r}"
@@ -137,33 +142,37 @@ class BatchSourceResource(dg.ConfigurableResource):
                 if isinstance(err, requests.Timeout) or "timed out" in str(err).lower():
                     problem = f"timed out after {timeout:.3g}s"
                 elif isinstance(err, requests.ConnectionError):
-                    problem = f"connection failed: {_connection_reason(err)}"
+                    problem = f"connection failed: {redact(_connection_reason(err))}"
                 else:
-                    raise SourceError(f"request of day {day} to {url} failed: {_one_line(str(err))}") from err
+                    raise SourceError(
+                        f"request of day {day} to {shown} failed: {_one_line(redact(str(err)))}"
+                    ) from None
                 continue
             if response.status_code != 429 and response.status_code < 500:
-                raise SourceError(f"day {day} from {url} failed with {problem}")
+                raise SourceError(f"day {day} from {shown} failed with {problem}")
         tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
-        raise SourceError(f"day {day} from {url} failed after {tries}: {problem}")
+        raise SourceError(f"day {day} from {shown} failed after {tries}: {problem}")
 
-    def _read(self, response: requests.Response, url: str, day: int, deadline: float) -> bytes:
+    def _read(self, response: requests.Response, shown: str, day: int, deadline: float) -> bytes:
         """The body, refused as soon as it is known to be over the limit (declared or counted) or past the
         deadline (a source that drips bytes never trips the per-read timeout)."""
         limit = self.max_response_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             response.close()
-            raise SourceError(f"day {day} from {url}: {declared} bytes declared, over ml.max_response_bytes ({limit})")
+            raise SourceError(
+                f"day {day} from {shown}: {declared} bytes declared, over ml.max_response_bytes ({limit})"
+            )
         chunks, size = [], 0
         for chunk in response.iter_content(CHUNK_BYTES):
             size += len(chunk)
             if size > limit:
                 response.close()
-                raise SourceError(f"day {day} from {url}: over ml.max_response_bytes ({limit}) after {size} bytes")
+                raise SourceError(f"day {day} from {shown}: over ml.max_response_bytes ({limit}) after {size} bytes")
             if time.monotonic() > deadline:
                 response.close()
                 raise SourceError(
-                    f"day {day} from {url}: still arriving after ml.deadline_seconds ({self.deadline_seconds:g})"
+                    f"day {day} from {shown}: still arriving after ml.deadline_seconds ({self.deadline_seconds:g})"
                 )
             chunks.append(chunk)
         return b"".join(chunks)
@@ -259,7 +268,8 @@ def source_for(cfg: PlatformConfig, where: dict[str, str] | None = None) -> Batc
     """The seed's API when `ml.source_url` is set, else the bundled offline data API (in the k3s target,
     found at run time through `where`: its address is known only once Argo CD has deployed it)."""
     if cfg.ml.source_url:
-        base_url = str(cfg.ml.source_url)
+        url = str(cfg.ml.source_url)
+        base_url = "" if where and redact_url(url) != url else url  # "": read from platform.yaml when used
     else:
         base_url = "" if cfg.target == "k3s" and where else offline_api_url(cfg)
     return BatchSourceResource(base_url=base_url, **(where or {}), **source_settings(cfg))
