@@ -34,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="materialize the platform location, then the ML location")
     sub.add_parser("down", help="stop every service (data stays in the state directory)")
     sub.add_parser("status", help="services, and any drift between platform.yaml and what runs")
-    planned = sub.add_parser("plan", help="what `up` would change in every asset of both locations, writing nothing")
+    planned = sub.add_parser(
+        "plan",
+        help="what `up` would change in every asset of both locations, writing nothing "
+        "(exit 0: nothing to do, 2: changes, 1: blocked or error)",
+    )
     planned.add_argument("--select", help="comma-separated assets (default: all)")
     feed = sub.add_parser("ingest", help="feed one batch through the graph (fetch, validate, retrain, deploy)")
     feed.add_argument("day", type=int, help="the batch (partition) to ingest")
@@ -47,20 +51,20 @@ def main(argv: list[str] | None = None) -> int:
         cfg, state = load_platform()
     except (ConfigError, FileNotFoundError) as err:
         print(f"platformctl: {err}", file=sys.stderr)
-        return 2
+        return 1 if args.command == "plan" else 2  # plan's 2 means "changes to make"
     if args.command == "ingest" and not 0 <= args.day < cfg.ml.batches:  # refuse before any side effect
         print(f"platformctl: day {args.day} is outside ml.batches (0..{cfg.ml.batches - 1})", file=sys.stderr)
         return 2
     if args.command == "plan":  # changes nothing, not even the state directory
-        from platform_assets.plan import PlanError, plan
+        from platform_assets.plan import PlanError, exit_code, plan
 
         try:
             lines = plan(cfg, state, config_path(), args.select.split(",") if args.select else None)
         except PlanError as err:
             print(f"platformctl plan: {err}", file=sys.stderr)
-            return 2
+            return 1
         print("\n".join(lines))
-        return 0
+        return exit_code(lines)
     state.ensure()
     if args.command == "ingest":
         return ingest(state, cfg, args.day)

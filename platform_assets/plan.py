@@ -21,6 +21,8 @@ from platform_assets.cluster.services import service_step
 from platform_assets.cluster.steps import STEPS
 from platform_assets.config import PlatformConfig
 from platform_assets.drift.local import database_drift, service_drift
+from platform_assets.host.resources import HostResource
+from platform_assets.services.catalog import SERVICE_ASSETS
 from platform_assets.services.results import NO_CHANGE, first_line
 from platform_assets.state import StateDir, planning
 
@@ -33,6 +35,7 @@ RESOURCE_OF = {
     "inference_service": "inference_resource",
 }
 Planned = Iterator[tuple[str, str]]
+LOCAL_HOST = "records facts only (the local target changes nothing on this machine)"
 
 
 class PlanError(ValueError):
@@ -74,7 +77,21 @@ def k3s_steps(cfg_path: Path, state: StateDir, wanted: Callable[[str], bool]) ->
         yield "host commands", line
 
 
-def local_services(resources: dict[str, object], wanted: Callable[[str], bool]) -> Planned:
+def port_conflicts(host: HostResource) -> dict[str, str]:
+    """Service asset -> why it cannot start: a configured port held by a process that is not ours (another stack,
+    a system service). `up` stops at the host's blocking `ports_available` check for the same reason."""
+    blocked: dict[str, str] = {}
+    for conflict in host.port_conflicts():
+        service = conflict.field.split(".")[1]  # services.<service>.<port field>
+        blocked.setdefault(SERVICE_ASSETS.get(service, service), f"blocked: {conflict}")
+    return blocked
+
+
+def local_services(resources: dict[str, object], host: HostResource, wanted: Callable[[str], bool]) -> Planned:
+    blocked = port_conflicts(host)
+    if wanted("host"):
+        reasons = "; ".join(reason.removeprefix("blocked: ") for reason in blocked.values())
+        yield "host", f"blocked: {reasons}" if reasons else LOCAL_HOST
     for asset in SERVICES:
         if not wanted(asset):
             continue
@@ -82,7 +99,7 @@ def local_services(resources: dict[str, object], wanted: Callable[[str], bool]) 
         spec = resource.service_spec()  # type: ignore[attr-defined]
         supervisor = resource.supervisor  # type: ignore[attr-defined]
         if not supervisor.status(spec.name).running:
-            yield asset, f"would start {spec.name}"
+            yield asset, blocked.get(asset, f"would start {spec.name}")
             continue
         try:
             findings = service_drift(supervisor, spec)
@@ -156,6 +173,14 @@ def known_assets(cfg: PlatformConfig) -> list[str]:
     return [*cluster, *SERVICES, *buckets, "postgres_databases", *known_ml_assets()]
 
 
+def exit_code(lines: list[str]) -> int:
+    """As `terraform plan -detailed-exitcode`: 0 nothing to do, 2 changes to make, 1 something blocks a step."""
+    changes = [line.split(": ", 1)[1] for line in lines]
+    if any(change.startswith("blocked:") for change in changes):
+        return 1
+    return 0 if all(change in (NO_CHANGE, LOCAL_HOST) for change in changes) else 2
+
+
 def plan(cfg: PlatformConfig, state: StateDir, cfg_path: Path, selection: list[str] | None) -> list[str]:
     """One "asset: change" line per selected asset, then what would be written to the state directory."""
     known = known_assets(cfg)
@@ -174,9 +199,8 @@ def plan(cfg: PlatformConfig, state: StateDir, cfg_path: Path, selection: list[s
         if cfg.target == "k3s":
             steps: Planned = k3s_steps(cfg_path, state, wanted)
         else:
-            steps = local_services(resources, wanted)
-            if wanted("host"):
-                lines.append("host: records facts only (the local target changes nothing on this machine)")
+            host = HostResource(config_path=str(cfg_path), state_dir=str(state.root))
+            steps = local_services(resources, host, wanted)
         for part in (steps, storage(cfg, resources, up, wanted), ml_assets_plan(state, resources, up, wanted)):
             lines += [f"{asset}: {change}" for asset, change in part]
     return lines + [f"state: {line}" for line in writes]

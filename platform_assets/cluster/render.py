@@ -71,7 +71,8 @@ SERVICES: dict[str, Callable[[PlatformConfig], list[Obj]]] = {
 
 def seed_config() -> PlatformConfig:
     """The default config with target k3s on the seed network: what the committed ``infra/`` is rendered from."""
-    return parse_config({"target": "k3s", "network": SEED_NETWORK}, "<seed config>")
+    seed_host = {"address": SEED_NETWORK["host_ip"], "ssh_user": "rocky"}  # the seed VM, reached over SSH
+    return parse_config({"target": "k3s", "host": seed_host, "network": SEED_NETWORK}, "<seed config>")
 
 
 def _file_name(item: Obj) -> str:

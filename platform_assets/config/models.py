@@ -11,6 +11,7 @@ import re
 import reprlib
 from typing import Annotated, Literal, Self
 
+import psutil
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
@@ -29,6 +30,12 @@ def _is_loopback(address: str) -> bool:
         return address == "localhost" or ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False  # a hostname: assume another machine
+
+
+def _is_local(address: ipaddress.IPv4Address) -> bool:
+    """An address of one of this machine's interfaces (the default host.address 127.0.0.1 then reaches it)."""
+    mine = {a.address for addrs in psutil.net_if_addrs().values() for a in addrs}
+    return address.is_loopback or str(address) in mine
 
 
 class HostConfig(_Model):
@@ -281,6 +288,9 @@ class PlatformConfig(_Model):
         if self.target == "k3s":
             if self.network is None:
                 raise _FieldError("network", "required when target is k3s")
+            if "address" not in self.host.model_fields_set and not _is_local(self.network.host_ip):
+                msg = f"required when target is k3s: network.host_ip {self.network.host_ip} is not this machine"
+                raise _FieldError("host.address", msg + " (set the VM's address, or run platformctl on the VM)")
             if not self.host.ssh_user and not _is_loopback(self.host.address):
                 msg = f"required when target is k3s and host {self.host.address} is remote"
                 raise _FieldError("host.ssh_user", msg)

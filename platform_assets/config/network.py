@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import (
+    BeforeValidator,
     field_validator,
     model_validator,
 )
@@ -13,7 +14,27 @@ from pydantic import (
 from platform_assets.config.base import _FieldError, _Model
 
 
+def _host_bits(text: str) -> None:
+    """Refuse ``10.44.0.1/16`` saying so: pydantic's own message ("not a valid IPv4 network") hides the reason."""
+    try:
+        IPv4Network(text)
+    except ValueError as err:
+        if "host bits set" in str(err):
+            raise ValueError(f"{text} has host bits set; the network is {IPv4Network(text, strict=False)}") from None
+
+
+def _network(value: object) -> object:
+    if isinstance(value, str):
+        _host_bits(value.strip())
+    return value
+
+
+Network = Annotated[IPv4Network, BeforeValidator(_network)]
+
+
 def _parse_pool(pool: str) -> tuple[IPv4Address, IPv4Address]:
+    if "-" not in pool:
+        _host_bits(pool.strip())
     try:
         if "-" in pool:
             first, last = (IPv4Address(part.strip()) for part in pool.split("-", 1))
@@ -35,9 +56,9 @@ class NetworkConfig(_Model):
     """k3s networking; k3s's default CIDRs clash with LANs that are in 10.42/10.43."""
 
     host_ip: IPv4Address
-    host_subnet: IPv4Network
-    pod_cidr: IPv4Network = IPv4Network("10.42.0.0/16")
-    service_cidr: IPv4Network = IPv4Network("10.43.0.0/16")
+    host_subnet: Network
+    pod_cidr: Network = IPv4Network("10.42.0.0/16")
+    service_cidr: Network = IPv4Network("10.43.0.0/16")
     cluster_dns: IPv4Address = IPv4Address("10.43.0.10")
     metallb_pool: str
 

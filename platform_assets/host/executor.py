@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import ipaddress
+import logging
 import os
 import shlex
 import subprocess
@@ -232,6 +233,9 @@ class SshExecutor(_CommandExecutor):
         self.connect_timeout = connect_timeout
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
+        # paramiko's transport thread logs a failed handshake as a traceback, one ERROR record per line (104 lines
+        # for a port that is not SSH); the HostAccessError below says it in one.
+        logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 
     def describe(self) -> str:
         return f"ssh {self.user}@{self.address}:{self.port}"
@@ -285,7 +289,8 @@ class SshExecutor(_CommandExecutor):
             raise HostAccessError(f"{where}: authentication failed with {key}: {err}") from None
         except (OSError, paramiko.SSHException) as err:
             client.close()
-            raise HostAccessError(f"{where}: cannot connect: {err}") from None
+            fields = f"check host.address {self.address} and host.ssh_port {self.port}"
+            raise HostAccessError(f"{where}: cannot connect: {err} ({fields})") from None
         return client
 
     def _exec(self, argv: list[str], input: bytes | None, timeout: float) -> CommandResult:

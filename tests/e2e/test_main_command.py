@@ -114,7 +114,7 @@ def test_plan_after_up_changes_nothing_and_says_what_the_next_batches_would_do(s
     state = stack_config.parent / "state"
     before = _state_files(state)
     planned = _platformctl(stack_config, "plan")
-    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert planned.returncode == 2, planned.stderr[-3000:]  # changes to make: the batches not fetched yet
     lines = dict(line.split(": ", 1) for line in planned.stdout.splitlines())
     batches = yaml.safe_load(stack_config.read_text())["ml"]["batches"]
     later = ", ".join(map(str, range(1, batches)))
@@ -127,7 +127,7 @@ def test_plan_after_up_changes_nothing_and_says_what_the_next_batches_would_do(s
     assert _state_files(state) == before  # not even a credential or a cache file
 
     selected = _platformctl(stack_config, "plan", "--select", "deployed_model,nonsense")
-    assert selected.returncode == 2 and selected.stdout == ""
+    assert selected.returncode == 1 and selected.stdout == ""
     assert "platformctl plan: --select: no asset named nonsense (known: host, " in selected.stderr
 
 

@@ -27,8 +27,11 @@ VENDOR_MANIFESTS = (
 KEY = "bWVtYmVybGlzdC1rZXktZm9yLXRlc3Rz"
 
 
+SEED_HOST = {"address": render.SEED_NETWORK["host_ip"], "ssh_user": "rocky"}
+
+
 def config(**versions: str) -> PlatformConfig:
-    return parse_config({"target": "k3s", "network": render.SEED_NETWORK, "versions": versions})
+    return parse_config({"target": "k3s", "host": SEED_HOST, "network": render.SEED_NETWORK, "versions": versions})
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +117,7 @@ def test_child_applications_follow_the_config() -> None:
     cfg = parse_config(
         {
             "target": "k3s",
+            "host": SEED_HOST,
             "network": render.SEED_NETWORK,
             "k3s": {"namespace": "ml", "gitops": {"repo_url": "https://git.example/p.git", "revision": "v2"}},
         }

@@ -110,7 +110,25 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
         "host-subnet-has-host-bits",
         _set("network.host_subnet", "10.43.100.94/24"),
         "network.host_subnet",
-        "not a valid IPv4 network",
+        "10.43.100.94/24 has host bits set; the network is 10.43.100.0/24",
+    ),
+    (
+        "pod-cidr-has-host-bits",
+        _set("network.pod_cidr", "10.44.0.1/16"),
+        "network.pod_cidr",
+        "has host bits set",
+    ),
+    (
+        "metallb-pool-cidr-has-host-bits",
+        _set("network.metallb_pool", "10.43.100.200/28"),
+        "network.metallb_pool",
+        "has host bits set; the network is 10.43.100.192/28",
+    ),
+    (
+        "k3s-host-address-omitted-for-another-machine",
+        lambda cfg: cfg.__setitem__("host", {"ssh_user": "rocky"}),
+        "host.address",
+        "network.host_ip 10.43.100.94 is not this machine",
     ),
     (
         "host-ip-not-an-address",
@@ -380,6 +398,11 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
     ),
     ("bad-k3s-version", _set("versions.k3s", "1.31.4"), "versions.k3s", "'v1.31.4+k3s1'"),
     ("bad-metallb-version", _set("versions.metallb", "v0.13"), "versions.metallb", "v0.12.1"),
+    # pinned shape, but not pinned in infra/upstream.yaml: refused at load, before the host is touched
+    ("unpinned-metallb", _set("versions.metallb", "v0.13.0"), "versions.metallb", "v0.13.0 is not pinned in infra/"),
+    ("unpinned-argocd", _set("versions.argocd", "v3.4.0"), "versions.argocd", "(pinned: v3.5.1, v3.2.0)"),
+    ("unpinned-k3s", _set("versions.k3s", "v1.99.9+k3s1"), "versions.k3s", "(pinned: v1.31.4+k3s1)"),
+    ("rows-over-limit", _set("ml.max_batch_rows", 10), "ml.batch_rows", "300 is over ml.max_batch_rows (10)"),
     # --- alerts / freshness ---
     (
         "webhook-not-a-url",
