@@ -138,7 +138,8 @@ def test_unreachable_port_is_a_clear_error(tmp_path: Path) -> None:
     executor = SshExecutor("127.0.0.1", user="root", port=1, known_hosts=tmp_path / "known_hosts")
     with pytest.raises(
         HostAccessError,
-        match=r"^ssh root@127\.0\.0\.1:1: cannot connect: .* \(check host\.address 127\.0\.0\.1 and host\.ssh_port 1\)$",
+        match=r"^ssh root@127\.0\.0\.1:1: cannot connect: .* \(check host\.address 127\.0\.0\.1 and "
+        r"host\.ssh_port 1\)$",
     ) as err:
         executor.run(["true"])
     assert "\n" not in str(err.value)
