@@ -29,6 +29,7 @@ ui: $(STAMP)  ## the Dagster UI and daemon (sensors) on this stack's instance
 	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
 test: $(STAMP)  ## unit, integration (real services) and end-to-end tests
+	scripts/system-packages test
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -36,6 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: $(STAMP)  ## the benchmarks; the inference one needs Debian's wrk
+	scripts/system-packages bench
 	$(BIN)/python benchmarks/platform_cold_start.py
 	$(BIN)/python benchmarks/inference_vs_mlflow_serve.py
 	$(BIN)/python benchmarks/drift_vs_evidently.py

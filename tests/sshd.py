@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 SSHD = Path("/usr/sbin/sshd")
 
 
@@ -44,8 +46,8 @@ class Sshd:
         return self.directory / "host_key"
 
     def start(self) -> None:
-        if not SSHD.exists():
-            raise RuntimeError(f"{SSHD} is missing: install openssh-server (apt-get install openssh-server)")
+        if not SSHD.exists():  # `make test` installs it (scripts/system-packages); CI fails this skip
+            pytest.skip(f"{SSHD} is missing (apt-get install openssh-server)")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
         config = self.directory / "sshd_config"
         config.write_text(

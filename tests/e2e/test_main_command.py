@@ -24,6 +24,8 @@ from tests.stacks import REPO, write_stack_config
 from tests.webhook import Receiver
 
 pytestmark = pytest.mark.e2e
+WEBHOOK_PASSWORD = "Hook-Passw0rd-e2e"
+WEBHOOK_TOKEN = "xoxb4e2eToken0123456789abcDEF"
 
 
 def _main_command(config: Path) -> subprocess.CompletedProcess[str]:
@@ -59,7 +61,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def stack_config(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver):
-    alerts = {"webhook_url": receiver.url, "log_file": "alerts.jsonl", "retries": 1, "backoff_seconds": 0.1}
+    # A webhook URL that is itself a credential (userinfo and a token), as Slack's and most receivers' are.
+    hook = receiver.url.replace("http://", f"http://alerts:{WEBHOOK_PASSWORD}@") + f"?token={WEBHOOK_TOKEN}"
+    alerts = {"webhook_url": hook, "log_file": "alerts.jsonl", "retries": 1, "backoff_seconds": 0.1}
     config = write_stack_config(tmp_path_factory.mktemp("e2e"), alerts=alerts)
     yield config
     subprocess.run(
@@ -282,3 +286,41 @@ def test_killing_the_inference_service_is_reported_by_the_ml_drift_sensor(stack_
         a["key"] == "service_down:inference" and a["subject"] == "inference_service"
         for a in defs.resources["alerts"].history()
     )
+
+
+def test_no_secret_reaches_a_log_an_alert_or_the_run_history(stack_config: Path, receiver: Receiver) -> None:
+    """Last: after everything above (up, plan, batches, a refused batch, the daemon's drift alert, killed
+    services), with one more alert whose delivery fails, so the failure is logged too."""
+    import logging
+
+    from platform_assets.alerts import Alert
+    from platform_assets.state import load_platform
+    from tests.secret_scan import generated_secrets, leaks, readable_places
+
+    _, state = load_platform(stack_config)
+    handler = logging.FileHandler(state.logs / "alerts-e2e.log")
+    logging.getLogger("platform.alerts").addHandler(handler)
+    receiver.always_status = 500
+    try:
+        alerts = build_platform_definitions(stack_config).resources["alerts"]
+        assert (
+            alerts.send(Alert("e2e:undelivered", "firing", "e2e", "delivery fails", "e2e", "host", time.time()))
+            is False
+        )
+    finally:
+        receiver.always_status = None
+        logging.getLogger("platform.alerts").removeHandler(handler)
+        handler.close()
+    assert "did not accept alert e2e:undelivered" in (state.logs / "alerts-e2e.log").read_text()
+    secrets = generated_secrets(state) | {WEBHOOK_PASSWORD, WEBHOOK_TOKEN}
+    with dg.DagsterInstance.from_config(str(state.dagster_home)) as instance:
+        places = readable_places(state, instance)
+        for defs in (build_platform_definitions(stack_config), build_ml_definitions(stack_config)):
+            for key in defs.resolve_asset_graph().get_all_asset_keys():
+                records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=50).records
+                places[f"metadata of {key.to_user_string()}"] = "".join(
+                    str(r.asset_materialization.metadata) for r in records
+                )
+            places["resource config the UI shows"] = str({k: repr(v) for k, v in defs.resources.items()})
+    assert len(places) > 10 and any("alerts.jsonl" in where for where in places)
+    assert leaks(places, secrets) == []

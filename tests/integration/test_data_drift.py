@@ -190,7 +190,9 @@ def test_prediction_log_is_observed_and_its_last_update_check_tells_fresh_from_s
     from ml_assets.serving.observe import prediction_log, prediction_log_freshness
 
     inference = env.resource("inference_resource")  # deployed by the retraining run above
-    inference.predict({"bed": 3, "bath": 2, "house_size": 1500, "city": "Ames", "state": "Iowa"})
+    inference.predict(
+        {"bed": 3, "bath": 2, "acre_lot": 0.3, "house_size": 1500, "city": "Ames", "state": "Iowa", "zip_code": 50010}
+    )
     deadline = time.monotonic() + 30  # the service writes its buffer every flush interval
     observe = dg.define_asset_job("observe_log", selection=dg.AssetSelection.assets("prediction_log"))
     defs = dg.Definitions(assets=[prediction_log], jobs=[observe], resources=env.defs.resources)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 
@@ -14,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from platform_assets.services.results import NO_CHANGE
 from platform_assets.storage.seaweedfs import ADMIN, READONLY
+from tests.secret_scan import generated_secrets, leaks, readable_places
 
 pytestmark = pytest.mark.integration
 
@@ -53,25 +53,16 @@ def test_secrets_file_is_private_and_secrets_appear_nowhere_else(stack) -> None:
     state = stack.resource("postgres_resource").state
     assert stat.S_IMODE(os.stat(state.secrets_file).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(state.secrets_file.parent).st_mode) == 0o700
-    # Access key IDs are identifiers, not secrets: every S3 request and presigned report link carries one.
-    stored = json.loads(state.secrets_file.read_text())
-    secrets = {value for name, section in stored.items() if name != "s3_access_keys" for value in section.values()}
-    places: dict[str, str] = {}
+    secrets = generated_secrets(state)
+    places = readable_places(state, stack.instance)
     for key in stack.defs.resolve_asset_graph().get_all_asset_keys():
         for record in stack.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=20).records:
             places[f"metadata of {key.to_user_string()}"] = str(record.asset_materialization.metadata)
-    for run_record in stack.instance.get_run_records():
-        for event in stack.instance.all_logs(run_record.dagster_run.run_id):
-            places.setdefault(f"events of run {run_record.dagster_run.run_id}", "")
-            places[f"events of run {run_record.dagster_run.run_id}"] += f"{event.message}{event.dagster_event}"
-    for path in [*state.run.glob("*.json"), *state.logs.glob("*.log")]:
-        places[str(path)] = path.read_text(errors="replace")
     supervisor = stack.resource("postgres_resource").supervisor
     for name in ("postgres", "seaweedfs", "mlflow"):
         for pid in supervisor.process_tree(name):
             places[f"argv of {name} pid {pid}"] = " ".join(psutil.Process(pid).cmdline())
-    leaks = [where for where, text in places.items() if any(secret in text for secret in secrets)]
-    assert places and not leaks
+    assert places and not leaks(places, secrets)
 
 
 def test_s3_identities_are_confined_to_their_buckets(stack) -> None:
