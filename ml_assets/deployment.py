@@ -60,7 +60,8 @@ def deployed_model(inference_resource: InferenceResource, mlflow_resource: Mlflo
         change = NO_CHANGE
     else:
         reload = inference_resource.reload()
-        change = f"reloaded v{reload.get('previous_version')} -> v{reload['version']}"
+        previous = reload.get("previous_version")
+        change = f"loaded v{reload['version']}" if previous is None else f"reloaded v{previous} -> v{reload['version']}"
     return dg.MaterializeResult(
         metadata={
             "change": change,

@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         "(exit 0: nothing to do, 2: changes, 1: blocked or error)",
     )
     planned.add_argument("--select", help="comma-separated assets (default: all)")
+    sub.add_parser(
+        "rotate-credentials",
+        help="new passwords, S3 keys and tokens for everything (also the way back from a lost credentials file), "
+        "then `up` to roll the services",
+    )
     feed = sub.add_parser("ingest", help="feed one batch through the graph (fetch, validate, retrain, deploy)")
     feed.add_argument("day", type=int, help="the batch (partition) to ingest")
     args = parser.parse_args(argv)
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.state_dir:
         os.environ[STATE_DIR_ENV] = str(Path(args.state_dir).resolve())
     try:
-        cfg, state = load_platform()
+        cfg, state = load_platform(allow_credential_mismatch=args.command == "rotate-credentials")
     except (ConfigError, FileNotFoundError) as err:
         print(f"platformctl: {err}", file=sys.stderr)
         return 1 if args.command == "plan" else 2  # plan's 2 means "changes to make"
@@ -68,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     state.ensure()
     if args.command == "ingest":
         return ingest(state, cfg, args.day)
+    if args.command == "rotate-credentials":
+        return rotate_credentials(state, cfg)
     return {"up": up, "down": down, "status": status}[args.command](state, cfg)
 
 
@@ -123,6 +130,18 @@ def ingest(state: StateDir, cfg: PlatformConfig, day: int) -> int:
     """Feed one more batch through the graph: fetch, validate, drift-test against the serving champion, retrain,
     promote only if better, deploy."""
     return run_steps(state, f"ingest-day{day}", [ingest_step(day), ML_MODEL])
+
+
+def rotate_credentials(state: StateDir, cfg: PlatformConfig) -> int:
+    from platform_assets.rotation import RotationError, rotate
+
+    try:
+        lines = rotate(cfg, state, config_path())
+    except RotationError as err:
+        print(f"platformctl rotate-credentials: {err}", file=sys.stderr)
+        return 1
+    print("\n".join(lines), flush=True)
+    return up(state, cfg)  # every service whose credentials changed restarts; role passwords are reset
 
 
 def run_steps(state: StateDir, command: str, steps: list[Step]) -> int:

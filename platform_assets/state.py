@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 
 from platform_assets.config import ConfigError, PlatformConfig, load_config
+from platform_assets.secrets_record import mismatch, read_record, write_record
 from platform_assets.settings import STATE_DIR_ENV, config_path, state_dir_override
 from platform_assets.state_checks import state_dir_problem
 
@@ -107,16 +108,22 @@ class StateDir:
             private.chmod(0o700)
         return self
 
+    @property
+    def credentials_record(self) -> Path:
+        """Digests of the credentials the data was made with (secrets_record.py), beside the data."""
+        return self.data / "credentials.sha256.json"
+
     @cached_property
     def credentials(self) -> Credentials:
-        return Credentials(self.secrets_file)
+        return Credentials(self.secrets_file, self.credentials_record)
 
 
 class Credentials:
     """Passwords and S3 keys, generated once into a 0600 JSON file and reused on every later run."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, record: Path | None = None) -> None:
         self.path = path
+        self.record = record  # where the digests of what was generated are kept (None: nowhere, in tests)
 
     def _load(self) -> dict[str, dict[str, str]]:
         if not self.path.exists():
@@ -128,6 +135,11 @@ class Credentials:
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, sort_keys=True)
         os.replace(tmp, self.path)
+
+    def replace_all(self, data: dict[str, dict[str, str]]) -> None:
+        """Every credential at once (rotation): the file is replaced atomically, under the lock."""
+        with self._locked():
+            self._save(data)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -156,6 +168,7 @@ class Credentials:
     def _get_or_create(self, section: str, name: str, make: Callable[[], str]) -> str:
         value = self._load().get(section, {}).get(name)
         if value is not None:
+            self._remember(f"{section}/{name}", value, only_if_new=True)  # a stack from before the record
             return value
         plan = _PLAN.get()
         if plan is not None:
@@ -168,7 +181,15 @@ class Credentials:
                 value = make()
                 data.setdefault(section, {})[name] = value
                 self._save(data)
+        self._remember(f"{section}/{name}", value)
         return value
+
+    def _remember(self, key: str, value: str, only_if_new: bool = False) -> None:
+        """Record the credential's digest beside the data it is about to make (never in a plan)."""
+        if self.record is None or _PLAN.get() is not None or (only_if_new and key in read_record(self.record)):
+            return
+        with self._locked():  # one writer of the record too
+            write_record(self.record, {key: value})
 
 
 def resolve_state_dir(cfg: PlatformConfig, base: Path | None = None) -> StateDir:
@@ -181,14 +202,17 @@ def resolve_state_dir(cfg: PlatformConfig, base: Path | None = None) -> StateDir
     return StateDir(root.resolve())
 
 
-def load_platform(path: Path | None = None) -> tuple[PlatformConfig, StateDir]:
+def load_platform(path: Path | None = None, allow_credential_mismatch: bool = False) -> tuple[PlatformConfig, StateDir]:
     """Config and state directory; by default as the environment chooses them (see settings.py). A state
-    directory that cannot hold the stack's secrets safely is a one-line ``ConfigError`` before anything is written."""
+    directory that cannot hold the stack's secrets safely, or whose credentials are not the ones its data was made
+    with, is a one-line ``ConfigError`` before anything is written or started."""
     path = path or config_path()
     cfg = load_config(path)
     state = resolve_state_dir(cfg, base=path.parent)
     field = f"state_dir (or ${STATE_DIR_ENV})" if state_dir_override() else "state_dir"
-    problem = state_dir_problem(state.root)
+    problem = state_dir_problem(state.root) or (
+        None if allow_credential_mismatch else mismatch(state.credentials_record, state.secrets_file)
+    )
     if problem:
         raise ConfigError(str(path), field, problem)
     return cfg, state

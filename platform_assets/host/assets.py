@@ -30,9 +30,11 @@ def host(context: dg.AssetExecutionContext, host_resource: HostResource) -> dg.M
 @check_errors_fail
 def ports_available(host_resource: HostResource) -> dg.AssetCheckResult:
     conflicts = host_resource.port_conflicts()
+    orphans = host_resource.orphaned_ports()
+    reaped = f" ({'; '.join(orphans)}: reaped when the service restarts)" if orphans else ""
     return dg.AssetCheckResult(
         passed=not conflicts,
-        description="; ".join(map(str, conflicts)) or "all configured ports are free or ours",
+        description="; ".join(map(str, conflicts)) or f"all configured ports are free or ours{reaped}",
         metadata={"ports": dg.MetadataValue.json(host_resource.cfg.all_ports())},
     )
 

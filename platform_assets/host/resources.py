@@ -61,9 +61,21 @@ class HostResource(PlatformResource):
                 conflicts.append(PortConflict(field, port, pid, _process_name(pid)))
         return conflicts
 
+    def orphaned_ports(self) -> list[str]:
+        """Configured ports held by what is left of one of our services after its leader died: not a conflict
+        (the service's next start reaps them), but worth saying."""
+        busy = ports_in_use(tuple(self.cfg.all_ports().values()))
+        held = []
+        for name in SERVICE_ASSETS:
+            orphans = self.supervisor.orphans(name)
+            held += [f"{name}'s orphan pid {pid} holds {port}" for port, pid in sorted(busy.items()) if pid in orphans]
+        return held
+
     def _our_pids(self) -> set[int]:
         supervisor = self.supervisor
-        return set().union(*(supervisor.process_tree(name) for name in SERVICE_ASSETS))
+        # a member of a service's recorded process group is ours even after its leader died (kill -9 of mlflow
+        # leaves its uvicorn child on the port): the heal reaps it, the user need not find it by hand
+        return set().union(*(supervisor.owned_pids(name) for name in SERVICE_ASSETS))
 
     def free_disk_bytes(self) -> int:
         return shutil.disk_usage(self.state.root).free

@@ -197,6 +197,15 @@ class Supervisor:
         except psutil.Error:
             return {pid}
 
+    def orphans(self, name: str) -> set[int]:
+        """Live members of the service's recorded process group whose leader died (mlflow's uvicorn child after
+        a kill -9 of mlflow): still ours, holding our ports, reaped by the next start."""
+        return {proc.pid for proc in _orphans(self._read_record(name))}
+
+    def owned_pids(self, name: str) -> set[int]:
+        """Every process that is this service's: the running tree, or what is left of a dead one."""
+        return self.process_tree(name) | self.orphans(name)
+
     def listen_addresses(self, name: str) -> set[tuple[str, int]]:
         """(address, port) of every listening socket the service holds."""
         pids = self.process_tree(name)
@@ -281,19 +290,25 @@ def _kill_orphans(record: dict | None) -> bool:
     Linux never hands out a PID still used as a process group id, so while any member of the recorded group
     lives, no unrelated process can hold the recorded pid: when that pid is taken, there is nothing of ours.
     """
-    pid = (record or {}).get("pid")
-    if pid is None or _is_live(pid):
-        return False
-    members = []
-    for proc in psutil.process_iter():
-        with contextlib.suppress(ProcessLookupError, psutil.Error):
-            if os.getpgid(proc.pid) == pid:
-                members.append(proc)
+    members = _orphans(record)
     for proc in members:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     psutil.wait_procs(members, timeout=10)
     return bool(members)
+
+
+def _orphans(record: dict | None) -> list[psutil.Process]:
+    """The live members of the recorded process group when its leader is gone (see `_kill_orphans`)."""
+    pid = (record or {}).get("pid")
+    if pid is None or _is_live(pid):
+        return []
+    members = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(ProcessLookupError, psutil.Error):
+            if os.getpgid(proc.pid) == pid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+    return members
 
 
 def ports_in_use(ports: tuple[int, ...]) -> dict[int, int | None]:

