@@ -35,7 +35,7 @@ def _made(config: Path) -> tuple[Path, str]:
 
 
 def test_generated_credentials_are_recorded_by_digest_only(config: Path) -> None:
-    secrets, password = _made(config)
+    _, password = _made(config)
     record = read_record(config.parent / "state" / "data" / "credentials.sha256.json")
     assert set(record) == {"postgres/postgres", "s3_access_keys/ml", "s3_secret_keys/ml"}
     assert password not in json.dumps(record)
