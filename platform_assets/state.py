@@ -210,8 +210,11 @@ def load_platform(path: Path | None = None, allow_credential_mismatch: bool = Fa
     cfg = load_config(path)
     state = resolve_state_dir(cfg, base=path.parent)
     field = f"state_dir (or ${STATE_DIR_ENV})" if state_dir_override() else "state_dir"
+    # Local data is locked to its credentials; in k3s an edited file is how a credential is rotated (the
+    # Secrets follow it and the pods roll), so only the local target guards the pair.
+    guarded = cfg.target == "local" and not allow_credential_mismatch
     problem = state_dir_problem(state.root) or (
-        None if allow_credential_mismatch else mismatch(state.credentials_record, state.secrets_file)
+        mismatch(state.credentials_record, state.secrets_file) if guarded else None
     )
     if problem:
         raise ConfigError(str(path), field, problem)

@@ -61,7 +61,18 @@ def service_drift(supervisor: Supervisor, spec: ServiceSpec) -> list[Finding]:
                 f"{spec.config_hash}: re-materialize {asset} to restart it",
             )
         )
-    if not probe(spec.health):
+    stopped = supervisor.stopped(spec.name)
+    if stopped:
+        findings.append(
+            Finding(
+                f"service_stopped:{spec.name}",
+                asset,
+                f"{spec.name} is stopped",
+                f"{spec.name} pid {', '.join(map(str, stopped))} is stopped (SIGSTOP): re-materialize {asset} to "
+                "restart it",
+            )
+        )
+    elif not probe(spec.health):
         findings.append(
             Finding(
                 f"service_unhealthy:{spec.name}",

@@ -103,7 +103,9 @@ class Supervisor:
         current = self.status(spec.name)
         wanted = spec.config_hash
         edited = edited_files(spec)
-        if current.running and current.config_hash == wanted and not edited and probe(spec.health):
+        stopped = self.stopped(spec.name)
+        healthy = not stopped and probe(spec.health)
+        if current.running and current.config_hash == wanted and not edited and healthy:
             return EnsureResult("unchanged", current.pid, wanted, "running with the same config")
         if current.running:
             reason = (
@@ -111,6 +113,8 @@ class Supervisor:
                 if current.config_hash != wanted
                 else f"{', '.join(p.name for p in edited)} edited out of band"
                 if edited
+                else f"pid {', '.join(map(str, stopped))} stopped (SIGSTOP)"
+                if stopped
                 else "unhealthy"
             )
             self.stop(spec.name, spec.stop_signal, spec.stop_timeout)
@@ -131,10 +135,16 @@ class Supervisor:
             self._mark_stopped(name, status.config_hash, deployed=status.deployed and not on_purpose)
         if status.pid is None:
             return _kill_orphans(record)
+        tree = _tree(status.pid)  # Postgres's children lead process groups of their own: the group is not all
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                proc.resume()  # a stopped process cannot act on the stop signal
         _signal_group(status.pid, stop_signal)
         if not _wait_gone(status.pid, timeout):
             _signal_group(status.pid, signal.SIGKILL)
             _wait_gone(status.pid, 10.0)
+        _kill_orphans(record)  # members that outlived their leader (they would hold its ports or shared memory)
+        _kill_all(tree)  # and descendants outside its group, e.g. a Postgres worker that was stopped
         return True
 
     def _mark_stopped(self, name: str, config_hash: str | None, deployed: bool) -> None:
@@ -196,6 +206,16 @@ class Supervisor:
             return {pid} | {child.pid for child in psutil.Process(pid).children(recursive=True)}
         except psutil.Error:
             return {pid}
+
+    def stopped(self, name: str) -> list[int]:
+        """Processes of the service that are stopped (SIGSTOP, a debugger): a stopped leader no longer replaces its
+        children, a stopped child no longer serves, and a health probe may not notice either in time."""
+        stopped = []
+        for pid in sorted(self.process_tree(name)):
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+                    stopped.append(pid)
+        return stopped
 
     def orphans(self, name: str) -> set[int]:
         """Live members of the service's recorded process group whose leader died (mlflow's uvicorn child after
@@ -296,6 +316,23 @@ def _kill_orphans(record: dict | None) -> bool:
             proc.kill()
     psutil.wait_procs(members, timeout=10)
     return bool(members)
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        leader = psutil.Process(pid)
+        return [leader, *leader.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _kill_all(procs: list[psutil.Process]) -> None:
+    """SIGKILL what is still alive of ``procs`` (psutil checks each one's start time: a recycled pid is spared)."""
+    alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=10)
 
 
 def _orphans(record: dict | None) -> list[psutil.Process]:
