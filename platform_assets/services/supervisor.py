@@ -300,8 +300,15 @@ def _wait_ports_free(name: str, ports: tuple[int, ...], timeout: float) -> None:
     while (busy := ports_in_use(ports)) and time.monotonic() < deadline:
         time.sleep(0.2)
     if busy:
-        held = ", ".join(f"{port} (pid {pid})" for port, pid in sorted(busy.items()))
+        held = ", ".join(f"{port} (held by {_name_of(pid)} pid {pid})" for port, pid in sorted(busy.items()))
         raise ServiceStartError(f"{name} cannot start: port(s) {held} still in use after {timeout:.0f}s")
+
+
+def _name_of(pid: int | None) -> str:
+    try:
+        return psutil.Process(pid).name() if pid else "an unknown process"
+    except psutil.Error:
+        return "a process that has exited"
 
 
 def _kill_orphans(record: dict | None) -> bool:
