@@ -7,6 +7,7 @@ cluster's own discovery, so CRD-defined kinds (Argo CD, MetalLB) work like built
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,10 @@ __all__ = ["ApplyResult", "FieldChange", "ImagePullFailure", "KubeClient", "Kube
 Obj = dict[str, Any]
 _CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 _PULL_REASONS = ("ErrImagePull", "ImagePullBackOff")
+TRANSIENT = (429, 502, 503, 504)  # retried: the server (or an aggregated API behind it) asks us to come back
+ATTEMPTS, BACKOFF_SECONDS = 3, 0.5
+REQUEST_TIMEOUT = (5, 60)  # connect, read: a hung connection must not block a sensor tick forever
+log = logging.getLogger(__name__)
 
 
 class KubeError(Exception):
@@ -109,22 +114,30 @@ class KubeClient:
         content_type: str | None = None,
     ) -> Any:
         headers = {"Accept": "application/json"} | ({"Content-Type": content_type} if content_type else {})
-        try:
-            resp = self.api.call_api(
-                path,
-                method,
-                query_params=query or [],
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-            )
-        except client.ApiException as err:
-            raise KubeError(f"{what}: {_server_message(err)}", err.status) from err
-        except HTTPError as err:
-            raise KubeError(f"{what}: cannot reach the API server {self.api.configuration.host}: {err}") from err
-        return json.loads(resp.data) if resp.data else None
+        for attempt in range(ATTEMPTS):
+            try:
+                resp = self.api.call_api(
+                    path,
+                    method,
+                    query_params=query or [],
+                    header_params=headers,
+                    body=body,
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    _return_http_data_only=True,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+                return json.loads(resp.data) if resp.data else None
+            except client.ApiException as err:
+                error = KubeError(f"{what}: {_server_message(err)}", err.status)
+                if err.status not in TRANSIENT:
+                    raise error from err
+            except HTTPError as err:
+                host = self.api.configuration.host
+                error = KubeError(f"{what}: cannot reach the API server {host}: {err}")
+            if attempt + 1 < ATTEMPTS:
+                time.sleep(BACKOFF_SECONDS * 2**attempt)
+        raise error
 
     # --- discovery ---------------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -136,7 +149,15 @@ class KubeClient:
             docs = [("", "v1", True, self._request("discovery", "GET", "/api/v1"))]
             for group in self._request("discovery", "GET", "/apis")["groups"]:
                 for ver in group["versions"]:
-                    doc = self._request("discovery", "GET", f"/apis/{ver['groupVersion']}")
+                    try:
+                        doc = self._request("discovery", "GET", f"/apis/{ver['groupVersion']}")
+                    except KubeError as err:
+                        if err.status is None:
+                            raise  # the API server itself is unreachable
+                        # An aggregated API whose backend is down (metrics-server while K3s starts) answers 503;
+                        # like kubectl ("couldn't get resource list for ..."), warn and use the other groups.
+                        log.warning("discovery skips %s: %s", ver["groupVersion"], err)
+                        continue
                     docs.append((group["name"], ver["version"], ver == group.get("preferredVersion"), doc))
             found = {}
             for group, version, preferred, doc in docs:
@@ -193,12 +214,15 @@ class KubeClient:
         doc = self._request(f"list {kind}", "GET", res.path(namespace))
         return [{"apiVersion": api_version, "kind": kind, **item} for item in doc.get("items") or []]
 
-    def list_managed(self, label_selector: str) -> list[Obj]:
-        """Every object matching the selector, across all served listable kinds (for orphan detection)."""
-        out, seen = [], set()
-        for res in self._discover().values():
-            if not res.preferred or "list" not in res.verbs:
-                continue
+    def list_managed(self, label_selector: str, kinds: set[tuple[str, str]]) -> list[Obj]:
+        """Objects of the given kinds (apiVersion, kind) that match the selector, for orphan detection. Only kinds
+        the platform itself creates: other kinds carry its labels too without being its objects (Endpoints and
+        EndpointSlices copy a Service's labels, metrics-server's PodMetrics a pod's)."""
+        out: dict[tuple[str, str | None, str], Obj] = {}
+        for key in sorted(kinds):
+            res = self._discover().get(key)
+            if res is None or "list" not in res.verbs:
+                continue  # not served (yet, or any more): nothing of that kind can be live
             try:
                 doc = self._request(f"list {res.kind}", "GET", res.path(), query=[("labelSelector", label_selector)])
             except KubeError as err:
@@ -206,10 +230,13 @@ class KubeClient:
                     continue
                 raise
             for item in doc.get("items") or []:
-                if item["metadata"]["uid"] not in seen:
-                    seen.add(item["metadata"]["uid"])
-                    out.append({"apiVersion": res.api_version, "kind": res.kind, **item})
-        return out
+                meta = item.get("metadata") or {}
+                out[(res.kind, meta.get("namespace"), meta.get("name", ""))] = {
+                    "apiVersion": res.api_version,
+                    "kind": res.kind,
+                    **item,
+                }
+        return list(out.values())
 
     # --- writes ------------------------------------------------------------------------------------------
     def apply(

@@ -30,7 +30,7 @@ def _identity(obj: Obj, default_ns: str) -> Identity:
     return obj.get("kind", ""), ns, meta.get("name", "")
 
 
-def desired_objects(c: ClusterResource) -> set[Identity]:
+def desired(c: ClusterResource) -> list[Obj]:
     """Everything the platform applies itself or through Argo CD from infra/."""
     cfg = c.cfg
     identities = SeaweedFSResource(config_path=c.config_path, state_dir=c.state_dir).identities()
@@ -42,17 +42,21 @@ def desired_objects(c: ClusterResource) -> set[Identity]:
         *render_secrets(cfg, c.state.credentials, identities),
     ]
     from_git = [doc for text in render_infra_tree(cfg).values() for doc in yaml.safe_load_all(text) if doc]
-    return {
-        _identity(o, ARGOCD_NAMESPACE if o.get("kind") == "Application" else cfg.k3s.namespace) for o in mine + from_git
-    }
+    return mine + from_git
 
 
 def orphan_objects(c: ClusterResource, kube: KubeClient) -> list[Obj]:
-    desired = desired_objects(c)
-    live = kube.list_managed(f"app.kubernetes.io/managed-by={MANAGED_BY}")
-    # Pods, ReplicaSets, EndpointSlices... carry the labels of their owner: only top-level objects can be orphans
-    top = [o for o in live if not o["metadata"].get("ownerReferences") and o["kind"] != APPLICATION[1]]
-    return [o for o in top if _identity(o, c.cfg.k3s.namespace) not in desired]
+    """Labelled objects nothing desires, among the kinds the platform creates. Never a Pod (a running training
+    or batch step is the platform's and owned by no one), never an object a controller owns."""
+    wanted = desired(c)
+    kinds = {(o["apiVersion"], o["kind"]) for o in wanted if o.get("kind") not in ("Pod", APPLICATION[1])}
+    live = kube.list_managed(f"app.kubernetes.io/managed-by={MANAGED_BY}", kinds)
+    # ReplicaSets, EndpointSlices... carry the labels of their owner: only top-level objects can be orphans
+    top = [o for o in live if not o["metadata"].get("ownerReferences")]
+    identities = {
+        _identity(o, ARGOCD_NAMESPACE if o.get("kind") == "Application" else c.cfg.k3s.namespace) for o in wanted
+    }
+    return [o for o in top if _identity(o, c.cfg.k3s.namespace) not in identities]
 
 
 def describe(obj: Obj) -> str:

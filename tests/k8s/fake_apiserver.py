@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from tests.k8s import fake_metrics
 from tests.k8s.fake_controllers import Controllers
 from tests.k8s.fake_store import ApiError, Obj, Store, decode
 from tests.k8s.fake_types import Registry, ResourceType
@@ -46,6 +47,8 @@ class FakeApiServer:
         self.unpullable_images: set[str] = set()
         self.pod_runner: Callable[[Obj], tuple[str, str]] | None = None
         self.pod_logs: dict[tuple[str, str], str] = {}
+        # metrics-server is not ready when K3s starts: its aggregated group answers 503 this many times first
+        self.metrics_unavailable_requests = 2
         self.controllers = Controllers(self)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -263,6 +266,8 @@ class _Handler(BaseHTTPRequestHandler):
             if len(parts) == 2 and parts[0] == "apis" and parts[1] in fake.registry.groups():
                 group = next(g for g in fake.registry.api_group_list()["groups"] if g["name"] == parts[1])
                 return 200, {"kind": "APIGroup", "apiVersion": "v1", **group}
+            if parts[:3] == ["apis", fake_metrics.GROUP, fake_metrics.VERSION]:
+                return fake_metrics.route(fake, method, parts[3:], query)
             if parts[:2] == ["api", "v1"]:
                 group, version, rest = "", "v1", parts[2:]
             elif parts[:1] == ["apis"] and len(parts) >= 3:

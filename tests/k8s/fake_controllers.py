@@ -60,6 +60,7 @@ class Controllers:
             changed = self._workloads()
             changed = self._pods() or changed
             changed = self._load_balancers() or changed
+            changed = self._endpoints() or changed
             changed = self._applications() or changed
             if not changed:
                 return
@@ -221,6 +222,47 @@ class Controllers:
                 used.add(free[0])
                 lb = {"loadBalancer": {"ingress": [{"ip": free[0], "ipMode": "VIP"}]}}
                 changed = self._put(srt, {**svc, "status": lb}) or changed
+        return changed
+
+    # --- endpoints -----------------------------------------------------------------------------------------
+    def _endpoints(self) -> bool:
+        """An Endpoints and an EndpointSlice per Service with a selector, labelled as the Service is.
+
+        kubernetes pkg/controller/endpoint/endpoints_controller.go copies the Service's labels onto its Endpoints
+        and sets no ownerReferences; pkg/controller/endpointslice (utils.go, newEndpointSlice) copies them too,
+        adds kubernetes.io/service-name and endpointslice.kubernetes.io/managed-by, and owns the slice by the
+        Service."""
+        srt, ert, esrt = (
+            self.rt("v1", "Service"),
+            self.rt("v1", "Endpoints"),
+            self.rt("discovery.k8s.io/v1", "EndpointSlice"),
+        )
+        changed = False
+        for svc in self.store.items(srt):
+            if not svc["spec"].get("selector"):
+                continue
+            meta = svc["metadata"]
+            labels = dict(meta.get("labels") or {})
+            endpoints = {"metadata": {"name": meta["name"], "namespace": meta["namespace"], "labels": labels}}
+            changed = self._put(ert, endpoints) or changed
+            slice_labels = {
+                **labels,
+                "kubernetes.io/service-name": meta["name"],
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            }
+            owner = {"apiVersion": "v1", "kind": "Service", "name": meta["name"], "uid": meta["uid"],
+                     "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+            endpoint_slice = {
+                "metadata": {
+                    "name": f"{meta['name']}-fake",
+                    "namespace": meta["namespace"],
+                    "labels": slice_labels,
+                    "ownerReferences": [owner],
+                },
+                "addressType": "IPv4",
+                "endpoints": [],
+            }
+            changed = self._put(esrt, endpoint_slice) or changed
         return changed
 
     def _metallb_pool(self) -> list[str]:

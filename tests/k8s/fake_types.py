@@ -87,6 +87,10 @@ BUILTIN: list[ResourceType] = [
     _t("coordination.k8s.io/v1", "leases", "Lease", True),
     _t("scheduling.k8s.io/v1", "priorityclasses", "PriorityClass", False),
     _t("storage.k8s.io/v1", "storageclasses", "StorageClass", False),
+    _t("discovery.k8s.io/v1", "endpointslices", "EndpointSlice", True),
+    # served by K3s's bundled metrics-server through the aggregation layer: see fake_metrics.py
+    _t("metrics.k8s.io/v1beta1", "pods", "PodMetrics", True),
+    _t("metrics.k8s.io/v1beta1", "nodes", "NodeMetrics", False),
 ]
 
 

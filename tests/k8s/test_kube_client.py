@@ -183,7 +183,9 @@ def test_list_managed_and_delete(kube: KubeClient) -> None:
         "rules": [],
     }
     kube.apply([ns, cm, role, deployment("web", ns="mlops")])
-    managed = kube.list_managed("app.kubernetes.io/managed-by=mlops-platform")
+    kinds = {("v1", "ConfigMap"), ("rbac.authorization.k8s.io/v1", "ClusterRole"), ("apps/v1", "Deployment")}
+    kinds |= {("v1", "Endpoints"), ("example.com/v1", "NotServed")}  # no Endpoints here; an unserved kind is skipped
+    managed = kube.list_managed("app.kubernetes.io/managed-by=mlops-platform", kinds)
     assert sorted((o["kind"], o["metadata"]["name"]) for o in managed) == [
         ("ClusterRole", "reader"),
         ("ConfigMap", "c"),
