@@ -18,12 +18,12 @@ from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
 from platform_assets.cluster.kube_diff import FieldChange, changes, normalize
+from platform_assets.cluster.kube_health import ImagePullFailure, WorkloadHealth
 
 __all__ = ["ApplyResult", "FieldChange", "ImagePullFailure", "KubeClient", "KubeError"]
 
 Obj = dict[str, Any]
 _CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff")
 TRANSIENT = (429, 502, 503, 504)  # retried: the server (or an aggregated API behind it) asks us to come back
 ATTEMPTS, BACKOFF_SECONDS = 3, 0.5
 REQUEST_TIMEOUT = (5, 60)  # connect, read: a hung connection must not block a sensor tick forever
@@ -45,16 +45,6 @@ class ApplyResult:
     namespace: str | None
     name: str
     action: str  # "created" | "configured" | "unchanged"
-
-
-@dataclass(frozen=True)
-class ImagePullFailure:
-    pod: str
-    namespace: str
-    node: str | None
-    image: str
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -85,7 +75,7 @@ def describe(obj: Obj) -> str:
     return f"{obj.get('kind', '?')} {where}{meta.get('name', '?')}"
 
 
-class KubeClient:
+class KubeClient(WorkloadHealth):
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self._resources: dict[tuple[str, str], _Resource] | None = None
@@ -365,50 +355,6 @@ class KubeClient:
             raise
         return True
 
-    # --- workload health ---------------------------------------------------------------------------------
-    def deployments_available(self, namespace: str, names: list[str]) -> dict[str, bool]:
-        out = {}
-        for name in names:
-            dep = self.get(
-                {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"namespace": namespace, "name": name}}
-            )
-            out[name] = dep is not None and _available(dep)
-        return out
-
-    def wait_available(self, namespace: str, names: list[str], timeout: float, interval: float = 1.0) -> None:
-        """Wait until every named Deployment is available; KubeError naming the others after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.deployments_available(namespace, names)
-            missing = [n for n, ok in state.items() if not ok]
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise KubeError(f"Deployments in {namespace} not available after {timeout:g}s: {', '.join(missing)}")
-            time.sleep(interval)
-
-    def image_pull_failures(self, namespace: str | None = None) -> list[ImagePullFailure]:
-        """Pods whose containers cannot pull their image (ErrImagePull / ImagePullBackOff)."""
-        pods = _Resource("", "v1", "pods", "Pod", True, ("list",), True)
-        doc = self._request(f"list pods in {namespace or 'all namespaces'}", "GET", pods.path(namespace))
-        out = []
-        for pod in doc.get("items") or []:
-            status = pod.get("status") or {}
-            for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
-                waiting = (cs.get("state") or {}).get("waiting") or {}
-                if waiting.get("reason") in _PULL_REASONS:
-                    out.append(
-                        ImagePullFailure(
-                            pod["metadata"]["name"],
-                            pod["metadata"]["namespace"],
-                            (pod.get("spec") or {}).get("nodeName"),
-                            cs.get("image", ""),
-                            waiting["reason"],
-                            waiting.get("message", ""),
-                        )
-                    )
-        return out
-
 
 def _server_message(err: client.ApiException) -> str:
     try:
@@ -448,10 +394,3 @@ def _settled(obj: Obj) -> Obj:
         {k: v for k, v in mf.items() if k != "time"} for mf in (obj.get("metadata") or {}).get("managedFields") or []
     ]
     return out
-
-
-def _available(dep: Obj) -> bool:
-    status = dep.get("status") or {}
-    if status.get("observedGeneration", 0) < (dep.get("metadata") or {}).get("generation", 0):
-        return False
-    return any(c.get("type") == "Available" and c.get("status") == "True" for c in status.get("conditions") or [])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from platform_assets.cluster.k3s_install import (
     install_steps,
     installed_cidrs,
 )
-from platform_assets.cluster.kube import ApplyResult, KubeClient
+from platform_assets.cluster.kube import ApplyResult, KubeClient, KubeError
 from platform_assets.cluster.orphans import APPLICATION, describe, orphan_objects, prune_application
 from platform_assets.cluster.render import REPO_ROOT, SERVICES
 from platform_assets.cluster.render_argocd import (
@@ -49,7 +50,6 @@ from platform_assets.storage.seaweedfs import SeaweedFSResource
 
 Obj = dict[str, Any]
 METALLB_NAMESPACE = "metallb-system"
-WAIT_SECONDS = 300
 SECRETS_DIGEST = "mlops-platform/secrets-digest"  # pod-template annotation: a change rolls the pods
 IMAGE_DIGEST = "mlops-platform/image-digest"  # the same for a rebuilt or re-imported platform image
 MANAGER = "mlops-platform"
@@ -149,7 +149,7 @@ def k3s_step(c: ClusterResource) -> StepResult:
             raise
         changes.append(f"fetch kubeconfig into {c.kubeconfig}")
     if not c.plan:  # a fresh K3s starts CoreDNS tens of seconds after its API: the DNS check needs it up
-        c.kube().wait_available("kube-system", ["coredns"], WAIT_SECONDS)
+        c.kube().wait_available("kube-system", ["coredns"], cfg.k3s.rollout_timeout_seconds)
     return StepResult(changes, {"version": cfg.versions.k3s, "install_mode": mode, "kubeconfig": str(c.kubeconfig)})
 
 
@@ -180,8 +180,28 @@ def metallb_step(c: ClusterResource) -> StepResult:
         return StepResult([f"apply {len(objs)} MetalLB objects and {len(config)} pool objects"], metadata)
     changes = _apply(c, kube, objs, METALLB_NAMESPACE)
     if not c.plan:
-        kube.wait_available(METALLB_NAMESPACE, ["controller"], WAIT_SECONDS)
+        kube.wait_available(METALLB_NAMESPACE, ["controller"], cfg.k3s.rollout_timeout_seconds)
+        if cfg.versions.metallb_mode == "crd":
+            wait_for_webhook(kube, config, cfg.k3s.webhook_timeout_seconds)
     return StepResult(changes + _apply(c, kube, config, METALLB_NAMESPACE), metadata)
+
+
+def wait_for_webhook(kube: KubeClient, pool: list[Obj], timeout: float, interval: float = 2.0) -> None:
+    """MetalLB >= v0.13 validates IPAddressPool and L2Advertisement with a webhook (failurePolicy Fail) that
+    serves only once its certificate is in place, seconds after the controller is Available: applying the pool
+    then fails with "failed calling webhook ... x509" (metallb#1540, #1597, #1697; the hand-run deployment's
+    failure). A server-side dry run of the pool goes through the same webhook: wait until one succeeds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            kube.apply(pool, dry_run=True, namespace=METALLB_NAMESPACE)
+            return
+        except KubeError as err:
+            if "webhook" not in str(err):
+                raise
+            if time.monotonic() > deadline:
+                raise KubeError(f"MetalLB's webhook still refuses the address pool after {timeout:g}s: {err}") from err
+        time.sleep(interval)
 
 
 def _deployments(objs: list[Obj]) -> list[str]:
@@ -197,7 +217,7 @@ def argocd_step(c: ClusterResource) -> StepResult:
     changes = _apply(c, kube, render_argocd_pre(cfg))
     changes += _apply(c, kube, objs, ARGOCD_NAMESPACE)  # server-side: Argo CD >= 3.5's CRDs exceed annotations
     if not c.plan:
-        kube.wait_available(ARGOCD_NAMESPACE, _deployments(objs), WAIT_SECONDS)
+        kube.wait_available(ARGOCD_NAMESPACE, _deployments(objs), cfg.k3s.rollout_timeout_seconds)
     changes += _apply(c, kube, [argocd_server_patch()], ARGOCD_NAMESPACE, ARGOCD_SERVER_MANAGER)
     server_ip = kube.load_balancer_ip(ARGOCD_NAMESPACE, "argocd-server")
     metadata["server_url"] = f"https://{server_ip}" if server_ip else "pending"

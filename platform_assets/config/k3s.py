@@ -46,6 +46,10 @@ class K3sConfig(_Model):
     # <offline_bundle_dir>/images/platform-image.tar; host_build = built on the host with podman and imported;
     # auto = bundle when that tarball exists, else host_build when the host has egress.
     image_source: Literal["auto", "host_build", "bundle", "registry"] = "auto"
+    # How long a rollout may take (first image pulls on a small VM are slow; progress is logged every 30 s), and
+    # how long MetalLB's webhook may take to serve once its controller is up (its certificate comes later).
+    rollout_timeout_seconds: int = Field(900, strict=True, gt=0, le=7200)
+    webhook_timeout_seconds: int = Field(180, strict=True, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _bundle_for_image(self) -> Self:

@@ -49,6 +49,8 @@ class FakeApiServer:
         self.pod_logs: dict[tuple[str, str], str] = {}
         # metrics-server is not ready when K3s starts: its aggregated group answers 503 this many times first
         self.metrics_unavailable_requests = 2
+        # MetalLB's webhook serves only once its certificate is in place: this many metallb.io writes fail first
+        self.metallb_webhook_refusals = 3
         self.controllers = Controllers(self)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -317,6 +319,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, fake.pod_logs.get((ns or "", name or ""), "")
         if method == "GET":
             return 200, store.get(rt, ns, name)
+        if method in ("POST", "PUT", "PATCH"):
+            fake_metrics.admit_metallb(fake, rt)
         if method == "POST" and name is None:
             code, out = 201, store.create(rt, ns, _body(raw), manager, dry)
         elif method == "PUT" and name:

@@ -1,4 +1,5 @@
-"""The aggregated `metrics.k8s.io` API that K3s serves by default through its bundled metrics-server.
+"""Two add-ons whose real behaviour the platform must survive: the aggregated `metrics.k8s.io` API that K3s
+serves by default through its bundled metrics-server, and MetalLB's validating webhook.
 
 Modelled on what a real cluster does, so the platform's client meets it as it would there:
 - kube-apiserver lists an APIService's group in `/apis` as soon as the APIService exists, and answers 503 for
@@ -68,3 +69,23 @@ def _metrics(obj: Obj) -> Obj:
     else:
         out["usage"] = {"cpu": "100m", "memory": "512Mi"}
     return out
+
+
+WEBHOOK_REFUSAL = (
+    'Internal error occurred: failed calling webhook "ipaddresspoolvalidationwebhook.metallb.io": failed to call '
+    'webhook: Post "https://metallb-webhook-service.metallb-system.svc:443/validate-metallb-io-v1beta1-ipaddresspool'
+    '?timeout=10s": x509: certificate signed by unknown authority'
+)
+
+
+def admit_metallb(fake: FakeApiServer, rt: Any) -> None:
+    """MetalLB >= v0.13 registers `metallb-webhook-configuration` (failurePolicy: Fail, sideEffects: None, so dry
+    runs are sent too); its server loads the certificate its cert-rotator writes only after the controller is
+    Available, and kube-apiserver refuses metallb.io writes meanwhile with this message (metallb#1540, #1597)."""
+    if rt.group != "metallb.io" or fake.metallb_webhook_refusals <= 0:
+        return
+    hooks = fake.registry.by_kind("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration")
+    if hooks is None or fake.store.find(hooks, None, "metallb-webhook-configuration") is None:
+        return
+    fake.metallb_webhook_refusals -= 1
+    raise ApiError(500, "InternalError", WEBHOOK_REFUSAL)

@@ -9,8 +9,9 @@ import logging
 import pytest
 
 from platform_assets.cluster.kube import KubeClient
+from platform_assets.cluster.kube_health import rollout_pending
 from tests.k8s.fake_apiserver import FakeApiServer
-from tests.k8s.scenario_k3s import Platform, changes, metadata
+from tests.k8s.scenario_k3s import Platform, changes, make_platform, metadata, step_failures
 
 POD_METRICS = ("metrics.k8s.io/v1beta1", "PodMetrics")
 MANAGED = {"app.kubernetes.io/managed-by": "mlops-platform"}
@@ -57,3 +58,45 @@ def test_labelled_endpoints_pod_metrics_and_step_pods_are_not_orphans(installed:
     assert "pruned" not in changes(result)["gitops"]
     assert kube.get(step_pod) is not None  # a running training pod is never pruned
     assert kube.list("v1", "Endpoints", namespace="mlops") == labelled
+
+
+def test_metallb_pool_waits_for_the_webhook_then_applies(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plat = make_platform(tmp_path, monkeypatch, metallb="v0.15.3")
+    try:
+        assert plat.fake.metallb_webhook_refusals > 0  # the webhook refuses at first, as on a real cluster
+        monkeypatch.setattr("platform_assets.cluster.steps.time.sleep", lambda s: None)
+        result = plat.run(["host", "k3s_cluster", "metallb"])
+        assert "created IPAddressPool metallb-system/" in changes(result)["metallb"]
+        assert plat.fake.metallb_webhook_refusals == 0
+    finally:
+        plat.fake.stop()
+
+
+def test_a_webhook_that_never_serves_is_named_when_the_wait_ends(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plat = make_platform(tmp_path, monkeypatch, metallb="v0.15.3")
+    try:
+        plat.fake.metallb_webhook_refusals = 10**6
+        plat.write_config(webhook_timeout_seconds=1)
+        result = plat.run(["host", "k3s_cluster", "metallb"], raise_on_error=False)
+        failure = step_failures(result)["metallb"]
+        assert "MetalLB's webhook still refuses the address pool after 1s" in failure and "x509" in failure
+    finally:
+        plat.fake.stop()
+
+
+@pytest.mark.parametrize(
+    ("status", "pending"),
+    [
+        ({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}, None),
+        ({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}, "observed"),
+        ({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 0, "availableReplicas": 1}, "0 of 1 new"),
+        ({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 2}, "1 old replicas"),
+        ({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 0}, "0 of 1 updated"),
+    ],
+)
+def test_a_rollout_in_progress_is_not_done_though_available(status: dict, pending: str | None) -> None:
+    """kubectl rollout status's rule: the Available condition stays True from the old ReplicaSet meanwhile."""
+    available = [{"type": "Available", "status": "True"}]
+    dep = {"metadata": {"generation": 2}, "spec": {"replicas": 1}, "status": {**status, "conditions": available}}
+    why = rollout_pending(dep)
+    assert why is None if pending is None else pending in str(why)

@@ -109,6 +109,8 @@ def test_upstream_argocd_install_applies_and_reapplies_unchanged(kube: KubeClien
 
 
 def test_upstream_metallb_native_applies_crds_and_crs_in_one_call(kube: KubeClient, fake_api: FakeApiServer) -> None:
+    # the webhook's late certificate is the metallb step's to wait for (test_k3s_real_cluster): here it serves
+    fake_api.metallb_webhook_refusals = 0
     objs = upstream("metallb/v0.15.3/metallb-native.yaml")
     pool = {
         "apiVersion": "metallb.io/v1beta1",
@@ -165,7 +167,7 @@ def test_image_pull_failures_and_waiting(kube: KubeClient, fake_api: FakeApiServ
         "absent": False,
     }
     kube.wait_available("default", ["good"], timeout=1)
-    with pytest.raises(KubeError, match=r"not available after 0\.2s: bad$"):
+    with pytest.raises(KubeError, match=r"not available after 0\.2s: bad \(0 of 1 updated replicas available\)$"):
         kube.wait_available("default", ["good", "bad"], timeout=0.2, interval=0.05)
 
 
