@@ -5,6 +5,7 @@ They never go to git (the infra/ manifests only name them) and their values neve
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -33,8 +34,15 @@ SECRET_ENV = {
 }
 
 
-def _secret(cfg: PlatformConfig, name: str, data: dict[str, str]) -> Obj:
-    return obj("v1", "Secret", meta(name, ASSET, cfg.k3s.namespace), type="Opaque", stringData=data)
+def _secret(cfg: PlatformConfig, name: str, values: dict[str, str]) -> Obj:
+    """`data`, base64: the server folds `stringData` into `data` owned by no field manager, so a key removed
+    from the platform's Secret would stay behind after a server-side apply (kubernetes#89765)."""
+    data = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
+    return obj("v1", "Secret", meta(name, ASSET, cfg.k3s.namespace), type="Opaque", data=data)
+
+
+def secret_values(secret: Obj) -> dict[str, str]:
+    return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
 
 
 def ml_step_env(cfg: PlatformConfig, credentials: Credentials) -> dict[str, dict[str, str]]:

@@ -256,7 +256,7 @@ def secrets_step(c: ClusterResource) -> StepResult:
 def restart_consumers(kube: KubeClient, cfg: PlatformConfig, secrets: list[Obj]) -> list[str]:
     """Pods read Secrets at start (env, subPath mounts): a changed Secret needs a rollout, as
     `kubectl rollout restart` does it: a pod-template annotation, here the digest of the Secrets."""
-    digest = hashlib.sha256(json.dumps([s["stringData"] for s in secrets], sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps([s["data"] for s in secrets], sort_keys=True).encode()).hexdigest()[:16]
     return _roll(kube, cfg, (SECRETS_DIGEST, digest), "mlops-platform-rollout", "Secrets changed")
 
 

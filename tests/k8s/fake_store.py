@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import threading
 import uuid
@@ -282,6 +283,14 @@ class Store:
         return self._view(rt, new)
 
     def _server_defaults(self, rt: ResourceType, old: Obj | None, new: Obj) -> None:
+        if rt.kind == "Secret" and "stringData" in new:
+            # stringData is write-only: merged into data, over its keys, and dropped (kubernetes
+            # pkg/apis/core/v1/conversion.go, Convert_v1_Secret_To_core_Secret). The keys so written are owned
+            # by no field manager, so a later apply without them leaves them in data (kubernetes#89765).
+            data = new.setdefault("data", {}) or {}
+            new["data"] = data
+            for key, value in (new.pop("stringData") or {}).items():
+                data[key] = base64.b64encode(str(value).encode()).decode()
         if rt.kind == "Service":
             spec = new.setdefault("spec", {})
             spec.setdefault("type", "ClusterIP")

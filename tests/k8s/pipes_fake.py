@@ -148,7 +148,7 @@ class PipesFakeApiServer(FakeApiServer):
             if secret is None:
                 raise LookupError(f'Error: secret "{name}" not found')
             data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-            env.update({**data, **(secret.get("stringData") or {})})
+            env.update(data)  # the server folded any stringData into data
         env.update({e["name"]: e.get("value", "") for e in container.get("env") or []})
         return env
 

@@ -4,6 +4,7 @@ labels copied onto their Endpoints and EndpointSlices, and the platform's own st
 
 from __future__ import annotations
 
+import base64
 import logging
 
 import pytest
@@ -100,3 +101,25 @@ def test_a_rollout_in_progress_is_not_done_though_available(status: dict, pendin
     dep = {"metadata": {"generation": 2}, "spec": {"replicas": 1}, "status": {**status, "conditions": available}}
     why = rollout_pending(dep)
     assert why is None if pending is None else pending in str(why)
+
+
+def test_stringdata_keys_linger_after_apply_and_data_keys_do_not(tmp_path) -> None:
+    """The fake folds stringData as the API server does; so the platform applies `data`, whose keys it owns."""
+    with FakeApiServer() as fake:
+        kube = KubeClient.from_kubeconfig(fake.write_kubeconfig(tmp_path / "kubeconfig"))
+        kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mlops"}}])
+
+        def secret(name: str, field: str, values: dict[str, str]) -> dict:
+            body = (
+                values
+                if field == "stringData"
+                else {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+            )
+            return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "mlops"}, field: body}
+
+        for field in ("stringData", "data"):
+            kube.apply([secret(field.lower(), field, {"a": "1", "b": "2"})])
+            kube.apply([secret(field.lower(), field, {"a": "1"})])  # key b removed from the desired Secret
+            live = kube.get(secret(field.lower(), field, {}))
+            assert "stringData" not in live
+            assert sorted(live["data"]) == (["a", "b"] if field == "stringData" else ["a"]), field

@@ -103,7 +103,7 @@ def test_every_secret_a_step_reads_is_rendered_with_exactly_its_variables(config
     rendered = {s["metadata"]["name"]: s for s in render_secrets(cfg, credentials, {})}
     for step in STEPS.values():
         for name in step.secrets:
-            assert set(rendered[name]["stringData"]) == set(SECRET_ENV[name]), name
+            assert set(rendered[name]["data"]) == set(SECRET_ENV[name]), name
             assert rendered[name]["metadata"]["namespace"] == NAMESPACE
 
 
