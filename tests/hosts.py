@@ -92,6 +92,14 @@ class ScriptedHost:
         self.mutations.append(f"write {path}")
         return True
 
+    def install_k3s_selinux(self) -> None:
+        """dnf finds k3s-selinux only in Rancher's repository: a stock Rocky 9 has no repo that provides it."""
+        if "/etc/yum.repos.d/rancher-k3s-common.repo" not in self.files:
+            argv = ["dnf", "install", "-y", "container-selinux", "k3s-selinux"]
+            failed = CommandResult(argv, 1, b"", b"No match for argument: k3s-selinux\nError: Unable to find a match")
+            raise HostCommandError(failed, "scripted")
+        self.answers["rpm -q k3s-selinux"] = (0, "k3s-selinux-1.6-1.el9.noarch")
+
     # Effects shared by both families.
     def load_module(self, name: str) -> None:
         self.files["/proc/modules"] += f"{name} 16384 0 - Live 0x0\n".encode()
@@ -144,7 +152,7 @@ def rocky_host() -> ScriptedHost:
             {f"{SYSTEMCTL} firewalld": unit("loaded", "inactive", "disabled")}
         ),
         "setenforce 0": lambda h: h.answers.update({"getenforce": (0, "Permissive")}),
-        "dnf install -y k3s-selinux": lambda h: h.answers.update({"rpm -q k3s-selinux": (0, "k3s-selinux-1.6")}),
+        "dnf install -y container-selinux k3s-selinux": ScriptedHost.install_k3s_selinux,
         "dnf install -y podman tar": lambda h: h.answers.update(
             {"rpm -q podman tar": (0, "podman-5.2.2-1.el9.x86_64\ntar-1.34-7.el9.x86_64")}
         ),

@@ -11,6 +11,7 @@ import re
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from platform_assets.config.models import PlatformConfig
@@ -265,14 +266,60 @@ def _selinux_permissive_step() -> HostStep:
     return HostStep("selinux", probe, apply, why)
 
 
-def _selinux_enforcing_step() -> HostStep:
+RANCHER_REPO = "/etc/yum.repos.d/rancher-k3s-common.repo"
+SELINUX_RPMS = "/var/tmp/k3s-selinux"  # where bundled RPMs are copied on the host
+
+
+def _rancher_repo(major: str) -> bytes:
+    """The repository K3s's install.sh (setup_selinux) writes for k3s-selinux: a stock Rocky 9 has none that
+    provides it, so `dnf install k3s-selinux` before the K3s install used to fail."""
+    return (
+        "[rancher-k3s-common-stable]\n"
+        "name=Rancher K3s Common (stable)\n"
+        f"baseurl=https://rpm.rancher.io/k3s/stable/common/centos/{major}/noarch\n"
+        "enabled=1\ngpgcheck=1\nrepo_gpgcheck=0\ngpgkey=https://rpm.rancher.io/public.key\n"
+    ).encode()
+
+
+def _bundled_selinux_rpms(cfg: PlatformConfig) -> list[Path]:
+    bundle = cfg.k3s.offline_bundle_dir
+    return sorted(Path(bundle, "selinux").glob("*.rpm")) if bundle else []
+
+
+def _selinux_enforcing_step(cfg: PlatformConfig, os_info: OsInfo) -> HostStep:
+    """k3s-selinux from the offline bundle (<bundle>/selinux/*.rpm) when it holds it, else from Rancher's RPM
+    repository (added as install.sh adds it); in air-gap without the RPM, refused before any change."""
+    major = os_info.version.split(".")[0] or "9"
+    rpms = _bundled_selinux_rpms(cfg)
+    if cfg.k3s.install == "airgap" and not any(p.name.startswith("k3s-selinux") for p in rpms):
+        where = Path(cfg.k3s.offline_bundle_dir or "<k3s.offline_bundle_dir>") / "selinux"
+        raise HostPrepError(
+            f"k3s.selinux enforcing in air-gap needs the k3s-selinux RPM (el{major} noarch, from the k3s-selinux "
+            f"releases) in {where}/; container-selinux comes from the OS repositories"
+        )
+
     def probe(ex: Executor) -> bool:
         return ex.probe(["rpm", "-q", "k3s-selinux"]).ok
 
     def apply(ex: Executor) -> None:
-        ex.run(["dnf", "install", "-y", "k3s-selinux"], sudo=True, timeout=_INSTALL_TIMEOUT, check=True)
+        if rpms:
+            paths = [f"{SELINUX_RPMS}/{rpm.name}" for rpm in rpms]
+            for rpm, path in zip(rpms, paths, strict=True):
+                ex.write_file(path, rpm.read_bytes(), 0o644, sudo=True)
+            ex.run(["dnf", "install", "-y", *paths], sudo=True, timeout=_INSTALL_TIMEOUT, check=True)
+            return
+        ex.write_file(RANCHER_REPO, _rancher_repo(major), 0o644, sudo=True)
+        ex.run(
+            ["dnf", "install", "-y", "container-selinux", "k3s-selinux"],
+            sudo=True,
+            timeout=_INSTALL_TIMEOUT,
+            check=True,
+        )
 
-    why = "k3s.selinux enforcing: k3s needs the k3s-selinux policy package (Rancher's k3s-common RPM repository)"
+    source = (
+        f"the offline bundle ({', '.join(p.name for p in rpms)})" if rpms else f"Rancher's repository ({RANCHER_REPO})"
+    )
+    why = f"k3s.selinux enforcing: k3s needs the k3s-selinux policy package, from {source}"
     return HostStep("selinux", probe, apply, why)
 
 
@@ -334,7 +381,7 @@ def host_steps(os_info: OsInfo, cfg: PlatformConfig, podman: bool = False) -> tu
             notes.append("SELinux left as it is (k3s.selinux keep)")
         else:
             enforcing = cfg.k3s.selinux == "enforcing"
-            steps.append(_selinux_enforcing_step() if enforcing else _selinux_permissive_step())
+            steps.append(_selinux_enforcing_step(cfg, os_info) if enforcing else _selinux_permissive_step())
     else:
         notes.append("ufw is left alone: if it is active, allow " + " ".join(FIREWALL_PORTS) + " yourself")
         notes.append("no SELinux or firewalld steps on the debian family")

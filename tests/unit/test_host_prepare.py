@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from platform_assets.host.executor import PlanExecutor
-from platform_assets.host.prepare import HostPrepError, prepare_host
+from platform_assets.host.executor import HostCommandError, PlanExecutor
+from platform_assets.host.prepare import RANCHER_REPO, HostPrepError, prepare_host
 from tests.hosts import Answer, debian_host, k3s_cfg, rocky_host
 
 COMMON_TAIL = [
@@ -95,10 +97,40 @@ def test_firewalld_keep_opens_ports_and_trusts_cluster_cidrs() -> None:
 def test_selinux_enforcing_installs_the_k3s_selinux_policy_and_keeps_enforcing() -> None:
     host = rocky_host()
     report = prepare_host(host, k3s_cfg(selinux="enforcing"))
-    assert "dnf install -y k3s-selinux" in host.mutations
+    # the repository first (as K3s's install.sh writes it), then the package: a stock Rocky 9 has no repo with it
+    assert host.mutations.index("write /etc/yum.repos.d/rancher-k3s-common.repo") < host.mutations.index(
+        "dnf install -y container-selinux k3s-selinux"
+    )
+    assert b"baseurl=https://rpm.rancher.io/k3s/stable/common/centos/9/noarch" in host.files[RANCHER_REPO]
     assert "setenforce 0" not in host.mutations and "write /etc/selinux/config" not in host.mutations
     assert "k3s-selinux" in next(s.why for s in report.steps if s.name == "selinux")
     assert host.files["/etc/selinux/config"].count(b"SELINUX=enforcing") == 1
+
+
+def test_selinux_enforcing_in_airgap_installs_the_bundled_rpm(tmp_path: Path) -> None:
+    (tmp_path / "selinux").mkdir()
+    (tmp_path / "selinux" / "k3s-selinux-1.6-1.el9.noarch.rpm").write_bytes(b"rpm")
+    host = rocky_host()
+    host.effects["dnf install -y /var/tmp/k3s-selinux/k3s-selinux-1.6-1.el9.noarch.rpm"] = lambda h: h.answers.update(
+        {"rpm -q k3s-selinux": (0, "k3s-selinux-1.6-1.el9.noarch")}
+    )
+    prepare_host(host, k3s_cfg(selinux="enforcing", install="airgap", offline_bundle_dir=str(tmp_path)))
+    assert host.files["/var/tmp/k3s-selinux/k3s-selinux-1.6-1.el9.noarch.rpm"] == b"rpm"
+    assert RANCHER_REPO not in host.files  # nothing fetched from outside
+
+
+def test_selinux_enforcing_in_airgap_without_the_rpm_is_refused_before_any_change(tmp_path: Path) -> None:
+    host = rocky_host()
+    with pytest.raises(HostPrepError, match=r"k3s\.selinux enforcing in air-gap needs the k3s-selinux RPM"):
+        prepare_host(host, k3s_cfg(selinux="enforcing", install="airgap", offline_bundle_dir=str(tmp_path)))
+    assert host.mutations == []
+
+
+def test_a_stock_rocky_has_no_repository_with_k3s_selinux() -> None:
+    """The scripted VM tells the truth the old order hid: without Rancher's repository dnf finds nothing."""
+    host = rocky_host()
+    with pytest.raises(HostCommandError, match="k3s-selinux"):
+        host.run(["dnf", "install", "-y", "container-selinux", "k3s-selinux"], sudo=True)
 
 
 def test_selinux_already_disabled_counts_as_satisfied() -> None:
