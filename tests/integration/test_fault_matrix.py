@@ -87,36 +87,15 @@ def _settle(stack) -> None:
 def test_a_fault_is_reported_then_healed_with_nothing_lost(stack, seeded, service: str, fault: str) -> None:
     _settle(stack)
     leader = _leader(stack, service)
-    squatter: socket.socket | None = None
     expected = {
         "kill_leader": "is not running",
         "foreign_port": "is not running",
         "stop_leader": "is stopped (SIGSTOP)",
     }
     expected["stop_child"] = expected["stop_leader"]
+    squatter = None  # set by inject for foreign_port; closed whatever happens
     try:
-        if fault == "kill_leader":
-            leader.kill()  # the leader alone, as an OOM kill would: its children may live on, holding ports
-            _wait("exit of the leader", lambda: not leader.is_running() or leader.status() == psutil.STATUS_ZOMBIE)
-        elif fault in ("kill_child", "stop_child"):
-            children = leader.children(recursive=True)
-            if not children:
-                pytest.skip(f"{service} runs as one process: no child (its leader's faults cover it)")
-            if fault == "kill_child":
-                children[0].kill()
-            else:
-                children[0].suspend()
-        elif fault == "stop_leader":
-            leader.suspend()
-        else:
-            port = stack.resource(SERVICES[service]).service_spec().ports[0]
-            os.killpg(leader.pid, signal.SIGKILL)
-            _wait("the port to be free", lambda: not _port_held(port))
-            squatter = socket.socket()
-            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            squatter.bind(("127.0.0.1", port))
-            squatter.listen()
-
+        squatter = inject(fault, service, leader, stack.resource(SERVICES[service]).service_spec().ports[0])
         summary = stack.drift_tick()
         if fault == "kill_child":  # Postgres's postmaster and MLflow's server replace a dead child themselves
             assert f"{service} is" in summary or _healthy(stack, service), summary
@@ -140,6 +119,32 @@ def test_a_fault_is_reported_then_healed_with_nothing_lost(stack, seeded, servic
     assert _healthy(stack, service)
     assert _inventory(stack) == seeded
     assert "is not running" not in stack.drift_tick()
+
+
+def inject(fault: str, service: str, leader: psutil.Process, port: int) -> socket.socket | None:
+    """Do one fault of the matrix to a running service; for `foreign_port`, return the socket now on its port."""
+    if fault == "kill_leader":
+        leader.kill()  # the leader alone, as an OOM kill would: its children may live on, holding ports
+        _wait("exit of the leader", lambda: not leader.is_running() or leader.status() == psutil.STATUS_ZOMBIE)
+    elif fault in ("kill_child", "stop_child"):
+        children = leader.children(recursive=True)
+        if not children:
+            pytest.skip(f"{service} runs as one process: no child (its leader's faults cover it)")
+        if fault == "kill_child":
+            children[0].kill()
+        else:
+            children[0].suspend()
+    elif fault == "stop_leader":
+        leader.suspend()
+    else:
+        os.killpg(leader.pid, signal.SIGKILL)
+        _wait("the port to be free", lambda: not _port_held(port))
+        squatter = socket.socket()
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        return squatter
+    return None
 
 
 def _port_held(port: int) -> bool:

@@ -6,8 +6,6 @@ the served version, the MLflow runs and the stored batches are unchanged."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from ml_assets.definitions import build_definitions
 from platform_assets.runs import RunReport, run_report
 from platform_assets.services.supervisor import probe
 from platform_assets.storage.seaweedfs import ADMIN
-from tests.integration.test_fault_matrix import FAULTS, _port_held, _wait
+from tests.integration.test_fault_matrix import FAULTS, inject
 
 pytestmark = pytest.mark.integration
 
@@ -97,31 +95,9 @@ def test_a_fault_is_reported_then_healed_with_nothing_lost(ml: MlEnv, before, se
     pid = resource.supervisor.status(service).pid
     assert pid is not None, f"{service} is not running before the fault"
     leader = psutil.Process(pid)
-    squatter: socket.socket | None = None
+    squatter = None  # set by inject for foreign_port; closed whatever happens
     try:
-        if fault in ("kill_child", "stop_child"):
-            children = leader.children(recursive=True)
-            if not children:
-                pytest.skip(f"{service} runs as one process: no child (its leader's faults cover it)")
-            if fault == "kill_child":
-                children[0].kill()
-            else:
-                children[0].suspend()
-        elif fault == "kill_leader":
-            leader.kill()
-        elif fault == "stop_leader":
-            leader.suspend()
-        else:
-            port = resource.service_spec().ports[0]
-            os.killpg(leader.pid, signal.SIGKILL)
-            _wait("the port to be free", lambda: not _port_held(port))
-            squatter = socket.socket()
-            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            squatter.bind(("127.0.0.1", port))
-            squatter.listen()
-        if fault == "kill_leader":
-            _wait("the leader's exit", lambda: not leader.is_running() or leader.status() == psutil.STATUS_ZOMBIE)
-
+        squatter = inject(fault, service, leader, resource.service_spec().ports[0])
         summary = ml.drift_tick()
         cause = "is stopped (SIGSTOP)" if fault.startswith("stop") else "is not running"
         if fault == "kill_child":

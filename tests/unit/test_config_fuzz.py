@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from platform_assets.config import ConfigError, PlatformConfig
-from platform_assets.settings import CONFIG_ENV, STATE_DIR_ENV
 from platform_assets.state import load_platform
 from tests.unit.test_config import valid as valid_k3s
+
+pytestmark = pytest.mark.usefixtures("no_env_overrides")
 
 REPO_CONFIG = Path(__file__).parents[2] / "platform.yaml"
 
@@ -88,12 +89,6 @@ def _mutate(doc: dict[str, Any], path: tuple[str, ...], kind: str, value: Any) -
         section = next(iter(doc))
         text += yaml.safe_dump({section: doc[section]}, sort_keys=False)  # the same top-level key twice
     return text
-
-
-@pytest.fixture(autouse=True)
-def no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
-    monkeypatch.delenv(CONFIG_ENV, raising=False)
 
 
 @pytest.mark.parametrize("base", ["local", "k3s"])

@@ -10,14 +10,9 @@ import pytest
 
 from platform_assets.config import ConfigError
 from platform_assets.secrets_record import read_record
-from platform_assets.settings import CONFIG_ENV, STATE_DIR_ENV
 from platform_assets.state import Credentials, load_platform, planning
 
-
-@pytest.fixture(autouse=True)
-def no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
-    monkeypatch.delenv(CONFIG_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("no_env_overrides")
 
 
 @pytest.fixture

@@ -14,17 +14,13 @@ from platform_assets.config import PlatformConfig, load_config
 from platform_assets.settings import CONFIG_ENV, STATE_DIR_ENV
 from platform_assets.state import Credentials, StateDir, load_platform, resolve_state_dir
 
+pytestmark = pytest.mark.usefixtures("no_env_overrides")
+
 REPO_CONFIG = Path(__file__).parents[2] / "platform.yaml"
 
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-@pytest.fixture(autouse=True)
-def no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
-    monkeypatch.delenv(CONFIG_ENV, raising=False)
 
 
 @pytest.fixture
