@@ -23,6 +23,7 @@ from platform_assets.config.base import Port, _check, _FieldError, _Model
 from platform_assets.config.k3s import K3sConfig
 from platform_assets.config.network import NetworkConfig
 from platform_assets.config.pins import unpinned
+from platform_assets.redact import redact_url
 
 
 def _is_loopback(address: str) -> bool:
@@ -288,6 +289,10 @@ class PlatformConfig(_Model):
         if self.target == "k3s":
             if self.network is None:
                 raise _FieldError("network", "required when target is k3s")
+            source = str(self.ml.source_url or "")
+            if source and redact_url(source) != source:  # step pods get the URL as a Pipes extra, which is logged
+                msg = "carries credentials (userinfo or a token); the k3s target passes it to step pods as a Pipes "
+                raise _FieldError(("ml", "source_url"), msg + "extra, which Dagster logs: use a URL without them")
             if "address" not in self.host.model_fields_set and not _is_local(self.network.host_ip):
                 msg = f"required when target is k3s: network.host_ip {self.network.host_ip} is not this machine"
                 raise _FieldError("host.address", msg + " (set the VM's address, or run platformctl on the VM)")

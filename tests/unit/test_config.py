@@ -403,6 +403,12 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
     ("unpinned-argocd", _set("versions.argocd", "v3.4.0"), "versions.argocd", "(pinned: v3.5.1, v3.2.0)"),
     ("unpinned-k3s", _set("versions.k3s", "v1.99.9+k3s1"), "versions.k3s", "(pinned: v1.31.4+k3s1)"),
     ("rows-over-limit", _set("ml.max_batch_rows", 10), "ml.batch_rows", "300 is over ml.max_batch_rows (10)"),
+    (
+        "k3s-source-url-with-credentials",
+        _set("ml.source_url", "https://reader:s3cret@batches.example/api"),
+        "ml.source_url",
+        "carries credentials",
+    ),
     # --- alerts / freshness ---
     (
         "webhook-not-a-url",
