@@ -20,7 +20,7 @@ from pathlib import Path
 from platform_assets.config import PlatformConfig
 from platform_assets.secrets_record import flatten, read_record, write_record
 from platform_assets.state import StateDir, generate_access_key, generate_secret
-from platform_assets.storage.postgres import SUPERUSER, PostgresResource, postgres_binary, system_user
+from platform_assets.storage.postgres import SUPERUSER, PostgresResource, grant_path, postgres_binary, system_user
 
 NEW: dict[str, Callable[[], str]] = {
     "postgres": generate_secret,
@@ -76,6 +76,8 @@ def _read(path: Path) -> dict[str, dict[str, str]]:
 
 def _set_superuser_password(pgdata: Path, password: str) -> None:
     """`postgres --single` on the stopped cluster, the statement on stdin (never on a command line)."""
+    if system_user():  # the server user must reach pgdata through every parent, as when the server starts
+        grant_path(pgdata)
     argv = [str(postgres_binary()), "--single", "-D", str(pgdata), "-c", "listen_addresses=", "postgres"]
     statement = f"ALTER ROLE {SUPERUSER} PASSWORD '{password}';\n"  # generated: letters and digits only
     done = subprocess.run(

@@ -14,6 +14,13 @@ _KERNEL_FILESYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 def state_dir_problem(root: Path) -> str | None:
     """Why ``root`` cannot be a state directory, in words naming the path, or None when it can."""
+    try:
+        return _problem(root)
+    except OSError as err:  # a name too long for the filesystem, a loop of symlinks...
+        return f"{root} cannot be used: {err.strerror or err}"
+
+
+def _problem(root: Path) -> str | None:
     if any(root == fs or fs in root.parents for fs in _KERNEL_FILESYSTEMS):
         return f"{root} is on a kernel filesystem; choose a directory on disk"
     if root.exists() and not root.is_dir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import reprlib
 import sys
 from types import TracebackType
@@ -19,9 +20,14 @@ class ConfigError(ValueError):
     """A config problem as one line: ``<file>: <dotted.field.path>: <message>``."""
 
     def __init__(self, source: str, path: str, message: str) -> None:
+        message = _LONG_WORD.sub(lambda m: f"{m.group(0)[:60]}... ({len(m.group(0))} characters)", message)
         self.source, self.path, self.message = source, path, message
         text = ": ".join(part for part in (source, path, message) if part)
         super().__init__(" ".join(text.splitlines()))  # logged as a single line
+
+
+# A refusal quotes the bad value, shortened: whatever check words it, a 10 kB name is not sent back whole.
+_LONG_WORD = re.compile(r"\S{121,}")
 
 
 class _FieldError(ValueError):

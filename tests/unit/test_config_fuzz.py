@@ -121,3 +121,15 @@ def test_the_paths_cover_every_section() -> None:
     tops = {path[0] for path in PATHS}
     assert tops == set(PlatformConfig.model_fields)
     assert ("network", "metallb_pool") in PATHS and ("buckets", "0", "owner") in PATHS
+
+
+@pytest.mark.parametrize(("path", "value"), [(("ml", "datasets_bucket"), ":" * 10_000), (("state_dir",), ":" * 10_000)])
+def test_cases_the_property_found(tmp_path: Path, path: tuple[str, ...], value: str) -> None:
+    """A 10 kB bucket name was quoted whole; a 10 kB state_dir raised OSError (name too long) as a traceback."""
+    doc = yaml.safe_load(REPO_CONFIG.read_text())
+    doc["state_dir"] = str(tmp_path / "state")
+    config = tmp_path / "platform.yaml"
+    config.write_text(_mutate(doc, path, "replace", value), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_platform(config)
+    assert len(str(caught.value)) < 2_000 and "\n" not in str(caught.value)
