@@ -16,6 +16,8 @@ from pathlib import Path
 
 from platform_assets.config import ConfigError, PlatformConfig
 from platform_assets.redact import redact
+from platform_assets.services.catalog import SERVICE_ASSETS
+from platform_assets.services.supervisor import Supervisor
 from platform_assets.settings import CONFIG_ENV, STATE_DIR_ENV, config_path
 from platform_assets.state import StateDir, load_platform
 
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.state_dir:
         os.environ[STATE_DIR_ENV] = str(Path(args.state_dir).resolve())
     try:
-        cfg, state = load_platform(allow_credential_mismatch=args.command == "rotate-credentials")
+        # `down` stops by the pid records alone, so it also works while the credentials file is lost or stale
+        cfg, state = load_platform(allow_credential_mismatch=args.command in ("rotate-credentials", "down"))
     except (ConfigError, FileNotFoundError) as err:
         print(f"platformctl: {err}", file=sys.stderr)
         return 1 if args.command == "plan" else 2  # plan's 2 means "changes to make"
@@ -201,10 +204,10 @@ def _services(state: StateDir, cfg: PlatformConfig) -> dict:
 
 
 def down(state: StateDir, cfg: PlatformConfig) -> int:
-    for resource in _services(state, cfg).values():  # dependents first
-        spec = resource.service_spec()
-        was_running = resource.supervisor.stop(spec.name, spec.stop_signal, spec.stop_timeout)
-        print(f"{spec.name}: {'stopped' if was_running else 'was not running'}", flush=True)
+    supervisor = Supervisor(state.run, state.logs)
+    for name in reversed(SERVICE_ASSETS):  # dependents first
+        was_running = supervisor.stop_recorded(name)
+        print(f"{name}: {'stopped' if was_running else 'was not running'}", flush=True)
     return 0
 
 

@@ -147,6 +147,12 @@ class Supervisor:
         _kill_all(tree)  # and descendants outside its group, e.g. a Postgres worker that was stopped
         return True
 
+    def stop_recorded(self, name: str) -> bool:
+        """`stop` with the signal and grace the service was started with, read from its record alone: no service
+        spec, so no credential is read (a stack whose credentials file is lost can still be stopped)."""
+        record = self._read_record(name) or {}
+        return self.stop(name, record.get("stop_signal", signal.SIGTERM), record.get("stop_timeout", 5.0))
+
     def _mark_stopped(self, name: str, config_hash: str | None, deployed: bool) -> None:
         stopped = {"pid": None, "config_hash": config_hash, "deployed": deployed, "stopped_at": time.time()}
         _write_private(self.pid_file(name), json.dumps(stopped, indent=2))
@@ -178,6 +184,8 @@ class Supervisor:
             "config_hash": spec.config_hash,
             "started_at": time.time(),
             "argv": list(spec.argv),
+            "stop_signal": int(spec.stop_signal),  # so a stop needs nothing but this record (`platformctl down`)
+            "stop_timeout": spec.stop_timeout,
         }
         _write_private(self.pid_file(spec.name), json.dumps(record, indent=2))
         self._wait_healthy(spec, proc)

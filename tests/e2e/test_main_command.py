@@ -343,6 +343,9 @@ def test_a_lost_or_stale_credentials_file_is_refused_and_rotation_heals_with_not
     assert refused.returncode == 1 and "does not hold the credentials" in refused.stderr
     assert "postgres/postgres" in refused.stderr and "an-old-backup" not in refused.stderr
     assert _pids(stack_config) == pids and secrets.read_text() == json.dumps(stale)  # nothing touched
+    stopped = _platformctl(stack_config, "down")  # stopping needs no credential: it reads only the pid records
+    assert stopped.returncode == 0 and "postgres: stopped" in stopped.stdout, stopped.stderr
+    assert secrets.read_text() == json.dumps(stale)
 
     rotated = _platformctl(stack_config, "rotate-credentials")
     assert rotated.returncode == 0, rotated.stdout[-3000:] + rotated.stderr[-3000:]

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -244,6 +245,19 @@ def test_killed_service_is_not_running_but_deployed_then_started_again(harness: 
     assert result.pid != first.pid
     assert harness.sup.status("web").pid == result.pid
     assert http_ok(port)
+
+
+def test_a_recorded_stop_needs_no_spec(harness: Harness, port: int) -> None:
+    """`platformctl down` stops from the pid record alone, with the signal and grace the service started with."""
+    spec = replace(harness.http_spec("web", port), stop_signal=signal.SIGINT, stop_timeout=3.0)
+    pid = harness.ensure(spec).pid
+    record = harness.record("web")
+    assert (record["stop_signal"], record["stop_timeout"]) == (int(signal.SIGINT), 3.0)
+
+    assert harness.sup.stop_recorded("web") is True
+
+    assert not psutil.pid_exists(pid) and harness.sup.status("web").deployed is False
+    assert harness.sup.stop_recorded("web") is False and harness.sup.stop_recorded("never-started") is False
 
 
 def test_stop_ends_the_process_and_marks_not_deployed(harness: Harness, port: int) -> None:
