@@ -28,14 +28,14 @@ DRIFT_COLUMNS = ["status", "bed", "bath", "acre_lot", "city", "state", "zip_code
 STATUSES = ("for_sale", "sold", "ready_to_build")
 
 
-# The inference API's input rule (README, "Serving"): the fields that describe the house and its place are
-# required keys, so `{}` is a 422 naming each one rather than a price for nothing. Their value may be null
-# ("unknown", as a batch may have it), except the living area, which the price depends on most. Numbers may
-# arrive as numeric strings ("3" is 3.0, as JSON APIs often quote them); anything else, NaN and Infinity are refused.
-
-
 class Listing(BaseModel):
-    """One listing as the inference API accepts it: everything but the price, bounded to sane values."""
+    """One listing as the inference API accepts it: everything but the price, bounded to sane values.
+
+    The input rule (README, "Serving"): the fields that describe the house and its place are required keys, so
+    `{}` is a 422 naming each one rather than a price for nothing. Their value may be null ("unknown", as a batch
+    may have it), except the living area, which the price depends on most. Numbers may arrive as numeric strings
+    ("3" is 3.0, as JSON APIs often quote them); anything else, NaN and Infinity are refused.
+    """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 

@@ -14,20 +14,12 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from platform_assets.config import PlatformConfig
 from platform_assets.secrets_record import flatten, read_record, write_record
-from platform_assets.state import StateDir, generate_access_key, generate_secret
+from platform_assets.state import GENERATORS, StateDir, generate_secret
 from platform_assets.storage.postgres import SUPERUSER, PostgresResource, grant_path, postgres_binary, system_user
-
-NEW: dict[str, Callable[[], str]] = {
-    "postgres": generate_secret,
-    "s3_access_keys": generate_access_key,
-    "s3_secret_keys": lambda: generate_secret(40),
-    "tokens": generate_secret,
-}
 
 
 class RotationError(RuntimeError):
@@ -43,10 +35,11 @@ def rotate(cfg: PlatformConfig, state: StateDir, config_path: Path) -> list[str]
     fresh: dict[str, dict[str, str]] = {}
     for key in keys:
         section, name = key.split("/", 1)
-        fresh.setdefault(section, {})[name] = NEW.get(section, generate_secret)()
+        fresh.setdefault(section, {})[name] = GENERATORS.get(section, generate_secret)()
     postgres = PostgresResource(config_path=str(config_path), state_dir=str(state.root))
+    cluster = (postgres.pgdata / "PG_VERSION").exists()
     lines = []
-    if (postgres.pgdata / "PG_VERSION").exists():
+    if cluster:
         spec = postgres.service_spec()
         postgres.supervisor.stop(spec.name, spec.stop_signal, spec.stop_timeout, on_purpose=False)
         lines.append("postgres: stopped for single-user mode (started again by up)")
@@ -55,7 +48,7 @@ def rotate(cfg: PlatformConfig, state: StateDir, config_path: Path) -> list[str]
         shutil.copy2(state.secrets_file, backup)
         lines.append(f"state: the previous file is kept as {backup}")
     superuser = fresh.get("postgres", {}).get(SUPERUSER)
-    if superuser and (postgres.pgdata / "PG_VERSION").exists():
+    if superuser and cluster:
         _set_superuser_password(postgres.pgdata, superuser)
         lines.append(f"postgres: new password for {SUPERUSER}, set through single-user mode")
     state.credentials.replace_all(fresh)
@@ -76,12 +69,13 @@ def _read(path: Path) -> dict[str, dict[str, str]]:
 
 def _set_superuser_password(pgdata: Path, password: str) -> None:
     """`postgres --single` on the stopped cluster, the statement on stdin (never on a command line)."""
-    if system_user():  # the server user must reach pgdata through every parent, as when the server starts
+    user = system_user()
+    if user:  # the server user must reach pgdata through every parent, as when the server starts
         grant_path(pgdata)
     argv = [str(postgres_binary()), "--single", "-D", str(pgdata), "-c", "listen_addresses=", "postgres"]
     statement = f"ALTER ROLE {SUPERUSER} PASSWORD '{password}';\n"  # generated: letters and digits only
     done = subprocess.run(
-        argv, input=statement.encode(), capture_output=True, timeout=120, user=system_user(), check=False,
+        argv, input=statement.encode(), capture_output=True, timeout=120, user=user, check=False,
         cwd=pgdata, env={**os.environ, "PGDATA": str(pgdata)},
     )  # fmt: skip
     if done.returncode != 0:

@@ -67,6 +67,15 @@ def generate_access_key() -> str:
     return "AK" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(18))
 
 
+# How each section of the credentials file is generated (by first use, and by `platformctl rotate-credentials`).
+GENERATORS: dict[str, Callable[[], str]] = {
+    "postgres": generate_secret,
+    "s3_access_keys": generate_access_key,
+    "s3_secret_keys": lambda: generate_secret(40),
+    "tokens": generate_secret,
+}
+
+
 @dataclass(frozen=True)
 class StateDir:
     root: Path
@@ -124,6 +133,7 @@ class Credentials:
     def __init__(self, path: Path, record: Path | None = None) -> None:
         self.path = path
         self.record = record  # where the digests of what was generated are kept (None: nowhere, in tests)
+        self._recorded: set[str] = set()  # keys known to be in the record
 
     def _load(self) -> dict[str, dict[str, str]]:
         if not self.path.exists():
@@ -154,18 +164,17 @@ class Credentials:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def postgres_password(self, role: str) -> str:
-        return self._get_or_create("postgres", role, generate_secret)
+        return self._get_or_create("postgres", role)
 
     def s3_keys(self, identity: str) -> tuple[str, str]:
-        access = self._get_or_create("s3_access_keys", identity, generate_access_key)
-        secret = self._get_or_create("s3_secret_keys", identity, lambda: generate_secret(40))
-        return access, secret
+        return self._get_or_create("s3_access_keys", identity), self._get_or_create("s3_secret_keys", identity)
 
     def token(self, name: str) -> str:
         """A generated secret of the platform's own (e.g. MetalLB's memberlist key, the data API's admin token)."""
-        return self._get_or_create("tokens", name, generate_secret)
+        return self._get_or_create("tokens", name)
 
-    def _get_or_create(self, section: str, name: str, make: Callable[[], str]) -> str:
+    def _get_or_create(self, section: str, name: str) -> str:
+        make = GENERATORS[section]
         value = self._load().get(section, {}).get(name)
         if value is not None:
             self._remember(f"{section}/{name}", value, only_if_new=True)  # a stack from before the record
@@ -185,11 +194,14 @@ class Credentials:
         return value
 
     def _remember(self, key: str, value: str, only_if_new: bool = False) -> None:
-        """Record the credential's digest beside the data it is about to make (never in a plan)."""
-        if self.record is None or _PLAN.get() is not None or (only_if_new and key in read_record(self.record)):
+        """Record the credential's digest beside the data it is about to make (never in a plan). A key seen
+        recorded is not looked up again: credentials are read on every service call."""
+        if self.record is None or _PLAN.get() is not None or (only_if_new and key in self._recorded):
             return
-        with self._locked():  # one writer of the record too
-            write_record(self.record, {key: value})
+        if not (only_if_new and key in read_record(self.record)):
+            with self._locked():  # one writer of the record too
+                write_record(self.record, {key: value})
+        self._recorded.add(key)
 
 
 def resolve_state_dir(cfg: PlatformConfig, base: Path | None = None) -> StateDir:

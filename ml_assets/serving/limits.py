@@ -74,23 +74,12 @@ NOT_JSON = "the body must be a JSON object sent as content-type application/json
 
 
 def _safe_error(error: Any) -> dict[str, object]:
-    safe = {key: json_safe(jsonable_encoder(_text(value))) for key, value in error.items() if key != "input"}
+    safe = {key: jsonable_encoder(json_safe(value)) for key, value in error.items() if key != "input"}
     if tuple(error.get("loc", ())) == ("body",) and isinstance(error.get("input"), bytes | bytearray | str):
         safe["msg"] = NOT_JSON  # FastAPI hands a body of another content type to the model as bytes or text
     if "input" in error:
-        safe["input"] = _echo(json_safe(jsonable_encoder(_text(error["input"]))))
+        safe["input"] = _echo(jsonable_encoder(json_safe(error["input"])))
     return safe
-
-
-def _text(value: object) -> object:
-    """Bytes anywhere in a value as text with their undecodable bytes escaped (jsonable_encoder assumes UTF-8)."""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "backslashreplace")
-    if isinstance(value, dict):
-        return {_text(k): _text(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_text(v) for v in value]
-    return value
 
 
 def _echo(value: object) -> object:
@@ -103,6 +92,10 @@ def _echo(value: object) -> object:
 
 
 def json_safe(value: object) -> object:
+    """``value`` as JSON can carry it: bytes decoded with their undecodable bytes escaped (jsonable_encoder
+    assumes UTF-8), lone surrogates escaped, NaN and infinities as text; the rest left to jsonable_encoder."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "backslashreplace")
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, float) and not math.isfinite(value):

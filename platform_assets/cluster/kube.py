@@ -18,6 +18,7 @@ from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
 from platform_assets.cluster.kube_diff import FieldChange, changes, normalize
+from platform_assets.cluster.kube_error import KubeError
 from platform_assets.cluster.kube_health import ImagePullFailure, WorkloadHealth
 
 __all__ = ["ApplyResult", "FieldChange", "ImagePullFailure", "KubeClient", "KubeError"]
@@ -28,14 +29,6 @@ TRANSIENT = (429, 502, 503, 504)  # retried: the server (or an aggregated API be
 ATTEMPTS, BACKOFF_SECONDS = 3, 0.5
 REQUEST_TIMEOUT = (5, 60)  # connect, read: a hung connection must not block a sensor tick forever
 log = logging.getLogger(__name__)
-
-
-class KubeError(Exception):
-    """A one-line error naming the object and the API server's message."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from platform_assets.cluster.kube_error import KubeError
+
 Obj = dict[str, Any]
 _PULL_REASONS = ("ErrImagePull", "ImagePullBackOff")
 PROGRESS_EVERY_SECONDS = 30
@@ -71,8 +73,6 @@ class WorkloadHealth:
     def wait_available(self, namespace: str, names: list[str], timeout: float, interval: float = 1.0) -> None:
         """Wait until every named Deployment has rolled out, logging what is pending every 30 s; an error
         naming the others, and why, after ``timeout`` s."""
-        from platform_assets.cluster.kube import KubeError  # the client module imports this one
-
         started = time.monotonic()
         reported = started
         while True:

@@ -29,8 +29,7 @@ def host(context: dg.AssetExecutionContext, host_resource: HostResource) -> dg.M
 @dg.asset_check(asset=host, blocking=True, description="Every configured port is free or held by our own service.")
 @check_errors_fail
 def ports_available(host_resource: HostResource) -> dg.AssetCheckResult:
-    conflicts = host_resource.port_conflicts()
-    orphans = host_resource.orphaned_ports()
+    conflicts, orphans = host_resource.port_holders()
     reaped = f" ({'; '.join(orphans)}: reaped when the service restarts)" if orphans else ""
     return dg.AssetCheckResult(
         passed=not conflicts,

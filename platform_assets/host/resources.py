@@ -51,31 +51,25 @@ class HostResource(PlatformResource):
 
     def port_conflicts(self) -> list[PortConflict]:
         """Configured ports held by anything but our own supervised services."""
-        ours = self._our_pids()
+        return self.port_holders()[0]
+
+    def port_holders(self) -> tuple[list[PortConflict], list[str]]:
+        """In one pass over the listening sockets: the configured ports held by a process that is not ours
+        (conflicts), and those held by what is left of one of our services after its leader died (a kill -9 of
+        mlflow leaves its uvicorn child on the port): ours, reaped by the service's next start, but worth saying."""
         wanted = self.cfg.all_ports()
         busy = ports_in_use(tuple(wanted.values()))
-        conflicts = []
-        for field, port in wanted.items():
-            if port in busy and busy[port] not in ours:
-                pid = busy[port]
-                conflicts.append(PortConflict(field, port, pid, _process_name(pid)))
-        return conflicts
-
-    def orphaned_ports(self) -> list[str]:
-        """Configured ports held by what is left of one of our services after its leader died: not a conflict
-        (the service's next start reaps them), but worth saying."""
-        busy = ports_in_use(tuple(self.cfg.all_ports().values()))
-        held = []
-        for name in SERVICE_ASSETS:
-            orphans = self.supervisor.orphans(name)
-            held += [f"{name}'s orphan pid {pid} holds {port}" for port, pid in sorted(busy.items()) if pid in orphans]
-        return held
-
-    def _our_pids(self) -> set[int]:
         supervisor = self.supervisor
-        # a member of a service's recorded process group is ours even after its leader died (kill -9 of mlflow
-        # leaves its uvicorn child on the port): the heal reaps it, the user need not find it by hand
-        return set().union(*(supervisor.owned_pids(name) for name in SERVICE_ASSETS))
+        orphans = {pid: name for name in SERVICE_ASSETS for pid in supervisor.orphans(name)}
+        ours = set(orphans).union(*(supervisor.process_tree(name) for name in SERVICE_ASSETS))
+        conflicts, orphaned = [], []
+        for field, port in wanted.items():
+            pid = busy.get(port)
+            if port in busy and pid not in ours:
+                conflicts.append(PortConflict(field, port, pid, _process_name(pid)))
+            elif pid in orphans:
+                orphaned.append(f"{orphans[pid]}'s orphan pid {pid} holds {port}")
+        return conflicts, orphaned
 
     def free_disk_bytes(self) -> int:
         return shutil.disk_usage(self.state.root).free

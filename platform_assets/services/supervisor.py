@@ -230,10 +230,6 @@ class Supervisor:
         a kill -9 of mlflow): still ours, holding our ports, reaped by the next start."""
         return {proc.pid for proc in _orphans(self._read_record(name))}
 
-    def owned_pids(self, name: str) -> set[int]:
-        """Every process that is this service's: the running tree, or what is left of a dead one."""
-        return self.process_tree(name) | self.orphans(name)
-
     def listen_addresses(self, name: str) -> set[tuple[str, int]]:
         """(address, port) of every listening socket the service holds."""
         pids = self.process_tree(name)
@@ -326,10 +322,7 @@ def _kill_orphans(record: dict | None) -> bool:
     lives, no unrelated process can hold the recorded pid: when that pid is taken, there is nothing of ours.
     """
     members = _orphans(record)
-    for proc in members:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(members, timeout=10)
+    _kill_all(members)
     return bool(members)
 
 

@@ -106,7 +106,7 @@ class PostgresResource(PlatformResource):
             pwfile = Path(private) / "pwfile"
             pwfile.write_text(self.password(SUPERUSER) + "\n")
             if user:
-                embedded.utils.ensure_prefix_permissions(pgdata)
+                grant_path(pgdata)
                 for path in (pgdata, Path(private), pwfile):
                     _chown(path, user)
             embedded.initdb(

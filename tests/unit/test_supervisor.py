@@ -468,7 +468,7 @@ def test_orphans_of_a_dead_leader_are_killed_before_a_restart(harness: Harness, 
     time.sleep(0.3)
     assert http_ok(port), "the orphaned child still serves the port"
     assert harness.sup.orphans("forker") == {child.pid}  # still ours: a port check must not call it foreign
-    assert child.pid in harness.sup.owned_pids("forker") and ports_in_use((port,)) == {port: child.pid}
+    assert ports_in_use((port,)) == {port: child.pid}
 
     again = harness.ensure(spec)
 
