@@ -25,7 +25,7 @@ status:
 	$(BIN)/platformctl status
 
 ui: $(STAMP)  ## the Dagster UI and daemon (sensors) on this stack's instance
-	DAGSTER_HOME=$$($(BIN)/python -c "from platform_assets.state import load_platform; print(load_platform()[1].dagster_home)") \
+	DAGSTER_HOME=$$($(BIN)/python -c "from platform_core.state import load_platform; print(load_platform()[1].dagster_home)") \
 	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
 test: $(STAMP)  ## unit, integration (real services) and end-to-end tests

@@ -87,7 +87,7 @@ def _rss_mb() -> float:
 
 
 def _run_ours(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[float, dict, dict]:
-    from ml_assets.drift.engine import P_VALUE_TESTS, ReferenceProfile, detect_drift
+    from ml_assets.data_drift.engine import P_VALUE_TESTS, ReferenceProfile, detect_drift
 
     started = time.perf_counter()
     rep = detect_drift(ReferenceProfile.from_frame(ref), cur)

@@ -105,12 +105,12 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
     root = Path(tempfile.mkdtemp(prefix="bench-inference-"))
     config = write_stack_config(root)
-    platformctl = [sys.executable, "-m", "platform_assets.cli", "--config", str(config)]
+    platformctl = [sys.executable, "-m", "platformctl.cli", "--config", str(config)]
     serve: subprocess.Popen | None = None
     try:
         print("bringing up a private stack (platform, first batch, champion, inference service)...", flush=True)
         subprocess.run([*platformctl, "up"], check=True, capture_output=True)
-        from platform_assets.config import load_config
+        from platform_core.config import load_config
 
         cfg = load_config(config)
         ours = f"http://127.0.0.1:{cfg.services.inference.port}"

@@ -20,24 +20,35 @@ from ml_assets.registry import champion_resolves_and_scores, registered_model
 from ml_assets.resources import build_ml_resources
 from ml_assets.serving.observe import prediction_log, prediction_log_freshness, prediction_log_observation
 from ml_assets.training import features, trained_model
-from platform_assets.cluster.assets import cluster_service_asset
-from platform_assets.config import PlatformConfig
-from platform_assets.config.base import config_errors_in_one_line
-from platform_assets.drift.freshness_alerts import freshness_alert_sensor
-from platform_assets.drift.sensors import check_failure_sensor
-from platform_assets.freshness import with_default_freshness
-from platform_assets.settings import config_path
-from platform_assets.state import load_platform
-from platform_assets.storage.assets import bucket_key
+from platform_core.alerting.freshness_alerts import freshness_alert_sensor
+from platform_core.alerting.lineage import publish as publish_lineage
+from platform_core.alerting.sensors import check_failure_sensor
+from platform_core.catalog import bucket_key
+from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
+from platform_core.config import PlatformConfig
+from platform_core.config.base import config_errors_in_one_line
+from platform_core.freshness import with_default_freshness
+from platform_core.settings import config_path
+from platform_core.state import load_platform
+
+DATA_API_DEPS = ["gitops", "buckets/datasets"]
+INFERENCE_DEPS = ["gitops", "mlflow_server", "buckets/predictions"]
 
 
 def serving_services(cfg: PlatformConfig) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition, list]:
     """The data API and inference service: local supervised processes, or in k3s what Argo CD deploys."""
     if cfg.target == "k3s":
         return (
-            cluster_service_asset("data_api", "ml_data", ["gitops", "buckets/datasets"], "The offline data API pod."),
             cluster_service_asset(
-                "inference_service", "serving", ["gitops", "mlflow_server", "buckets/predictions"], "The inference API."
+                cluster_spec("data_api", "ml_data", ["gitops", "buckets/datasets"], "The offline data API pod.")
+            ),
+            cluster_service_asset(
+                cluster_spec(
+                    "inference_service",
+                    "serving",
+                    ["gitops", "mlflow_server", "buckets/predictions"],
+                    "The inference API.",
+                )
             ),
             [],
         )
@@ -111,7 +122,9 @@ def build_definitions(path: Path) -> dg.Definitions:
         jobs=[observe_job],
         schedules=[observe_schedule, weekly_retraining(jobs)],
     )
-    return dg.Definitions.merge(located, observed)
+    defs = dg.Definitions.merge(located, observed)
+    publish_lineage(state.lineage, "ml_assets", defs)
+    return defs
 
 
 defs = build_definitions(config_path())

@@ -9,11 +9,11 @@ from ml_assets.registry import registered_model
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.tracking import ModelTracker
 from ml_assets.training import listing_columns
-from platform_assets.services.results import NO_CHANGE, check_errors_fail, loopback_only, service_result
-from platform_assets.tracking.mlflow_server import MlflowResource
+from platform_core.catalog import ML_OWNERS
+from platform_core.results import NO_CHANGE, check_errors_fail, loopback_only, service_result
+from platform_core.services.mlflow import MlflowResource
 
 GROUP = "serving"
-OWNERS = ["team:ml"]
 PROBE_ROWS = 5
 TOLERANCE = 1e-6  # relative: the service and the registry run the same model on the same features
 
@@ -21,7 +21,7 @@ TOLERANCE = 1e-6  # relative: the service and the registry run the same model on
 @dg.asset(
     group_name=GROUP,
     kinds={"fastapi"},
-    owners=OWNERS,
+    owners=ML_OWNERS,
     deps=[dg.AssetKey("mlflow_server"), dg.AssetKey(["buckets", "predictions"])],
     description="The FastAPI inference service (predict, explain, metrics, a web page), supervised locally.",
 )
@@ -47,7 +47,7 @@ def inference_loopback_only(inference_resource: InferenceResource) -> dg.AssetCh
 @dg.asset(
     group_name=GROUP,
     kinds={"mlflow", "fastapi"},
-    owners=OWNERS,
+    owners=ML_OWNERS,
     deps=[registered_model, dg.AssetKey("inference_service")],  # local process or Argo CD-deployed
     description="The champion, loaded by the running inference service (a reload drops no request).",
 )

@@ -2,20 +2,20 @@
 
 import dagster as dg
 
-from platform_assets.services.results import NO_CHANGE, check_errors_fail
-from platform_assets.tracking.mlflow_server import MlflowResource
+from platform_core.catalog import ML_OWNERS
+from platform_core.results import NO_CHANGE, check_errors_fail
+from platform_core.services.mlflow import MlflowResource
 
 # Upstreams live in the platform code location; lineage crosses locations through these keys.
 MLFLOW_SERVER = dg.AssetKey("mlflow_server")
 GROUP = "ml_tracking"
-OWNERS = ["team:ml"]
 
 
 def build_experiment_asset(datasets_bucket: dg.AssetKey) -> dg.AssetsDefinition:
     @dg.asset(
         group_name=GROUP,
         kinds={"mlflow"},
-        owners=OWNERS,
+        owners=ML_OWNERS,
         deps=[MLFLOW_SERVER, datasets_bucket],
         description="The MLflow experiment of the model pipeline (platform.yaml mlflow.experiment).",
     )

@@ -9,9 +9,10 @@ import pandas as pd
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.schema import TARGET
 from ml_assets.tracking import CHAMPION, ModelTracker, Version
-from ml_assets.training import GROUP, OWNERS, Metrics, evaluate, listing_columns, trained_model
-from platform_assets.services.results import NO_CHANGE, check_errors_fail
-from platform_assets.tracking.mlflow_server import MlflowResource
+from ml_assets.training import GROUP, Metrics, evaluate, listing_columns, trained_model
+from platform_core.catalog import ML_OWNERS
+from platform_core.results import NO_CHANGE, check_errors_fail
+from platform_core.services.mlflow import MlflowResource
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def _latest_training_run(context: dg.AssetExecutionContext) -> tuple[str, str]:
 @dg.asset(
     group_name=GROUP,
     kinds={"mlflow"},
-    owners=OWNERS,
+    owners=ML_OWNERS,
     deps=[trained_model],
     description="The trained model as a registry version; alias `champion` moves to it only if it is better.",
 )

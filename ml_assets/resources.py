@@ -1,4 +1,5 @@
-"""Resources of the ML location: the platform's (chosen by target in platform_assets.resources) plus the ML ones."""
+"""Resources of the ML location: the platform's (chosen by target in platform_core/resources/targets.py) plus
+the ML ones."""
 
 from pathlib import Path
 
@@ -8,9 +9,9 @@ from ml_assets.data.source import source_for
 from ml_assets.monitoring.resources import ReportsResource
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.step_runner import K8sPipesStepRunner, LocalStepRunner, StepRunner
-from platform_assets.config import PlatformConfig
-from platform_assets.resources import build_resources
-from platform_assets.state import StateDir
+from platform_core.config import PlatformConfig
+from platform_core.resources.targets import build_resources
+from platform_core.state import StateDir
 
 
 def build_ml_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) -> dict[str, object]:

@@ -25,14 +25,14 @@ from ml_assets.data.store import frame_hash
 from ml_assets.steps.base import Step, StepInputs, StepRefused, StepResult
 from ml_assets.steps.training import TRAIN
 from ml_assets.tracking import ModelTracker
-from platform_assets.cluster.render_base import hardened, labels, resources
-from platform_assets.cluster.render_ml import DATA_API, MLFLOW, PLATFORM_UID
-from platform_assets.cluster.render_storage import SEAWEEDFS, service_dns
-from platform_assets.cluster.secrets import ml_step_env
-from platform_assets.resources_base import PlatformResource
-from platform_assets.services.results import NO_CHANGE, previous_metadata
-from platform_assets.storage.seaweedfs import SeaweedFSResource
-from platform_assets.tracking.mlflow_server import MlflowResource
+from platform_core.cluster.render_base import hardened, labels, resources
+from platform_core.cluster.render_ml import DATA_API, MLFLOW, PLATFORM_UID
+from platform_core.cluster.render_storage import SEAWEEDFS, service_dns
+from platform_core.cluster.secrets import ml_step_env
+from platform_core.resources.base import PlatformResource
+from platform_core.results import NO_CHANGE, previous_metadata
+from platform_core.services.mlflow import MlflowResource
+from platform_core.services.seaweedfs import SeaweedFSResource
 
 COMMAND = ["python", "-m", "ml_assets.pipes_step"]  # + the step's name
 APP = "ml-step"  # app.kubernetes.io/name of every step pod

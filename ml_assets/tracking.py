@@ -14,7 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from ml_assets.model import HousePriceModel
-from platform_assets.tracking.mlflow_server import MlflowResource
+from platform_core.services.mlflow import MlflowResource
 
 CHAMPION = "champion"
 

@@ -14,15 +14,15 @@ from ml_assets.train_step import (
     holdout_mask,
     listing_columns,
 )
-from platform_assets.services.results import NO_CHANGE
-from platform_assets.tracking.mlflow_server import MlflowResource
+from platform_core.catalog import ML_OWNERS
+from platform_core.results import NO_CHANGE
+from platform_core.services.mlflow import MlflowResource
 
 # The pure pieces live in train_step (the training pod imports them without Dagster); importable from here as before.
 __all__ = [
     "GROUP",
     "HOLDOUT_KEY_COLUMNS",
     "OUTLIER_IQR",
-    "OWNERS",
     "Metrics",
     "drop_price_outliers",
     "evaluate",
@@ -33,13 +33,12 @@ __all__ = [
 ]
 
 GROUP = "ml_model"
-OWNERS = ["team:ml"]
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "parquet"},
-    owners=OWNERS,
+    owners=ML_OWNERS,
     deps=[dg.AssetKey("validated_batches")],
     description="Every validated batch so far, price outliers dropped, with a stable holdout flag.",
 )
@@ -76,7 +75,7 @@ def features_table(datasets: DatasetsResource) -> tuple[pd.DataFrame, list[int],
 @dg.asset(
     group_name=GROUP,
     kinds={"mlflow", "scikitlearn"},
-    owners=OWNERS,
+    owners=ML_OWNERS,
     deps=[features, dg.AssetKey("mlflow_server")],  # it logs its run to the tracking server
     description="HistGradientBoosting on log price, logged to MLflow with params, metrics and signature.",
 )

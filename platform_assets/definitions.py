@@ -6,19 +6,21 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from platform_assets.cluster.assets import CLUSTER_CHECKS, build_cluster_assets, mlflow_server_asset
-from platform_assets.cluster.drift import cluster_drift_sensor
-from platform_assets.config import PlatformConfig
-from platform_assets.config.base import config_errors_in_one_line
-from platform_assets.drift.freshness_alerts import freshness_alert_sensor
-from platform_assets.drift.sensors import check_failure_sensor, infra_drift_sensor
-from platform_assets.freshness import with_default_freshness
-from platform_assets.host.assets import config_valid, disk_space, host, ports_available
-from platform_assets.resources import build_resources
-from platform_assets.settings import config_path
-from platform_assets.state import load_platform
-from platform_assets.storage.assets import build_shared_storage, build_storage_definitions
-from platform_assets.tracking.assets import build_mlflow_server_asset, mlflow_loopback_only, mlflow_round_trip
+from platform_assets.defs.cluster.assets import CLUSTER_CHECKS, build_cluster_assets, mlflow_server_asset
+from platform_assets.defs.cluster.cluster_drift import cluster_drift_sensor
+from platform_assets.defs.host.assets import config_valid, disk_space, host, ports_available
+from platform_assets.defs.monitoring.infra_drift import infra_drift_sensor
+from platform_assets.defs.storage.assets import build_shared_storage, build_storage_definitions
+from platform_assets.defs.tracking.assets import build_mlflow_server_asset, mlflow_loopback_only, mlflow_round_trip
+from platform_core.alerting.freshness_alerts import freshness_alert_sensor
+from platform_core.alerting.lineage import publish as publish_lineage
+from platform_core.alerting.sensors import check_failure_sensor
+from platform_core.config import PlatformConfig
+from platform_core.config.base import config_errors_in_one_line
+from platform_core.freshness import with_default_freshness
+from platform_core.resources.targets import build_resources
+from platform_core.settings import config_path
+from platform_core.state import load_platform
 
 
 def local_platform(cfg: PlatformConfig) -> tuple[list, list, list]:
@@ -54,7 +56,7 @@ def build_definitions(path: Path) -> dg.Definitions:
         "platform_up", selection=dg.AssetSelection.all(), description="Bring up (or heal) every platform service."
     )
     assets, checks, drift_sensors = (k3s_platform if cfg.target == "k3s" else local_platform)(cfg)
-    return with_default_freshness(
+    defs = with_default_freshness(
         dg.Definitions(
             assets=assets,
             asset_checks=checks,
@@ -69,6 +71,8 @@ def build_definitions(path: Path) -> dg.Definitions:
         ),
         cfg.freshness.platform_minutes,
     )
+    publish_lineage(state.lineage, "platform_assets", defs)
+    return defs
 
 
 defs = build_definitions(config_path())

@@ -11,8 +11,8 @@ import shlex
 import tarfile
 from typing import TYPE_CHECKING, Any
 
-from platform_assets.cluster.image import WORK_DIR, normalized_ref
-from platform_assets.host.facts import K3S_BIN
+from platform_core.cluster.image import WORK_DIR, normalized_ref
+from platform_core.host.facts import K3S_BIN
 
 if TYPE_CHECKING:
     from tests.hosts import ScriptedHost

@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from platform_assets.cluster.image import BUILD_EGRESS_URLS
-from platform_assets.cluster.render import SEED_NETWORK
-from platform_assets.cluster.upstream import UpstreamPins
-from platform_assets.config.models import PlatformConfig, VersionsConfig
-from platform_assets.host.executor import CommandResult, FileState, HostCommandError
+from platform_core.cluster.image import BUILD_EGRESS_URLS
+from platform_core.cluster.render import SEED_NETWORK
+from platform_core.cluster.upstream import UpstreamPins
+from platform_core.config.models import PlatformConfig, VersionsConfig
+from platform_core.host.executor import CommandResult, FileState, HostCommandError
 from tests import containerd
 from tests.vendor import vendor_dir
 

@@ -6,7 +6,7 @@ import json
 
 import dagster as dg
 
-from platform_assets.state import StateDir
+from platform_core.state import StateDir
 
 
 def generated_secrets(state: StateDir) -> set[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from platform_assets.cluster.upstream import UpstreamError, UpstreamPins, requests_fetch, sha256_hex
+from platform_core.cluster.upstream import UpstreamError, UpstreamPins, requests_fetch, sha256_hex
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlops-platform" / "vendor"

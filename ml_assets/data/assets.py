@@ -10,10 +10,10 @@ from ml_assets.data.source import BatchSourceResource, source_settings
 from ml_assets.data.validation import validate_batch
 from ml_assets.step_runner import StepRunner, materialize_result
 from ml_assets.steps.batches import RAW, VALIDATED
-from platform_assets.services.results import NO_CHANGE, check_errors_fail, service_result
+from platform_core.catalog import ML_OWNERS
+from platform_core.results import NO_CHANGE, check_errors_fail, service_result
 
 GROUP = "ml_data"
-OWNERS = ["team:ml"]
 
 
 def batch_partitions(batches: int) -> dg.StaticPartitionsDefinition:
@@ -23,7 +23,7 @@ def batch_partitions(batches: int) -> dg.StaticPartitionsDefinition:
 @dg.asset(
     group_name=GROUP,
     kinds={"fastapi"},
-    owners=OWNERS,
+    owners=ML_OWNERS,
     deps=[dg.AssetKey(["buckets", "datasets"])],
     description="The bundled offline data API: the Ames housing sales served in the seed's batch shape.",
 )
@@ -99,7 +99,7 @@ def build_data_assets(
         partitions_def=partitions,
         group_name=GROUP,
         kinds={"s3", "parquet"},
-        owners=OWNERS,
+        owners=ML_OWNERS,
         deps=upstream,
         description="One batch of listings, fetched over HTTP from the batch API, as Parquet in S3.",
     )
@@ -132,7 +132,7 @@ def build_data_assets(
         partitions_def=partitions,
         group_name=GROUP,
         kinds={"s3", "parquet"},
-        owners=OWNERS,
+        owners=ML_OWNERS,
         deps=[raw_batches],
         description="A batch that passed validation, ready for features.",
     )

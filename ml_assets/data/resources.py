@@ -1,8 +1,8 @@
 """Where the ML data lives: Parquet tables in the datasets bucket, written by the bucket's owner identity."""
 
 from ml_assets.data.store import TableStore
-from platform_assets.resources_base import PlatformResource
-from platform_assets.storage.seaweedfs import SeaweedFSResource
+from platform_core.resources.base import PlatformResource
+from platform_core.services.seaweedfs import SeaweedFSResource
 
 
 class DatasetsResource(PlatformResource):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import requests
 
-from platform_assets.config import PlatformConfig
-from platform_assets.resources_base import PlatformResource
-from platform_assets.services.supervisor import EnsureResult, ServiceSpec
+from platform_core.config import PlatformConfig
+from platform_core.resources.base import PlatformResource
+from platform_core.supervisor import EnsureResult, ServiceSpec
 
 DATA_API_TOKEN = "data-api-admin"  # the credentials name of the token the k3s Secret carries
 # the child imports `ml_assets` from this checkout, whatever the caller's cwd or editable install points at

@@ -20,8 +20,8 @@ import requests
 
 from ml_assets.data.service import offline_api_url
 from ml_assets.schema import COLUMNS
-from platform_assets.config import PlatformConfig, load_config
-from platform_assets.redact import redact, redact_url
+from platform_core.config import PlatformConfig, load_config
+from platform_core.redact import redact, redact_url
 
 EXCERPT_CHARS = 200
 CHUNK_BYTES = 8 * 1024  # small enough that a dripping body meets the deadline check often

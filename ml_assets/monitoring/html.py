@@ -8,7 +8,7 @@ import html
 import numpy as np
 import pandas as pd
 
-from ml_assets.drift.engine import ColumnDrift, ColumnProfile, DriftReport, ReferenceProfile
+from ml_assets.data_drift.engine import ColumnDrift, ColumnProfile, DriftReport, ReferenceProfile
 
 WIDTH, HEIGHT, PAD = 520, 180, 28
 BINS = 20

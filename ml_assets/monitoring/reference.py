@@ -7,18 +7,18 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
-from ml_assets.drift.engine import ReferenceProfile
-from ml_assets.drift.profile_io import profile_digest, profile_from_bytes, profile_to_bytes
+from ml_assets.data_drift.engine import ReferenceProfile
+from ml_assets.data_drift.profile_io import profile_digest, profile_from_bytes, profile_to_bytes
 from ml_assets.monitoring.resources import ReportsResource
 from ml_assets.registry import registered_model
 from ml_assets.schema import DRIFT_COLUMNS
 from ml_assets.tracking import ModelTracker
 from ml_assets.training import features
-from platform_assets.services.results import NO_CHANGE, check_errors_fail
-from platform_assets.tracking.mlflow_server import MlflowResource
+from platform_core.catalog import ML_OWNERS
+from platform_core.results import NO_CHANGE, check_errors_fail
+from platform_core.services.mlflow import MlflowResource
 
 GROUP = "ml_monitoring"
-OWNERS = ["team:ml"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _columns_table(profile: ReferenceProfile) -> str:
 @dg.asset(
     group_name=GROUP,
     kinds={"numpy", "s3"},
-    owners=OWNERS,
+    owners=ML_OWNERS,
     deps=[registered_model, features, dg.AssetKey(["buckets", "reports"])],
     description="Sorted values and category counts of the champion's training rows: the drift reference.",
 )

@@ -1,7 +1,7 @@
 """`drift_report`, one partition per batch: the batch against the champion's reference profile, and, since
 batches carry the true price, the champion's error on labels it never saw.
 
-The work (ml_assets/steps/drift.py) runs where the step runner says: in this process, or in a pod in the k3s
+The work (ml_assets/steps/drift_report.py) runs where the step runner says: in this process, or in a pod in the k3s
 target. Here stays what needs the Dagster instance or only this machine: which reference to compare with, the
 presigned link to the report (signing needs no network) and its local copy.
 """
@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ml_assets.data.resources import DatasetsResource
-from ml_assets.monitoring.reference import GROUP, OWNERS, reference_profile
+from ml_assets.monitoring.reference import GROUP, reference_profile
 from ml_assets.monitoring.resources import ReportsResource
 from ml_assets.step_runner import StepRunner, check_results, materialize_result
 from ml_assets.steps.base import StepResult
-from ml_assets.steps.drift import DRIFT, DRIFT_CHECK, LABEL_CHECK, no_reference
+from ml_assets.steps.drift_report import DRIFT, DRIFT_CHECK, LABEL_CHECK, no_reference
+from platform_core.catalog import ML_OWNERS
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         partitions_def=partitions,
         group_name=GROUP,
         kinds={"html", "s3"},
-        owners=OWNERS,
+        owners=ML_OWNERS,
         deps=[dg.AssetKey("raw_batches"), reference_profile],
         check_specs=[
             dg.AssetCheckSpec(LABEL_CHECK, asset="drift_report", description="Champion error on new labels."),

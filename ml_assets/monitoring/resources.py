@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ml_assets.steps.blobs import BlobStore
-from platform_assets.resources_base import PlatformResource
-from platform_assets.storage.seaweedfs import READONLY, SeaweedFSResource
+from platform_core.resources.base import PlatformResource
+from platform_core.services.seaweedfs import READONLY, SeaweedFSResource
 
 LINK_SECONDS = 7 * 24 * 3600  # SigV4's longest presigned lifetime
 

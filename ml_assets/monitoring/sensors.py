@@ -17,10 +17,10 @@ import dagster as dg
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.monitoring.report import Reference, latest_reference
-from platform_assets.alerts import AlertsResource
-from platform_assets.drift.causes import CauseFinder
-from platform_assets.drift.findings import Finding, track
-from platform_assets.drift.sensors import DRIFT_INTERVAL_SECONDS, sensor_graph
+from platform_core.alerting.alerts import AlertsResource
+from platform_core.alerting.causes import CauseFinder
+from platform_core.alerting.findings import Finding, track
+from platform_core.alerting.sensors import DRIFT_INTERVAL_SECONDS, sensor_lineage
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -154,7 +154,7 @@ def evaluate(
     _absorb(context, cursor)
     requests = _report_requests(cursor, latest_reference(context.instance))
     now = time.time()
-    causes = CauseFinder.load(alerts, sensor_graph(context))
+    causes = CauseFinder.load(alerts, sensor_lineage(context))
     sent, cursor.findings = track(cursor.findings, drift_findings(cursor), now, "data_drift_sensor", causes)
     cooldown = datasets.cfg.ml.retrain_cooldown_minutes * 60
     open_drift = {f.key for f in drift_findings(cursor)}

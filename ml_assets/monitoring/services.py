@@ -4,9 +4,9 @@ import dagster as dg
 
 from ml_assets.data.service import DataApiResource
 from ml_assets.serving.resource import InferenceResource
-from platform_assets.alerts import AlertsResource
-from platform_assets.drift.local import service_drift
-from platform_assets.drift.sensors import DRIFT_INTERVAL_SECONDS, alert_on_findings
+from platform_core.alerting.alerts import AlertsResource
+from platform_core.alerting.sensors import DRIFT_INTERVAL_SECONDS, alert_on_findings
+from platform_core.alerting.service_drift import service_drift
 
 
 @dg.sensor(

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from ml_assets.serving.app import create_app
 from ml_assets.serving.registry import NoChampionError
 from ml_assets.serving.settings import ServingSettings
-from platform_assets.config import PlatformConfig, load_config
-from platform_assets.state import StateDir
+from platform_core.config import PlatformConfig, load_config
+from platform_core.state import StateDir
 
 logger = logging.getLogger("ml_assets.serving")
 ENV_PREFIX = "SERVING_"

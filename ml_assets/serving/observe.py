@@ -9,7 +9,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.serving.prediction_log import PREFIX
-from platform_assets.storage.seaweedfs import SeaweedFSResource
+from platform_core.services.seaweedfs import SeaweedFSResource
 
 OBSERVE_CRON = "*/5 * * * *"
 

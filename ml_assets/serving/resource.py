@@ -8,8 +8,8 @@ from typing import Any
 
 import requests
 
-from platform_assets.resources_base import PlatformResource
-from platform_assets.services.supervisor import EnsureResult, ServiceSpec
+from platform_core.resources.base import PlatformResource
+from platform_core.supervisor import EnsureResult, ServiceSpec
 
 
 class InferenceResource(PlatformResource):

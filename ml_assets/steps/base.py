@@ -22,7 +22,7 @@ from ml_assets.data.source import SOURCE_SETTINGS, BatchSourceResource
 from ml_assets.data.store import TableStore
 from ml_assets.steps.blobs import BlobStore
 from ml_assets.tracking import ModelTracker
-from platform_assets.cluster.secrets import REPORTS_SECRET, SECRET_ENV, TRAINING_SECRET
+from platform_core.cluster.secrets import REPORTS_SECRET, SECRET_ENV, TRAINING_SECRET
 
 Severity = Literal["ERROR", "WARN"]
 

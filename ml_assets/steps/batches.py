@@ -8,7 +8,7 @@ from ml_assets.data.source import SOURCE_SETTINGS
 from ml_assets.data.store import TableStore
 from ml_assets.data.validation import validate_batch
 from ml_assets.steps.base import Step, StepInputs, StepRefused, StepResult, typed
-from platform_assets.services.results import NO_CHANGE
+from platform_core.results import NO_CHANGE
 
 PREVIEW_ROWS = 5
 

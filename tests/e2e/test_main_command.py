@@ -16,10 +16,10 @@ import yaml
 
 from ml_assets.definitions import build_definitions as build_ml_definitions
 from platform_assets.definitions import build_definitions as build_platform_definitions
-from platform_assets.drift.sensors import infra_drift_sensor
-from platform_assets.runs import RunReport, run_report
-from platform_assets.services.results import NO_CHANGE
-from platform_assets.settings import CONFIG_ENV, STATE_DIR_ENV
+from platform_assets.defs.monitoring.infra_drift import infra_drift_sensor
+from platform_core.results import NO_CHANGE
+from platform_core.runs import RunReport, run_report
+from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV
 from tests.stacks import REPO, write_stack_config
 from tests.webhook import Receiver
 
@@ -66,9 +66,7 @@ def stack_config(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver):
     alerts = {"webhook_url": hook, "log_file": "alerts.jsonl", "retries": 1, "backoff_seconds": 0.1}
     config = write_stack_config(tmp_path_factory.mktemp("e2e"), alerts=alerts)
     yield config
-    subprocess.run(
-        [sys.executable, "-m", "platform_assets.cli", "--config", str(config), "down"], timeout=120, check=False
-    )
+    subprocess.run([sys.executable, "-m", "platformctl.cli", "--config", str(config), "down"], timeout=120, check=False)
 
 
 def test_main_command_brings_up_everything_then_changes_nothing(stack_config: Path) -> None:
@@ -100,7 +98,7 @@ def test_main_command_brings_up_everything_then_changes_nothing(stack_config: Pa
 
 def _platformctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "platform_assets.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "platformctl.cli", "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -138,7 +136,7 @@ def test_plan_after_up_changes_nothing_and_says_what_the_next_batches_would_do(s
 def _served_and_champion(config: Path) -> tuple[str, str, float]:
     from ml_assets.resources import build_ml_resources
     from ml_assets.tracking import ModelTracker
-    from platform_assets.state import load_platform
+    from platform_core.state import load_platform
 
     cfg, state = load_platform(config)
     resources = build_ml_resources(cfg, state, config)
@@ -178,7 +176,7 @@ def test_a_better_batch_retrains_promotes_and_deploys(stack_config: Path) -> Non
 
 def test_poisoned_batch_is_refused_and_the_champion_and_api_stay(stack_config: Path) -> None:
     from ml_assets.data.service import DataApiResource
-    from platform_assets.state import load_platform
+    from platform_core.state import load_platform
 
     _, state = load_platform(stack_config)
     data_api = DataApiResource(config_path=str(stack_config), state_dir=str(state.root))
@@ -209,8 +207,8 @@ def test_under_the_daemon_injected_drift_gives_one_alert_and_one_retraining(
 ) -> None:
     """Issue 4's "done when", with the real dagster-daemon running the sensors as `make ui` does."""
     from ml_assets.data.service import DataApiResource
-    from platform_assets.cli import dagster_env
-    from platform_assets.state import load_platform
+    from platform_core.state import load_platform
+    from platformctl.cli import dagster_env
 
     _, state = load_platform(stack_config)
     env = {**dagster_env(state), CONFIG_ENV: str(stack_config), STATE_DIR_ENV: str(state.root)}
@@ -294,9 +292,9 @@ def _inventory(config: Path) -> dict[str, object]:
     from mlflow import MlflowClient
 
     from ml_assets.resources import build_ml_resources
-    from platform_assets.state import load_platform
-    from platform_assets.storage.postgres import SUPERUSER
-    from platform_assets.storage.seaweedfs import ADMIN
+    from platform_core.services.postgres import SUPERUSER
+    from platform_core.services.seaweedfs import ADMIN
+    from platform_core.state import load_platform
 
     cfg, state = load_platform(config)
     resources = build_ml_resources(cfg, state, config)
@@ -317,7 +315,7 @@ def _inventory(config: Path) -> dict[str, object]:
 
 
 def _pids(config: Path) -> dict[str, int | None]:
-    from platform_assets.services.supervisor import Supervisor
+    from platform_core.supervisor import Supervisor
 
     state = config.parent / "state"
     supervisor = Supervisor(state / "run", state / "logs")
@@ -370,8 +368,8 @@ def test_no_secret_reaches_a_log_an_alert_or_the_run_history(stack_config: Path,
     services), with one more alert whose delivery fails, so the failure is logged too."""
     import logging
 
-    from platform_assets.alerts import Alert
-    from platform_assets.state import load_platform
+    from platform_core.alerting.alerts import Alert
+    from platform_core.state import load_platform
     from tests.secret_scan import generated_secrets, leaks, readable_places
 
     _, state = load_platform(stack_config)

@@ -11,8 +11,9 @@ import dagster as dg
 import pytest
 
 from platform_assets.definitions import build_definitions
-from platform_assets.drift.sensors import check_failure_sensor, infra_drift_sensor
-from platform_assets.runs import RunReport, run_report
+from platform_assets.defs.monitoring.infra_drift import infra_drift_sensor
+from platform_core.alerting.sensors import check_failure_sensor
+from platform_core.runs import RunReport, run_report
 from tests.stacks import write_stack_config
 
 

@@ -28,7 +28,7 @@ from ml_assets.model import HousePriceModel
 from ml_assets.serving.prediction_log import SCHEMA
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.serving.settings import ServingSettings
-from platform_assets.storage.seaweedfs import ADMIN
+from platform_core.services.seaweedfs import ADMIN
 
 EXPERIMENT = "serving-tests"
 TRAIN_ROWS = 2000

@@ -15,8 +15,8 @@ import requests
 import yaml
 
 from ml_assets.definitions import build_definitions
-from platform_assets.runs import RunReport, run_report
-from platform_assets.services.results import NO_CHANGE
+from platform_core.results import NO_CHANGE
+from platform_core.runs import RunReport, run_report
 from tests.webhook import Receiver
 
 pytestmark = pytest.mark.integration

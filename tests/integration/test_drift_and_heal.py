@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 import requests
 
-from platform_assets.storage.seaweedfs import ADMIN
+from platform_core.services.seaweedfs import ADMIN
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from platform_assets.storage.seaweedfs import ADMIN
+from platform_core.services.seaweedfs import ADMIN
 
 pytestmark = pytest.mark.integration
 

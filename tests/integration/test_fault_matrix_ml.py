@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from ml_assets.definitions import build_definitions
-from platform_assets.runs import RunReport, run_report
-from platform_assets.services.supervisor import probe
-from platform_assets.storage.seaweedfs import ADMIN
+from platform_core.runs import RunReport, run_report
+from platform_core.services.seaweedfs import ADMIN
+from platform_core.supervisor import probe
 from tests.integration.test_fault_matrix import FAULTS, inject
 
 pytestmark = pytest.mark.integration

@@ -19,12 +19,12 @@ import pytest
 import yaml
 
 from platform_assets.definitions import build_definitions
-from platform_assets.plan import plan
-from platform_assets.runs import run_report
-from platform_assets.services.results import NO_CHANGE
-from platform_assets.state import load_platform
-from platform_assets.storage.assets import postgres_accepts_password_login, s3_auth_enforced
-from platform_assets.tracking.assets import mlflow_round_trip
+from platform_assets.defs.storage.assets import postgres_accepts_password_login, s3_auth_enforced
+from platform_assets.defs.tracking.assets import mlflow_round_trip
+from platform_core.results import NO_CHANGE
+from platform_core.runs import run_report
+from platform_core.state import load_platform
+from platformctl.plan import plan
 from tests.integration.conftest import Stack
 from tests.k8s.scenario_k3s import platform_doc
 

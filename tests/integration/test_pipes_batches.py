@@ -22,9 +22,9 @@ from ml_assets.data.service import DataApiResource
 from ml_assets.definitions import build_definitions
 from ml_assets.monitoring.report import build_drift_report
 from ml_assets.step_runner import K8sPipesStepRunner, LocalStepRunner, StepRunner
-from platform_assets.cluster.secrets import ml_step_env
-from platform_assets.runs import run_report
-from platform_assets.services.results import NO_CHANGE
+from platform_core.cluster.secrets import ml_step_env
+from platform_core.results import NO_CHANGE
+from platform_core.runs import run_report
 from tests.integration.conftest import Stack
 from tests.k8s.pipes_fake import PipesCluster, pipes_cluster
 from tests.k8s.schemas import validate

@@ -23,8 +23,8 @@ from ml_assets.data.dataset import ames_listings
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.step_runner import K8sPipesStepRunner, LocalStepRunner, StepRunner
 from ml_assets.training import drop_price_outliers, holdout_mask, trained_model
-from platform_assets.storage.seaweedfs import SeaweedFSResource
-from platform_assets.tracking.mlflow_server import MlflowResource
+from platform_core.services.mlflow import MlflowResource
+from platform_core.services.seaweedfs import SeaweedFSResource
 from tests.integration.conftest import Stack
 from tests.k8s.pipes_fake import PipesCluster, pipes_cluster
 from tests.k8s.schemas import validate

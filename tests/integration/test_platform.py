@@ -11,8 +11,8 @@ import psycopg2
 import pytest
 from botocore.exceptions import ClientError
 
-from platform_assets.services.results import NO_CHANGE
-from platform_assets.storage.seaweedfs import ADMIN, READONLY
+from platform_core.results import NO_CHANGE
+from platform_core.services.seaweedfs import ADMIN, READONLY
 from tests.secret_scan import generated_secrets, leaks, readable_places
 
 pytestmark = pytest.mark.integration

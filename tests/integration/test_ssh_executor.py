@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from platform_assets.cluster.render import SEED_NETWORK
-from platform_assets.config.models import PlatformConfig
-from platform_assets.host.executor import (
+from platform_core.cluster.render import SEED_NETWORK
+from platform_core.config.models import PlatformConfig
+from platform_core.host.executor import (
     CommandResult,
     HostAccessError,
     HostCommandError,
@@ -25,8 +25,8 @@ from platform_assets.host.executor import (
     SshExecutor,
     executor_for,
 )
-from platform_assets.host.facts import host_facts, probe_egress
-from platform_assets.host.prepare import prepare_host
+from platform_core.host.facts import host_facts, probe_egress
+from platform_core.host.prepare import prepare_host
 from tests.sshd import Sshd, start_sshd
 
 pytestmark = pytest.mark.integration

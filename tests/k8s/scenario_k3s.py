@@ -17,10 +17,10 @@ import dagster as dg
 import pytest
 import yaml
 
-from platform_assets.cluster.assets import CLUSTER_CHECKS, host_ip_on_host
-from platform_assets.cluster.drift import cluster_drift_sensor
-from platform_assets.cluster.resource import ClusterResource
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.cluster.assets import CLUSTER_CHECKS, host_ip_on_host
+from platform_assets.defs.cluster.cluster_drift import cluster_drift_sensor
+from platform_core.cluster.resource import ClusterResource
 from tests.hosts import ScriptedHost, k3s_vm, offline_bundle
 from tests.k8s.fake_apiserver import FakeApiServer
 
@@ -153,7 +153,7 @@ def make_platform(tmp: Path, monkeypatch: pytest.MonkeyPatch, metallb: str = "v0
     fake = FakeApiServer(service_cidr=NETWORK["service_cidr"], cluster_dns=NETWORK["cluster_dns"], repo_root=REPO)
     fake.start()
     host = k3s_vm(NETWORK["host_ip"], fake.write_kubeconfig(tmp / "k3s.yaml").read_bytes(), K3S_VERSION)
-    monkeypatch.setattr("platform_assets.cluster.resource.executor_for", lambda cfg, state_dir: host)
+    monkeypatch.setattr("platform_core.cluster.resource.executor_for", lambda cfg, state_dir: host)
     doc = platform_doc(tmp, bundle, metallb)
     plat = Platform(tmp, fake, host, tmp / "platform.yaml", dg.DagsterInstance.ephemeral(), doc)
     plat.write_config()

@@ -14,7 +14,7 @@ import referencing
 from jsonschema.protocols import Validator
 from kubernetes_validate import utils as kv
 
-from platform_assets.cluster.upstream import parse_manifest
+from platform_core.cluster.upstream import parse_manifest
 from tests.vendor import vendor_file
 
 K8S_VERSION = "1.31.0"

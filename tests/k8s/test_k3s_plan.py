@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from platform_assets.cluster.steps import STEPS
-from platform_assets.plan import PlanError, known_assets, plan
-from platform_assets.state import load_platform
+from platform_core.cluster.steps import STEPS
+from platform_core.state import load_platform
+from platformctl.plan import PlanError, known_assets, plan
 from tests.k8s.scenario_k3s import Platform
 
 

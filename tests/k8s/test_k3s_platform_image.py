@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from platform_assets.cluster.assets import platform_image_present
+from platform_assets.defs.cluster.assets import platform_image_present
 from tests import containerd
 from tests.hosts import PLATFORM_IMAGE
 from tests.k8s.scenario_k3s import Platform, changes, checks, metadata, step_failures

@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from platform_assets.cluster.kube import KubeClient
-from platform_assets.cluster.kube_health import rollout_pending
+from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.kube_health import rollout_pending
 from tests.k8s.fake_apiserver import FakeApiServer
 from tests.k8s.scenario_k3s import Platform, changes, make_platform, metadata, step_failures
 
@@ -22,7 +22,7 @@ def test_an_unavailable_aggregated_api_is_skipped_with_a_warning(tmp_path, caplo
     with FakeApiServer() as fake:
         fake.metrics_unavailable_requests = 1000  # metrics-server down for good
         kube = KubeClient.from_kubeconfig(fake.write_kubeconfig(tmp_path / "kubeconfig"))
-        with caplog.at_level(logging.WARNING, logger="platform_assets.cluster.kube"):
+        with caplog.at_level(logging.WARNING, logger="platform_core.cluster.kube"):
             served = kube.served_kinds()
         assert ("apps/v1", "Deployment") in served and POD_METRICS not in served
         assert "discovery skips metrics.k8s.io/v1beta1: discovery: the server is currently unable" in caplog.text
@@ -65,7 +65,7 @@ def test_metallb_pool_waits_for_the_webhook_then_applies(tmp_path, monkeypatch: 
     plat = make_platform(tmp_path, monkeypatch, metallb="v0.15.3")
     try:
         assert plat.fake.metallb_webhook_refusals > 0  # the webhook refuses at first, as on a real cluster
-        monkeypatch.setattr("platform_assets.cluster.steps.time.sleep", lambda s: None)
+        monkeypatch.setattr("platform_core.cluster.steps.time.sleep", lambda s: None)
         result = plat.run(["host", "k3s_cluster", "metallb"])
         assert "created IPAddressPool metallb-system/" in changes(result)["metallb"]
         assert plat.fake.metallb_webhook_refusals == 0

@@ -12,10 +12,10 @@ import dagster as dg
 import pytest
 from kubernetes import client, config
 
-from platform_assets.cluster.assets import host_ip_on_host
-from platform_assets.cluster.steps import STEPS
-from platform_assets.config import ConfigError, load_config
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.cluster.assets import host_ip_on_host
+from platform_core.cluster.steps import STEPS
+from platform_core.config import ConfigError, load_config
 from tests.hosts import K3S_CONFIG, PLATFORM_IMAGE, k3s_vm
 from tests.k8s.scenario_k3s import (
     CLUSTER_ASSETS,
@@ -294,7 +294,7 @@ def test_host_ip_check(
         }
         plat.write_config(lan)
         monkeypatch.setattr(
-            "platform_assets.cluster.resource.executor_for",
+            "platform_core.cluster.resource.executor_for",
             lambda cfg, state_dir: k3s_vm(reported, b"", K3S_VERSION, prefix=prefix),
         )
         result = plat.run(["host"], raise_on_error=False, extra_checks=[host_ip_on_host])
@@ -347,4 +347,4 @@ def test_a_config_change_not_rendered_into_infra_is_named(platform: Platform) ->
     result = platform.run(["gitops"], raise_on_error=False)
     passed, description = checks(result)["infra_matches_config"]
     assert not passed
-    assert "infra/apps/" in description and "python -m platform_assets.cluster.render" in description
+    assert "infra/apps/" in description and "python -m platform_core.cluster.render" in description

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from platform_assets.cluster.kube import KubeClient, KubeError
+from platform_core.cluster.kube import KubeClient, KubeError
 from tests.k8s import fake_objects
 from tests.k8s.fake_apiserver import FakeApiServer
 from tests.vendor import vendor_file

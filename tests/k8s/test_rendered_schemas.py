@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
+from platform_core.cluster import render
 
-from platform_assets.cluster import render
-from platform_assets.cluster.render_base import ASSET_LABEL, MANAGED_BY
-from platform_assets.cluster.upstream import drop_kinds, parse_manifest
-from platform_assets.config import NetworkConfig, PlatformConfig, parse_config
+from platform_core.cluster.render_base import ASSET_LABEL, MANAGED_BY
+from platform_core.cluster.upstream import drop_kinds, parse_manifest
+from platform_core.config import NetworkConfig, PlatformConfig, parse_config
 from tests.k8s.schemas import SchemaError, served_kinds, validate, vendor_file
 
 VENDOR_MANIFESTS = (

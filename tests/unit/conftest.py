@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from platform_assets.settings import CONFIG_ENV, STATE_DIR_ENV
+from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Unit tests for platform_assets.alerts against a real local webhook receiver and a real JSONL file."""
+"""Unit tests for platform_core.alerting.alerts against a real local webhook receiver and a real JSONL file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from platform_assets.alerts import Alert, AlertsResource
+from platform_core.alerting.alerts import Alert, AlertsResource
 from tests.webhook import Receiver
 
 ONSET = 1_700_000_000.0  # 2023-11-14T22:13:20+00:00

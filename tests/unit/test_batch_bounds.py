@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from ml_assets.data.source import SourceError
 from ml_assets.data.validation import validate_batch
 from ml_assets.schema import COLUMNS
-from platform_assets.config import parse_config
+from platform_core.config import parse_config
 from tests.unit.test_data_source import GOOD, Receiver, Reply, client, ok
 from tests.unit.test_data_source import receiver as receiver  # the fixture
 
@@ -74,7 +74,7 @@ def test_a_source_that_drips_bytes_is_stopped_at_the_deadline(receiver: Receiver
 
 
 def test_the_offline_api_may_not_serve_more_rows_than_the_limit() -> None:
-    from platform_assets.config import ConfigError
+    from platform_core.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"ml\.batch_rows: 500 is over ml\.max_batch_rows \(100\)"):
         parse_config({"ml": {"batch_rows": 500, "max_batch_rows": 100}})

@@ -1,4 +1,4 @@
-"""Unit tests for platform_assets.config: the platform.yaml schema and its errors."""
+"""Unit tests for platform_core.config: the platform.yaml schema and its errors."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from platform_assets.cluster.render import SEED_NETWORK  # the seed's network after the hand-made fix
-from platform_assets.config import ConfigError, load_config, parse_config
+from platform_core.cluster.render import SEED_NETWORK  # the seed's network after the hand-made fix
+from platform_core.config import ConfigError, load_config, parse_config
 
 REPO_CONFIG = Path(__file__).parents[2] / "platform.yaml"
 

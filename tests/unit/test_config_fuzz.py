@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from platform_assets.config import ConfigError, PlatformConfig
-from platform_assets.state import load_platform
+from platform_core.config import ConfigError, PlatformConfig
+from platform_core.state import load_platform
 from tests.unit.test_config import valid as valid_k3s
 
 pytestmark = pytest.mark.usefixtures("no_env_overrides")

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from ml_assets.drift.engine import ReferenceProfile, detect_drift
+from ml_assets.data_drift.engine import ReferenceProfile, detect_drift
 
 
 def _rng(seed: int = 8) -> np.random.Generator:

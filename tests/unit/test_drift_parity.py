@@ -14,7 +14,7 @@ pytest.importorskip("evidently")
 from evidently import Report
 from evidently.presets import DataDriftPreset
 
-from ml_assets.drift.engine import ReferenceProfile, detect_drift
+from ml_assets.data_drift.engine import ReferenceProfile, detect_drift
 from tests.evidently_compat import EVIDENTLY_METHOD, read_drift_snapshot
 
 _P_VALUE = {"ks", "chisquare", "z"}

@@ -7,9 +7,9 @@ import json
 import dagster as dg
 import pytest
 
-from platform_assets.drift.causes import CauseFinder, open_alerts
-from platform_assets.drift.findings import Finding, track
-from platform_assets.drift.sensors import failing_checks
+from platform_core.alerting.causes import CauseFinder, open_alerts
+from platform_core.alerting.findings import Finding, track
+from platform_core.alerting.sensors import failing_checks
 
 T0 = 1_700_000_000.0
 SOURCE = "infra_drift_sensor"

@@ -16,8 +16,8 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._daemon.freshness import FreshnessDaemon
 
-from platform_assets.alerts import AlertsResource
-from platform_assets.drift.freshness_alerts import freshness_alert_sensor
+from platform_core.alerting.alerts import AlertsResource
+from platform_core.alerting.freshness_alerts import freshness_alert_sensor
 from tests.unit.freshness_defs import defs, upstream_table
 
 DEFS_FILE = Path(__file__).with_name("freshness_defs.py")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from platform_assets.host.executor import HostCommandError, PlanExecutor
-from platform_assets.host.prepare import RANCHER_REPO, HostPrepError, prepare_host
+from platform_core.host.executor import HostCommandError, PlanExecutor
+from platform_core.host.prepare import RANCHER_REPO, HostPrepError, prepare_host
 from tests.hosts import Answer, debian_host, k3s_cfg, rocky_host
 
 COMMON_TAIL = [

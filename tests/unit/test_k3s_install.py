@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from platform_assets.cluster.k3s_install import (
+from platform_core.cluster.k3s_install import (
     CONFIG_PATH,
     KUBECONFIG_PATH,
     K3sInstallError,
@@ -21,8 +21,8 @@ from platform_assets.cluster.k3s_install import (
     resolve_install_mode,
     verify_bundle,
 )
-from platform_assets.host.executor import LocalExecutor, PlanExecutor
-from platform_assets.host.prepare import run_steps
+from platform_core.host.executor import LocalExecutor, PlanExecutor
+from platform_core.host.prepare import run_steps
 from tests.hosts import SYSTEMCTL, ScriptedHost, k3s_cfg
 
 VERSION = "v1.31.4+k3s1"

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import yaml
 
-from platform_assets.plan import exit_code
+from platformctl.plan import exit_code
 from tests.stacks import write_stack_config
 
 
 def _plan(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "platform_assets.cli", "--config", str(config), "plan", *args],
+        [sys.executable, "-m", "platformctl.cli", "--config", str(config), "plan", *args],
         capture_output=True,
         text=True,
         timeout=180,

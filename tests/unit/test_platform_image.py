@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from platform_assets.cluster.image import (
+from platform_core.cluster.image import (
     CONTEXT_PATHS,
     ImageError,
     Wanted,
@@ -26,11 +26,11 @@ from platform_assets.cluster.image import (
     read_archive,
     resolve_source,
 )
-from platform_assets.cluster.render import REPO_ROOT
-from platform_assets.config import ConfigError, parse_config
-from platform_assets.host.executor import PlanExecutor
-from platform_assets.host.facts import K3S_BIN
-from platform_assets.host.prepare import HostPrepError, prepare_host, run_steps
+from platform_core.cluster.render import REPO_ROOT
+from platform_core.config import ConfigError, parse_config
+from platform_core.host.executor import PlanExecutor
+from platform_core.host.facts import K3S_BIN
+from platform_core.host.prepare import HostPrepError, prepare_host, run_steps
 from tests import containerd
 from tests.hosts import PLATFORM_IMAGE, ScriptedHost, debian_host, k3s_cfg, k3s_vm, rocky_host
 
@@ -114,7 +114,7 @@ def test_host_build_runs_its_commands_in_order_then_no_change_then_rebuilds_on_a
     host.mutations.clear()
     assert _reconcile(host, want) == "already" and host.mutations == []
 
-    (root / "platform_assets" / "config" / "k3s.py").write_text("# changed\n", encoding="utf-8")
+    (root / "platform_core" / "config" / "k3s.py").write_text("# changed\n", encoding="utf-8")
     changed = desired_image("host_build", None, REF, root)
     assert changed.value != want.value
     assert "stale: has " + want.value[:12] in changed.describe(live_image(host, REF))

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from ml_assets.data.source import BatchSourceResource, SourceError, source_for
-from platform_assets.alerts import AlertsResource
-from platform_assets.config import parse_config
-from platform_assets.redact import redact, redact_url
-from platform_assets.resources import build_resources
-from platform_assets.state import StateDir
+from platform_core.alerting.alerts import AlertsResource
+from platform_core.config import parse_config
+from platform_core.redact import redact, redact_url
+from platform_core.resources.targets import build_resources
+from platform_core.state import StateDir
 from tests.unit.test_alerts import closed_port, firing
 from tests.webhook import Receiver
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from platform_assets.runs import run_report
+from platform_core.runs import run_report
 
 
 @dg.asset

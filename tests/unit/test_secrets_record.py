@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from platform_assets.config import ConfigError
-from platform_assets.secrets_record import read_record
-from platform_assets.state import Credentials, load_platform, planning
+from platform_core.config import ConfigError
+from platform_core.secrets_record import read_record
+from platform_core.state import Credentials, load_platform, planning
 
 pytestmark = pytest.mark.usefixtures("no_env_overrides")
 

@@ -1,4 +1,4 @@
-"""Unit tests for platform_assets.state: the state directory layout and the generated credentials file."""
+"""Unit tests for platform_core.state: the state directory layout and the generated credentials file."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from platform_assets.config import PlatformConfig, load_config
-from platform_assets.settings import CONFIG_ENV, STATE_DIR_ENV
-from platform_assets.state import Credentials, StateDir, load_platform, resolve_state_dir
+from platform_core.config import PlatformConfig, load_config
+from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV
+from platform_core.state import Credentials, StateDir, load_platform, resolve_state_dir
 
 pytestmark = pytest.mark.usefixtures("no_env_overrides")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from platform_assets.config import ConfigError
-from platform_assets.state import load_platform
+from platform_core.config import ConfigError
+from platform_core.state import load_platform
 
 pytestmark = pytest.mark.usefixtures("no_env_overrides")
 
@@ -87,7 +87,7 @@ def test_a_read_only_mount_is_refused(tmp_path: Path) -> None:
 def test_platformctl_refuses_before_writing(checkout: Path, command: str) -> None:
     config = _config(checkout, "state")
     done = subprocess.run(
-        [sys.executable, "-m", "platform_assets.cli", "--config", str(config), command],
+        [sys.executable, "-m", "platformctl.cli", "--config", str(config), command],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,4 +1,4 @@
-"""Unit tests for platform_assets.services.supervisor with real child processes, pid files and HTTP probes.
+"""Unit tests for platform_core.supervisor with real child processes, pid files and HTTP probes.
 
 Each test supervises `python -m http.server` (or a tiny python child) on a free loopback port under its own
 tmp_path; a finalizer stops every service name the test used, then kills by pid (checking its start time)
@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from platform_assets.services.supervisor import (
+from platform_core.supervisor import (
     EnsureResult,
     ServiceSpec,
     ServiceStartError,

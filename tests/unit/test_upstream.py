@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from platform_assets.cluster.upstream import (
+from platform_core.cluster.upstream import (
     DEFAULT_PINS,
     UpstreamError,
     UpstreamPins,

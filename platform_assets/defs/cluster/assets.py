@@ -1,0 +1,267 @@
+"""The k3s target's assets: host, K3s, MetalLB, Argo CD, the Secrets and the app-of-apps, then the platform
+services Argo CD deploys. Thin wrappers around `steps.py`; the shared storage/tracking assets and their function
+checks (SQL per role, S3 round trips, MLflow) run unchanged against the services' LoadBalancer addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+import dagster as dg
+
+from platform_core.cluster.image import bundle_archive, desired_image, live_image, normalized_ref
+from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec, reconcile_asset
+from platform_core.cluster.render import REPO_ROOT, diff_tree, render_infra_tree
+from platform_core.cluster.render_argocd import platform_namespace
+from platform_core.cluster.render_base import ARGOCD_NAMESPACE
+from platform_core.cluster.render_metallb import live_pool_problems, live_pool_strings, probe_service
+from platform_core.cluster.resource import ClusterResource
+from platform_core.cluster.steps import (
+    APPLICATION,
+    STEPS,
+    application_status,
+    desired_applications,
+    image_source,
+)
+from platform_core.host.facts import host_facts
+from platform_core.results import check_errors_fail
+
+LB_WAIT_SECONDS = 60
+
+CLUSTER_SPECS = [
+    cluster_spec(
+        "host", "host", [], "The VM: facts, egress preflight and idempotent, OS-aware preparation.", {"linux"}
+    ),
+    cluster_spec("k3s_cluster", "cluster", ["host"], "K3s with the configured CIDRs, online or air-gapped."),
+    cluster_spec("metallb", "cluster", ["k3s_cluster"], "MetalLB (ConfigMap or CRD mode) and its pool."),
+    cluster_spec("argocd", "cluster", ["metallb"], "Argo CD from its pinned install.yaml, server-side applied."),
+    cluster_spec("cluster_secrets", "cluster", ["k3s_cluster"], "The Secrets the platform's pods read."),
+    cluster_spec(
+        "platform_image",
+        "cluster",
+        ["k3s_cluster"],
+        "versions.platform_image in K3s's containerd: imported from the offline bundle or built on the host.",
+    ),
+    cluster_spec(
+        "gitops", "cluster", ["argocd", "cluster_secrets", "platform_image"], "The app-of-apps root Application."
+    ),
+]
+SERVICE_SPECS = [
+    cluster_spec("postgres", "storage", ["gitops"], "postgres:13-alpine, deployed by Argo CD.", {"postgres"}),
+    cluster_spec("seaweedfs", "storage", ["gitops"], "SeaweedFS with S3 auth, deployed by Argo CD.", {"s3"}),
+]
+
+
+def mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
+    # gitops too: Argo CD deploys it, so a run without the storage function assets still orders it after
+    deps = ["gitops", "postgres_databases", f"buckets/{artifact_bucket}"]
+    description = "mlflow server deployed by Argo CD, on the cluster's Postgres and SeaweedFS."
+    return cluster_service_asset(cluster_spec("mlflow_server", "tracking", deps, description, {"mlflow"}))
+
+
+# --- checks --------------------------------------------------------------------------------------------------
+@dg.asset_check(asset="host", blocking=True, description="network.host_ip is an address of the host itself.")
+@check_errors_fail
+def host_ip_on_host(cluster: ClusterResource) -> dg.AssetCheckResult:
+    cfg = cluster.cfg
+    net = cfg.network
+    facts = host_facts(cluster.executor, str(net.host_ip))  # type: ignore[union-attr]
+    # The interface holding host_ip must be on host_subnet: MetalLB answers ARP for the pool on that LAN.
+    subnets = [ipaddress.ip_interface(a).network for a in facts["addresses"] if a.split("/")[0] == str(net.host_ip)]  # type: ignore[union-attr]
+    on_subnet = any(subnet.subnet_of(net.host_subnet) for subnet in subnets)  # type: ignore[union-attr]
+    return dg.AssetCheckResult(
+        passed=bool(facts.get("host_ip_present")) and on_subnet,
+        description=f"{net.host_ip} on {cluster.executor.describe()}: addresses {facts.get('addresses')}; "  # type: ignore[union-attr]
+        f"host_subnet {net.host_subnet} {'matches' if on_subnet else 'does not match'} its interface",  # type: ignore[union-attr]
+    )
+
+
+def _get(cluster: ClusterResource, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict:
+    found = cluster.kube().get(
+        {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}}
+    )
+    return found or {}
+
+
+@dg.asset_check(asset="k3s_cluster", blocking=True, description="Every node reports Ready.")
+@check_errors_fail
+def node_ready(cluster: ClusterResource) -> dg.AssetCheckResult:
+    nodes = cluster.kube().list("v1", "Node")
+    ready = {
+        n["metadata"]["name"]: any(
+            c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", [])
+        )
+        for n in nodes
+    }
+    return dg.AssetCheckResult(passed=bool(ready) and all(ready.values()), description=f"nodes: {ready or 'none'}")
+
+
+API_SERVICE_NAME = "kubernetes.default.svc.cluster.local"
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dg.asset_check(
+    asset="k3s_cluster", blocking=True, description="The `kubernetes` Service holds the first address of service_cidr."
+)
+@check_errors_fail
+def service_cidr_in_use(cluster: ClusterResource) -> dg.AssetCheckResult:
+    want = str(cluster.cfg.network.service_cidr[1])  # type: ignore[union-attr]
+    got = _get(cluster, "v1", "Service", "kubernetes", "default").get("spec", {}).get("clusterIP")
+    return dg.AssetCheckResult(passed=got == want, description=f"kubernetes Service ClusterIP {got}, want {want}")
+
+
+@dg.asset_check(
+    asset="k3s_cluster",
+    blocking=True,
+    description="CoreDNS on network.cluster_dns answers a real query from the node for the API Service's name.",
+)
+@check_errors_fail
+def cluster_dns_serves(cluster: ClusterResource) -> dg.AssetCheckResult:
+    network = cluster.cfg.network
+    dns, api = str(network.cluster_dns), str(network.service_cidr[1])  # type: ignore[union-attr]
+    got = _get(cluster, "v1", "Service", "kube-dns", "kube-system").get("spec", {}).get("clusterIP")
+    # Asked on the node, where ClusterIPs route (dig comes with host preparation): a Service IP alone proves nothing.
+    query = cluster.executor.probe(["dig", "+short", "+time=2", "+tries=2", f"@{dns}", API_SERVICE_NAME, "A"])
+    answers = [line for line in query.out.split() if _is_ip(line)] if query.ok else []  # not dig's ";;" notes
+    error = query.stderr.decode(errors="replace").strip()
+    said = ", ".join(answers) if query.ok else f"no answer (rc {query.rc}: {error})"
+    return dg.AssetCheckResult(
+        passed=got == dns and answers == [api],
+        description=f"kube-dns ClusterIP {got} (want {dns}); {API_SERVICE_NAME} @{dns}: {said} (want {api})",
+    )
+
+
+@dg.asset_check(asset="metallb", blocking=True, description="A probe LoadBalancer Service gets an IP from the pool.")
+@check_errors_fail
+def load_balancer_gets_pool_ip(cluster: ClusterResource) -> dg.AssetCheckResult:
+    kube, probe = cluster.kube(), probe_service(cluster.cfg)
+    # The probe lives in the platform namespace, which argocd or cluster_secrets may not have created yet.
+    kube.apply([platform_namespace(cluster.cfg), probe])
+    where = (probe["metadata"]["namespace"], probe["metadata"]["name"])
+    deadline = time.monotonic() + LB_WAIT_SECONDS
+    while (ip := kube.load_balancer_ip(*where)) is None and time.monotonic() < deadline:
+        time.sleep(1)  # MetalLB assigns asynchronously
+    kube.delete(probe)  # give its address back: the pool may be small (21 addresses in the seed)
+    first, last = cluster.cfg.network.pool_range  # type: ignore[union-attr]
+    inside = ip is not None and first <= ipaddress.IPv4Address(ip) <= last
+    live_pool = live_pool_problems(cluster.cfg, live_pool_strings(_live_pool_objects(kube)))
+    return dg.AssetCheckResult(
+        passed=inside and not live_pool,
+        description=f"probe Service got {ip or 'no address'} (pool {first}-{last})"
+        + (f"; live pool: {'; '.join(live_pool)}" if live_pool else ""),
+    )
+
+
+def _live_pool_objects(kube: KubeClient) -> list[dict]:
+    """MetalLB's pool as the cluster has it (the ConfigMap of v0.12, or IPAddressPools of v0.13+)."""
+    found = kube.get(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config", "namespace": "metallb-system"}}
+    )
+    pools = [found] if found else []
+    if ("metallb.io/v1beta1", "IPAddressPool") in kube.served_kinds():
+        pools += kube.list("metallb.io/v1beta1", "IPAddressPool", "metallb-system")
+    return pools
+
+
+@dg.asset_check(asset="argocd", blocking=True, description="Every Argo CD Deployment is available.")
+@check_errors_fail
+def argocd_available(cluster: ClusterResource) -> dg.AssetCheckResult:
+    kube = cluster.kube()
+    names = [d["metadata"]["name"] for d in kube.list("apps/v1", "Deployment", ARGOCD_NAMESPACE)]
+    state = kube.deployments_available(ARGOCD_NAMESPACE, names)
+    down = [n for n, ok in state.items() if not ok]
+    return dg.AssetCheckResult(
+        passed=bool(names) and not down, description=f"unavailable: {down or 'none'} of {len(names)}"
+    )
+
+
+@dg.asset_check(asset="gitops", description="Each Application is Synced and Healthy.")
+@check_errors_fail
+def applications_synced_healthy(cluster: ClusterResource) -> dg.AssetCheckResult:
+    kube = cluster.kube()
+    bad = []
+    for name in sorted(desired_applications()):
+        sync, health, message = application_status(kube, name)
+        if (sync, health) != ("Synced", "Healthy"):
+            bad.append(f"{name} {sync}/{health}" + (f" ({message})" if message else ""))
+    return dg.AssetCheckResult(passed=not bad, description="; ".join(bad) or "all Synced and Healthy")
+
+
+@dg.asset_check(
+    asset="platform_image",
+    blocking=True,
+    description="K3s has versions.platform_image: built from these sources, or the bundle's; for registry, "
+    "no pod fails to pull it.",
+)
+@check_errors_fail
+def platform_image_present(cluster: ClusterResource) -> dg.AssetCheckResult:
+    cfg, (source, _) = cluster.cfg, image_source(cluster)
+    ref = cfg.versions.platform_image
+    if source == "registry":
+        failures = [
+            f
+            for f in cluster.kube().image_pull_failures(cfg.k3s.namespace)
+            if normalized_ref(f.image) == normalized_ref(ref)
+        ]
+        lines = [f"{f.pod} on node {f.node}: {f.reason}: {f.message}" for f in failures]
+        return dg.AssetCheckResult(
+            passed=not failures, description=f"registry {ref}: {'; '.join(lines) or 'no pull failures'}"
+        )
+    want = desired_image(source, bundle_archive(cluster.bundle_dir), ref, REPO_ROOT)
+    live = live_image(cluster.executor, ref)
+    return dg.AssetCheckResult(passed=want.met_by(live), description=f"{source} {ref}: {want.describe(live)}")
+
+
+@dg.asset_check(asset="gitops", blocking=True, description="infra/ in this checkout is what platform.yaml renders.")
+@check_errors_fail
+def infra_matches_config(cluster: ClusterResource) -> dg.AssetCheckResult:
+    """Argo CD deploys git, not platform.yaml: a config change must be rendered and pushed, or the cluster
+    runs something else than the config says (and hand-edit drift would never settle)."""
+    stale = diff_tree(render_infra_tree(cluster.cfg), REPO_ROOT)
+    fix = "; run `python -m platform_core.cluster.render` and push" if stale else ""
+    return dg.AssetCheckResult(passed=not stale, description=f"differs: {', '.join(stale) or 'nothing'}{fix}")
+
+
+@dg.asset_check(asset="gitops", description="No pod is stuck pulling its image (the seed's Bitnami failure).")
+@check_errors_fail
+def images_pull(cluster: ClusterResource) -> dg.AssetCheckResult:
+    failures = cluster.kube().image_pull_failures(cluster.cfg.k3s.namespace)
+    lines = [f"{f.image} on node {f.node} ({f.pod}): {f.reason}: {f.message}" for f in failures]
+    return dg.AssetCheckResult(passed=not failures, description="; ".join(lines) or "every image pulled")
+
+
+@dg.asset_check(asset="gitops", description="No live Application is missing from git (the seed's MinIO orphan).")
+@check_errors_fail
+def no_orphan_applications(cluster: ClusterResource) -> dg.AssetCheckResult:
+    live = {a["metadata"]["name"] for a in cluster.kube().list(*APPLICATION, namespace=ARGOCD_NAMESPACE)}
+    orphans = sorted(live - desired_applications())
+    hint = "; prune with k3s.prune_orphans: true" if orphans else ""
+    return dg.AssetCheckResult(passed=not orphans, description=f"orphans: {', '.join(orphans) or 'none'}{hint}")
+
+
+CLUSTER_CHECKS = [
+    host_ip_on_host,
+    node_ready,
+    service_cidr_in_use,
+    cluster_dns_serves,
+    load_balancer_gets_pool_ip,
+    argocd_available,
+    platform_image_present,
+    applications_synced_healthy,
+    infra_matches_config,
+    images_pull,
+    no_orphan_applications,
+]
+
+
+def build_cluster_assets() -> list[dg.AssetsDefinition]:
+    steps = [reconcile_asset(spec, STEPS[spec.key.to_user_string()]) for spec in CLUSTER_SPECS]
+    return [*steps, *(cluster_service_asset(spec) for spec in SERVICE_SPECS)]

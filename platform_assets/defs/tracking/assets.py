@@ -1,0 +1,64 @@
+"""The MLflow tracking server asset and its function check."""
+
+import dagster as dg
+
+from platform_assets.defs.storage.assets import postgres_databases
+from platform_core.catalog import PLATFORM_OWNERS, bucket_key
+from platform_core.results import check_errors_fail, loopback_only, service_result
+from platform_core.services.mlflow import MlflowResource
+from platform_core.services.seaweedfs import SeaweedFSResource
+
+GROUP = "tracking"
+
+
+def build_mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="mlflow_server",
+        group_name=GROUP,
+        kinds={"mlflow"},
+        owners=PLATFORM_OWNERS,
+        deps=[postgres_databases, bucket_key(artifact_bucket)],
+        description="mlflow server on the platform Postgres, artifacts proxied to SeaweedFS S3.",
+    )
+    def mlflow_server(mlflow_resource: MlflowResource) -> dg.MaterializeResult:
+        result = mlflow_resource.ensure_server()
+        cfg = mlflow_resource.cfg
+        return service_result(
+            mlflow_resource.supervisor,
+            "mlflow",
+            result,
+            {
+                "url": dg.MetadataValue.url(mlflow_resource.url),
+                "version": mlflow_resource.server_version(),
+                "backend_store": f"postgresql+psycopg2://{mlflow_resource.backend_role}@127.0.0.1:"
+                f"{cfg.services.postgres.port}/{cfg.mlflow.database}",
+                "artifacts_destination": f"s3://{cfg.mlflow.artifact_bucket}",
+                "experiments": mlflow_resource.experiment_count(),
+            },
+        )
+
+    return mlflow_server
+
+
+MLFLOW_SERVER_KEY = dg.AssetKey("mlflow_server")
+
+
+@dg.asset_check(
+    asset=MLFLOW_SERVER_KEY,
+    blocking=True,
+    description="Create/get an experiment, log and read back an artifact, find it in the S3 bucket.",
+)
+@check_errors_fail
+def mlflow_round_trip(mlflow_resource: MlflowResource, seaweedfs_resource: SeaweedFSResource) -> dg.AssetCheckResult:
+    trip = mlflow_resource.round_trip(seaweedfs_resource)
+    return dg.AssetCheckResult(
+        passed=True,  # round_trip raises, naming what failed, on any mismatch
+        description=f"experiment {trip.experiment_id}: artifact of run {trip.run_id} read back and stored "
+        f"at s3://{mlflow_resource.cfg.mlflow.artifact_bucket}/{trip.artifact_key}",
+    )
+
+
+@dg.asset_check(asset=MLFLOW_SERVER_KEY, blocking=True, description="MLflow listens on 127.0.0.1 only.")
+@check_errors_fail
+def mlflow_loopback_only(mlflow_resource: MlflowResource) -> dg.AssetCheckResult:
+    return loopback_only(mlflow_resource.supervisor, "mlflow")

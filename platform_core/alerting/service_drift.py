@@ -1,0 +1,165 @@
+"""Desired (platform.yaml, rendered service specs) versus live (processes, buckets, roles) for the local target."""
+
+from __future__ import annotations
+
+from platform_core.alerting.findings import Finding
+from platform_core.catalog import SERVICE_ASSETS
+from platform_core.services.mlflow import MlflowResource
+from platform_core.services.postgres import PostgresResource
+from platform_core.services.seaweedfs import SeaweedFSResource
+from platform_core.supervisor import ServiceSpec, Supervisor, edited_files, probe
+
+
+def local_findings(postgres: PostgresResource, seaweedfs: SeaweedFSResource, mlflow: MlflowResource) -> list[Finding]:
+    supervisor = postgres.supervisor
+    findings: list[Finding] = []
+    healthy: dict[str, bool] = {}
+    for resource in (postgres, seaweedfs, mlflow):
+        spec = resource.service_spec()
+        service_findings = service_drift(supervisor, spec)
+        findings += service_findings
+        healthy[spec.name] = supervisor.status(spec.name).running and not service_findings
+    if healthy["seaweedfs"]:
+        findings += bucket_drift(seaweedfs)
+    if healthy["postgres"]:
+        findings += database_drift(postgres)
+    return findings
+
+
+def service_drift(supervisor: Supervisor, spec: ServiceSpec) -> list[Finding]:
+    asset = SERVICE_ASSETS[spec.name]
+    status = supervisor.status(spec.name)
+    if not status.deployed:
+        return []  # never brought up here, or stopped on purpose with `platform down`
+    if not status.running:
+        return [
+            Finding(
+                f"service_down:{spec.name}",
+                asset,
+                f"{spec.name} is down",
+                f"{spec.name} is not running (its process is gone); last log: {supervisor.log_tail(spec.name, 2)}",
+                inhibitable=False,  # a dead process is its own incident, even below another one
+            )
+        ]
+    findings = []
+    for path in edited_files(spec):
+        findings.append(
+            Finding(
+                f"config_edited:{spec.name}:{path.name}",
+                asset,
+                f"{spec.name} config edited out of band",
+                f"{path} differs from what platform.yaml renders: re-materialize {asset} to restore it",
+            )
+        )
+    if status.config_hash != spec.config_hash:
+        findings.append(
+            Finding(
+                f"config_changed:{spec.name}",
+                asset,
+                f"{spec.name} runs an old config",
+                f"{spec.name} runs config {status.config_hash}, platform.yaml wants "
+                f"{spec.config_hash}: re-materialize {asset} to restart it",
+            )
+        )
+    stopped = supervisor.stopped(spec.name)
+    if stopped:
+        findings.append(
+            Finding(
+                f"service_stopped:{spec.name}",
+                asset,
+                f"{spec.name} is stopped",
+                f"{spec.name} pid {', '.join(map(str, stopped))} is stopped (SIGSTOP): re-materialize {asset} to "
+                "restart it",
+            )
+        )
+    elif not probe(spec.health):
+        findings.append(
+            Finding(
+                f"service_unhealthy:{spec.name}",
+                asset,
+                f"{spec.name} is unhealthy",
+                f"{spec.name} (pid {status.pid}) runs but fails its health probe",
+            )
+        )
+    return findings
+
+
+def bucket_drift(seaweedfs: SeaweedFSResource) -> list[Finding]:
+    desired = {bucket.name for bucket in seaweedfs.cfg.buckets}
+    live = seaweedfs.live_buckets()
+    missing = [
+        Finding(
+            f"bucket_missing:{name}",
+            f"buckets/{name}",
+            f"bucket {name} is missing",
+            f"s3://{name} is declared in platform.yaml but does not exist",
+        )
+        for name in sorted(desired - live)
+    ]
+    orphans = [
+        Finding(
+            f"orphan_bucket:{name}",
+            "seaweedfs",
+            f"orphan bucket {name}",
+            f"s3://{name} exists but is not in platform.yaml: add it there or delete it",
+            remedy="manual",
+        )
+        for name in sorted(live - desired)
+    ]
+    return missing + orphans
+
+
+def database_drift(postgres: PostgresResource) -> list[Finding]:
+    roles = postgres.live_roles()
+    databases = postgres.live_databases()
+    findings = []
+    for db in postgres.cfg.databases:
+        if db.owner not in roles:
+            findings.append(
+                Finding(
+                    f"role_missing:{db.owner}",
+                    "postgres_databases",
+                    f"role {db.owner} is missing",
+                    f"role {db.owner} (owner of {db.name}) does not exist",
+                )
+            )
+        if db.name not in databases:
+            findings.append(
+                Finding(
+                    f"database_missing:{db.name}",
+                    "postgres_databases",
+                    f"database {db.name} is missing",
+                    f"database {db.name} does not exist",
+                )
+            )
+        elif databases[db.name] != db.owner:
+            findings.append(
+                Finding(
+                    f"database_owner:{db.name}",
+                    "postgres_databases",
+                    f"database {db.name} has the wrong owner",
+                    f"{db.name} is owned by {databases[db.name]}, platform.yaml says {db.owner}",
+                )
+            )
+    for name in sorted(set(databases) - {db.name for db in postgres.cfg.databases}):
+        findings.append(
+            Finding(
+                f"orphan_database:{name}",
+                "postgres_databases",
+                f"orphan database {name}",
+                f"database {name} exists but is not in platform.yaml",
+                remedy="manual",
+            )
+        )
+    desired_roles = {db.owner for db in postgres.cfg.databases}
+    for role in sorted(roles - desired_roles):
+        findings.append(
+            Finding(
+                f"orphan_role:{role}",
+                "postgres_databases",
+                f"orphan role {role}",
+                f"role {role} exists but no database in platform.yaml names it",
+                remedy="manual",
+            )
+        )
+    return findings

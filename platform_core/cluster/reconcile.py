@@ -1,0 +1,44 @@
+"""An asset whose work is one cluster step: the k3s target's own assets, and the services Argo CD deploys for
+either code location (the platform's storage and MLflow, the ML location's data API and inference service)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import dagster as dg
+
+from platform_core.catalog import PLATFORM_OWNERS
+from platform_core.cluster.resource import ClusterResource
+from platform_core.cluster.services import service_step
+from platform_core.cluster.steps import StepResult
+
+
+def reconcile_asset(spec: dg.AssetSpec, step: Callable[[ClusterResource], StepResult]) -> dg.AssetsDefinition:
+    """`spec`'s asset, materialized by running `step` (which only looks when the cluster resource plans)."""
+
+    @dg.multi_asset(specs=[spec], name=spec.key.to_python_identifier())
+    def reconcile(cluster: ClusterResource) -> dg.MaterializeResult:
+        result = step(cluster)
+        return dg.MaterializeResult(metadata={"change": result.change(cluster.plan), **result.metadata})
+
+    return reconcile
+
+
+def cluster_service_asset(spec: dg.AssetSpec) -> dg.AssetsDefinition:
+    """A service Argo CD deploys: healthy in Argo CD and answering at its LoadBalancer address."""
+    name = spec.key.to_user_string()
+    return reconcile_asset(spec, lambda cluster: service_step(cluster, name))
+
+
+def cluster_spec(
+    name: str, group: str, deps: list[str], description: str, kinds: frozenset[str] = frozenset()
+) -> dg.AssetSpec:
+    """The spec of an asset the cluster reconciles; `kinds` beyond "kubernetes" say what it runs."""
+    return dg.AssetSpec(
+        name,
+        group_name=group,
+        deps=[dg.AssetKey.from_user_string(d) for d in deps],
+        kinds={"kubernetes", *kinds},
+        owners=PLATFORM_OWNERS,
+        description=description,
+    )

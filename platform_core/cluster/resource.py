@@ -1,0 +1,79 @@
+"""`ClusterResource`: the k3s target's host executor, Kubernetes client, upstream manifests and secrets.
+
+With `plan=True` every verb only looks: host commands go through a `PlanExecutor` (probes run for real,
+changes are recorded), Kubernetes writes are server-side dry runs, nothing is written to the state directory.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from platform_core.cluster.k3s_install import resolve_install_mode
+from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.upstream import Manifest, obtain_manifest, parse_manifest
+from platform_core.host.executor import Executor, PlanExecutor, executor_for
+from platform_core.resources.base import PlatformResource
+
+Obj = dict[str, Any]
+
+
+class ClusterResource(PlatformResource):
+    plan: bool = False  # True: report what would change, change nothing
+
+    @cached_property
+    def executor(self) -> Executor:
+        real = executor_for(self.cfg, self.state.root)
+        return PlanExecutor(real) if self.plan else real
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state.root / "kubeconfig"
+
+    def kube(self) -> KubeClient:
+        if not self.kubeconfig.exists():
+            raise FileNotFoundError(f"{self.kubeconfig}: no kubeconfig yet; materialize k3s_cluster first")
+        return KubeClient.from_kubeconfig(self.kubeconfig)
+
+    @cached_property
+    def install_mode(self) -> tuple[str, list[str]]:
+        """online or airgap, and why: the egress preflight runs on the host (the seed's VM had no egress)."""
+        return resolve_install_mode(self.cfg, self.executor)
+
+    @property
+    def bundle_dir(self) -> Path | None:
+        bundle = self.cfg.k3s.offline_bundle_dir
+        if bundle is None:
+            return None
+        path = Path(bundle)
+        return path if path.is_absolute() else Path(self.config_path).parent / path
+
+    def manifest(self, component: str, version: str) -> tuple[Manifest, list[Obj]]:
+        """The pinned upstream manifest, sha256-verified, and its objects."""
+        mode, _ = self.install_mode
+        found = obtain_manifest(
+            component,
+            version,
+            bundle_dir=self.bundle_dir,
+            mode=mode,
+            # plan mode writes nothing to the state directory, not even the verified-manifest cache
+            state_dir=None if self.plan else self.state.root,
+        )
+        return found, parse_manifest(found.text)
+
+    def write_state_file(self, name: str, data: dict[str, Any]) -> bool:
+        """A 0600 JSON file under the state directory (no-op when equal, and in plan mode)."""
+        path = self.state.root / name
+        text = json.dumps(data, sort_keys=True, indent=2)
+        if self.plan or (path.exists() and path.read_text() == text):
+            return False
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text(text)
+        return True
+
+    def read_state_file(self, name: str) -> dict[str, Any]:
+        path = self.state.root / name
+        return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,113 @@
+"""The platform services in the k3s target: Argo CD deploys them from infra/; their assets wait until the
+Application is Synced and Healthy, heal hand edits by asking Argo CD to sync, and record the LoadBalancer
+address, which the shared resources then use for the same function checks as the local target."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import dagster as dg
+
+from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.render import SERVICES
+from platform_core.cluster.render_base import ARGOCD_NAMESPACE
+from platform_core.cluster.render_storage import POSTGRES_PORT
+from platform_core.cluster.resource import ClusterResource
+from platform_core.cluster.steps import APPLICATION, StepResult, application_status
+from platform_core.config import PlatformConfig
+from platform_core.resources.base import ENDPOINTS_FILE
+
+Obj = dict[str, Any]
+SYNC_MANAGER = "mlops-platform-sync"
+DRIFT_PROBE = "mlops-platform-drift-probe"  # used only for dry runs
+SETTLE_SECONDS = 600  # a first sync pulls images: minutes on a fresh node
+
+
+def service_ports(cfg: PlatformConfig) -> dict[str, tuple[str, int]]:
+    """asset -> (Argo CD Application / Service name, port clients use)."""
+    return {
+        "postgres": ("postgres", POSTGRES_PORT),
+        "seaweedfs": ("seaweedfs", cfg.services.seaweedfs.s3_port),
+        "mlflow_server": ("mlflow", cfg.services.mlflow.port),
+        "data_api": ("data-api", cfg.services.data_api.port),
+        "inference_service": ("inference", cfg.services.inference.port),
+    }
+
+
+def hand_edits(kube: KubeClient, cfg: PlatformConfig, app: str) -> list[str]:
+    """Fields of the app's live objects that differ from what infra/ renders (someone edited them by hand)."""
+    found = []
+    for desired in SERVICES[app](cfg):
+        # A manager of our own that owns nothing: the dry run overrides only the fields infra/ sets, so the
+        # comparison ignores what Argo CD or the cluster add (tracking labels, defaults).
+        for change in kube.diff(desired, namespace=cfg.k3s.namespace, field_manager=DRIFT_PROBE):
+            found.append(f"{desired['kind']}/{desired['metadata']['name']} {change.path or '(missing)'}")
+    return found
+
+
+def request_sync(kube: KubeClient, app: str) -> None:
+    """What `argocd app sync` does: set the Application's operation; Argo CD's controller takes it from there."""
+    kube.apply(
+        [
+            {
+                "apiVersion": APPLICATION[0],
+                "kind": APPLICATION[1],
+                "metadata": {"name": app, "namespace": ARGOCD_NAMESPACE},
+                "operation": {"sync": {"prune": False}, "initiatedBy": {"username": "mlops-platform"}},
+            }
+        ],
+        field_manager=SYNC_MANAGER,
+    )
+
+
+def _pull_failures(kube: KubeClient, cfg: PlatformConfig) -> list[str]:
+    return [f"{f.image} on {f.node}: {f.reason}" for f in kube.image_pull_failures(cfg.k3s.namespace)]
+
+
+def _operation_running(kube: KubeClient, app: str) -> bool:
+    live = kube.get(
+        {"apiVersion": APPLICATION[0], "kind": APPLICATION[1], "metadata": {"name": app, "namespace": ARGOCD_NAMESPACE}}
+    )
+    if (live or {}).get("operation"):  # requested, not yet picked up by the controller
+        return True
+    return ((live or {}).get("status", {}).get("operationState") or {}).get("phase") == "Running"
+
+
+def _settle(kube: KubeClient, cfg: PlatformConfig, app: str, timeout: float = SETTLE_SECONDS) -> tuple[str, str, str]:
+    """Argo CD syncs asynchronously: wait until the Application is Synced and Healthy with no sync running,
+    giving up early when a pod cannot pull its image (waiting will not fix that)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sync, health, message = application_status(kube, app)
+        if (sync, health) == ("Synced", "Healthy") and not _operation_running(kube, app):
+            return sync, health, message
+        if time.monotonic() > deadline or (health == "Degraded" and _pull_failures(kube, cfg)):
+            return sync, health, message
+        time.sleep(2)
+
+
+def service_step(c: ClusterResource, asset: str) -> StepResult:
+    cfg = c.cfg
+    app, port = service_ports(cfg)[asset]
+    kube = c.kube()
+    changes = []
+    edits = hand_edits(kube, cfg, app)
+    if edits:
+        changes.append(f"{'request' if c.plan else 'requested'} an Argo CD sync to undo: {'; '.join(edits)}")
+        if not c.plan:
+            request_sync(kube, app)
+    sync, health, message = application_status(kube, app) if c.plan else _settle(kube, cfg, app)
+    if (sync, health) != ("Synced", "Healthy") and not c.plan:
+        pulls = _pull_failures(kube, cfg)
+        raise dg.Failure(
+            f"Application {app} is {sync}/{health}: {message}" + (f"; cannot pull {'; '.join(pulls)}" if pulls else "")
+        )
+    ip = kube.load_balancer_ip(cfg.k3s.namespace, app)
+    if ip is None and not c.plan:
+        raise dg.Failure(f"Service {cfg.k3s.namespace}/{app} has no LoadBalancer address: is MetalLB's pool exhausted?")
+    endpoints = c.read_state_file(ENDPOINTS_FILE)
+    if ip and endpoints.get(asset) != {"host": ip, "port": port}:
+        c.write_state_file(ENDPOINTS_FILE, {**endpoints, asset: {"host": ip, "port": port}})
+        changes.append(f"address {ip}:{port} recorded")
+    return StepResult(changes, {"application": app, "sync": sync, "health": health, "address": f"{ip}:{port}"})

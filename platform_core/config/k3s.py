@@ -1,0 +1,58 @@
+"""The k3s target's own settings: install mode, host preparation, GitOps source, training pods."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Self
+
+from pydantic import AnyUrl, Field, model_validator
+
+from platform_core.config.base import _check, _FieldError, _Model
+
+_K8S_NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+K8sName = Annotated[str, _check(lambda v: re.fullmatch(_K8S_NAME, v), "{v} is not a Kubernetes name (RFC 1123)")]
+_QUANTITY = r"\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?"
+Quantity = Annotated[str, _check(lambda v: re.fullmatch(_QUANTITY, v), "{v} is not a Kubernetes quantity")]
+
+
+class GitOpsConfig(_Model):
+    """Where Argo CD reads the platform's Applications (this repository's ``infra/``)."""
+
+    repo_url: AnyUrl = AnyUrl("https://github.com/example/mlops-platform.git")
+    revision: str = Field("main", min_length=1)
+    path: str = Field("infra/apps", min_length=1)
+
+
+class TrainingPodConfig(_Model):
+    """Training and batch steps run as pods (dagster-k8s Pipes) in the k3s target."""
+
+    image: str | None = None  # None: versions.platform_image (filled in by PlatformConfig)
+    cpu: Quantity = "1"
+    memory: Quantity = "2Gi"
+
+
+class K3sConfig(_Model):
+    # auto: an egress preflight picks online (official URLs) or airgap (offline_bundle_dir) and says why.
+    install: Literal["auto", "online", "airgap"] = "auto"
+    # k3s binary, k3s-airgap-images-<arch>.tar(.zst), install.sh and the upstream manifests, by version.
+    offline_bundle_dir: str | None = None
+    firewalld: Literal["disable", "keep"] = "disable"  # the seed disabled it; "keep" opens the k3s ports
+    selinux: Literal["permissive", "enforcing", "keep"] = "permissive"
+    namespace: K8sName = "mlops"  # where the platform services run
+    prune_orphans: bool = False  # orphans are reported; deleted only when this is true
+    gitops: GitOpsConfig = Field(default_factory=GitOpsConfig)
+    training: TrainingPodConfig = Field(default_factory=TrainingPodConfig)
+    # Where K3s gets versions.platform_image: registry = the kubelet pulls it; bundle = imported from
+    # <offline_bundle_dir>/images/platform-image.tar; host_build = built on the host with podman and imported;
+    # auto = bundle when that tarball exists, else host_build when the host has egress.
+    image_source: Literal["auto", "host_build", "bundle", "registry"] = "auto"
+    # How long a rollout may take (first image pulls on a small VM are slow; progress is logged every 30 s), and
+    # how long MetalLB's webhook may take to serve once its controller is up (its certificate comes later).
+    rollout_timeout_seconds: int = Field(900, strict=True, gt=0, le=7200)
+    webhook_timeout_seconds: int = Field(180, strict=True, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _bundle_for_image(self) -> Self:
+        if self.image_source == "bundle" and not self.offline_bundle_dir:
+            raise _FieldError("offline_bundle_dir", "required when image_source is bundle (images/platform-image.tar)")
+        return self

@@ -1,0 +1,62 @@
+"""The base every local-target resource shares: where the config is and where the state lives."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import dagster as dg
+
+from platform_core.config import PlatformConfig, load_config
+from platform_core.state import StateDir, is_planning
+from platform_core.supervisor import Supervisor
+
+ENDPOINTS_FILE = "endpoints.json"  # k3s target: service -> its LoadBalancer host and port
+
+
+@lru_cache(maxsize=8)
+def _cached_config(path: str, mtime_ns: int) -> PlatformConfig:
+    return load_config(path)
+
+
+@lru_cache(maxsize=8)
+def _prepared_state(root: str) -> StateDir:
+    return StateDir(Path(root)).ensure()
+
+
+def read_config(path: str) -> PlatformConfig:
+    """Parse once per file version: resources are rebuilt per step, the file rarely changes."""
+    return _cached_config(path, Path(path).stat().st_mtime_ns)
+
+
+class PlatformResource(dg.ConfigurableResource):
+    """Knows the stack's description (`config_path`) and its state directory (`state_dir`)."""
+
+    config_path: str
+    state_dir: str
+
+    @property
+    def cfg(self) -> PlatformConfig:
+        return read_config(self.config_path)
+
+    @property
+    def state(self) -> StateDir:
+        if is_planning():  # not the cached one: that one has made its directories
+            return StateDir(Path(self.state_dir))
+        return _prepared_state(self.state_dir)
+
+    def address(self, service: str, local_port: int) -> tuple[str, int]:
+        """Where a platform service answers: 127.0.0.1 in the local target; in the k3s target, the
+        LoadBalancer address its asset recorded in the state directory when Argo CD had it Healthy."""
+        if self.cfg.target == "local":
+            return "127.0.0.1", local_port
+        path = self.state.root / ENDPOINTS_FILE
+        found = json.loads(path.read_text()).get(service) if path.exists() else None
+        if not found:
+            raise RuntimeError(f"no LoadBalancer address recorded for {service}: materialize it first")
+        return str(found["host"]), int(found["port"])
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return Supervisor(self.state.run, self.state.logs)

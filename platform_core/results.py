@@ -1,0 +1,93 @@
+"""How a service asset reports itself: what changed, where it listens, which process and config it runs."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+from platform_core.supervisor import EnsureResult, Supervisor
+
+NO_CHANGE = "no change"
+
+
+def previous_metadata(context: dg.AssetExecutionContext) -> dict[str, object]:
+    """Metadata values of this asset's latest materialization, to tell a no-op from a change."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+
+
+def directory_bytes(path: Path) -> int:
+    """Bytes on disk under `path` (files the service user made may be unreadable to us: skipped)."""
+    total = 0
+    for entry in path.rglob("*"):
+        with contextlib.suppress(OSError):
+            if entry.is_file():
+                total += entry.stat().st_size
+    return total
+
+
+def change_text(result: EnsureResult) -> str:
+    return NO_CHANGE if result.action == "unchanged" else f"{result.action} ({result.reason})"
+
+
+def service_result(
+    supervisor: Supervisor, name: str, result: EnsureResult, metadata: dict[str, object]
+) -> dg.MaterializeResult:
+    """Metadata a person wants in the UI; the config hash doubles as the data version, so a re-run that
+    changed nothing shows the same version."""
+    listening = sorted(f"{ip}:{port}" for ip, port in supervisor.listen_addresses(name))
+    return dg.MaterializeResult(
+        metadata={
+            "change": change_text(result),
+            "pid": result.pid,
+            "config_hash": result.config_hash,
+            "listening": ", ".join(listening),
+            "log": dg.MetadataValue.path(str(supervisor.log_file(name))),
+            **metadata,
+        },
+        data_version=dg.DataVersion(result.config_hash),
+    )
+
+
+def loopback_only(supervisor: Supervisor, name: str) -> dg.AssetCheckResult:
+    """Every socket the service listens on is bound to 127.0.0.1, as the platform promises."""
+    addresses = supervisor.listen_addresses(name)
+    exposed = sorted(f"{ip}:{port}" for ip, port in addresses if ip != "127.0.0.1")
+    return dg.AssetCheckResult(
+        passed=bool(addresses) and not exposed,
+        description=(
+            f"{name} listens on {', '.join(exposed)} beyond loopback"
+            if exposed
+            else f"{name} listens on 127.0.0.1 only"
+            if addresses
+            else f"{name} is not listening"
+        ),
+        metadata={"listening": ", ".join(sorted(f"{ip}:{port}" for ip, port in addresses))},
+    )
+
+
+def first_line(err: Exception) -> str:
+    """An error in one line for a listing (plan output): its first line, or its type when it says nothing."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def check_errors_fail(fn: Callable[..., dg.AssetCheckResult]) -> Callable[..., dg.AssetCheckResult]:
+    """A check that cannot reach its service fails with the reason, instead of crashing the step, so the
+    failure is recorded as a check evaluation the alert sensor can see."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> dg.AssetCheckResult:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            message = " ".join(str(err).split())[:500]
+            return dg.AssetCheckResult(passed=False, description=f"{type(err).__name__}: {message}")
+
+    return wrapper

@@ -1,0 +1,163 @@
+"""A real `mlflow server` on the platform's Postgres, with artifacts proxied to SeaweedFS S3."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from platform_core.resources.base import PlatformResource
+from platform_core.services.seaweedfs import ADMIN, SeaweedFSResource
+from platform_core.supervisor import EnsureResult, ServiceSpec
+
+CHECK_EXPERIMENT = "_platform_checks"
+
+
+@dataclass(frozen=True)
+class MlflowRoundTrip:
+    experiment_id: str
+    run_id: str
+    artifact_key: str
+
+
+class MlflowResource(PlatformResource):
+    """The tracking server: its process, its URL and a function probe."""
+
+    @property
+    def url(self) -> str:
+        host, port = self.address("mlflow_server", self.cfg.services.mlflow.port)
+        return f"http://{host}:{port}"
+
+    @property
+    def backend_role(self) -> str:
+        return next(db.owner for db in self.cfg.databases if db.name == self.cfg.mlflow.database)
+
+    @property
+    def artifact_identity(self) -> str:
+        return self.cfg.bucket(self.cfg.mlflow.artifact_bucket).owner
+
+    def service_spec(self) -> ServiceSpec:
+        cfg = self.cfg
+        access, secret = self.state.credentials.s3_keys(self.artifact_identity)
+        pg_port = cfg.services.postgres.port
+        env = {
+            # the password travels in the environment, never on a command line that `ps` shows
+            "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{self.backend_role}@127.0.0.1:{pg_port}/{cfg.mlflow.database}",
+            "PGPASSWORD": self.state.credentials.postgres_password(self.backend_role),
+            "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{cfg.services.seaweedfs.s3_port}",
+            "AWS_ACCESS_KEY_ID": access,
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # else 9 worker processes and ~2.4 GB
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+        }
+        return ServiceSpec(
+            name="mlflow",
+            argv=(
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(cfg.services.mlflow.port),
+                "--workers",
+                str(cfg.services.mlflow.workers),
+                "--artifacts-destination",
+                f"s3://{cfg.mlflow.artifact_bucket}",
+            ),
+            env=env,
+            health=self.is_healthy,
+            ports=(cfg.services.mlflow.port,),
+            stop_timeout=10.0,
+            start_timeout=120.0,
+        )
+
+    def ensure_server(self) -> EnsureResult:
+        return self.supervisor.ensure(self.service_spec())
+
+    def is_healthy(self) -> bool:
+        return requests.get(f"{self.url}/health", timeout=2).status_code == 200
+
+    def server_version(self) -> str:
+        return requests.get(f"{self.url}/version", timeout=5).text.strip()
+
+    def experiment_count(self) -> int:
+        response = requests.post(
+            f"{self.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1000}, timeout=10
+        )
+        response.raise_for_status()
+        return len(response.json().get("experiments", []))
+
+    def get_experiment(self, name: str) -> dict | None:
+        response = requests.get(
+            f"{self.url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name}, timeout=10
+        )
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()["experiment"]
+
+    def ensure_experiment(self, name: str) -> tuple[str, bool]:
+        """(experiment id, created now); a deleted experiment is restored rather than shadowed."""
+        experiment = self.get_experiment(name)
+        if experiment is None:
+            response = requests.post(f"{self.url}/api/2.0/mlflow/experiments/create", json={"name": name}, timeout=10)
+            response.raise_for_status()
+            return response.json()["experiment_id"], True
+        if experiment["lifecycle_stage"] != "active":
+            requests.post(
+                f"{self.url}/api/2.0/mlflow/experiments/restore",
+                json={"experiment_id": experiment["experiment_id"]},
+                timeout=10,
+            ).raise_for_status()
+            return experiment["experiment_id"], True
+        return experiment["experiment_id"], False
+
+    def round_trip(self, s3: SeaweedFSResource) -> MlflowRoundTrip:
+        """Create or get an experiment, log an artifact through the server, read it back, find it in S3."""
+        from mlflow import MlflowClient  # heavy import, only where a check needs it
+
+        # MLflow's client retries a dead server for minutes; a down server should fail the check at once.
+        try:
+            requests.get(f"{self.url}/health", timeout=5).raise_for_status()
+        except requests.RequestException as err:
+            raise ConnectionError(f"mlflow server at {self.url} is not reachable: {err}") from err
+        client = MlflowClient(tracking_uri=self.url)
+        experiment = client.get_experiment_by_name(CHECK_EXPERIMENT)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(CHECK_EXPERIMENT)
+        if client.get_experiment(experiment_id).name != CHECK_EXPERIMENT:
+            raise AssertionError(f"experiment {experiment_id} does not read back as {CHECK_EXPERIMENT}")
+        run = client.create_run(experiment_id, run_name="platform-check")
+        token = uuid.uuid4().hex
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                src = Path(tmp) / "probe.txt"
+                src.write_text(token)
+                client.log_artifact(run.info.run_id, str(src))
+                back = Path(client.download_artifacts(run.info.run_id, "probe.txt", str(Path(tmp) / "dl")))
+                if back.read_text() != token:
+                    raise AssertionError("artifact read back through MLflow differs from what was logged")
+            key = self._find_in_bucket(s3, experiment_id, run.info.run_id)
+        finally:  # check runs are bookkeeping, not experiments: leave neither the run nor its artifact behind
+            client.delete_run(run.info.run_id)
+            self._delete_artifacts(s3, experiment_id, run.info.run_id)
+        return MlflowRoundTrip(experiment_id, run.info.run_id, key)
+
+    def _delete_artifacts(self, s3: SeaweedFSResource, experiment_id: str, run_id: str) -> None:
+        admin, bucket = s3.client(ADMIN), self.cfg.mlflow.artifact_bucket
+        listing = admin.list_objects_v2(Bucket=bucket, Prefix=f"{experiment_id}/{run_id}/")
+        for obj in listing.get("Contents", []):
+            admin.delete_object(Bucket=bucket, Key=obj["Key"])
+
+    def _find_in_bucket(self, s3: SeaweedFSResource, experiment_id: str, run_id: str) -> str:
+        bucket = self.cfg.mlflow.artifact_bucket
+        listing = s3.client(ADMIN).list_objects_v2(Bucket=bucket, Prefix=f"{experiment_id}/{run_id}/")
+        keys = [obj["Key"] for obj in listing.get("Contents", [])]
+        if not keys:
+            raise AssertionError(f"artifact of run {run_id} is not in s3://{bucket}: the proxy is not writing to S3")
+        return keys[0]

@@ -1,0 +1,234 @@
+"""`platformctl`: bring the local stack up (platform location, then ML location), tear it down, show status.
+
+`up` materializes each code location with `dagster asset materialize`, the same command a person would run,
+into the Dagster instance kept in the state directory, so `dagster dev` afterwards shows those runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from platform_core.catalog import SERVICE_ASSETS
+from platform_core.config import ConfigError, PlatformConfig
+from platform_core.redact import redact
+from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV, config_path
+from platform_core.state import StateDir, load_platform
+from platform_core.supervisor import Supervisor
+
+DAGSTER_YAML = """\
+# Written by platformctl: the Dagster instance of this stack lives beside its services.
+telemetry:
+  enabled: false
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="platformctl", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help=f"platform.yaml to use (env {CONFIG_ENV}; default ./platform.yaml)")
+    parser.add_argument("--state-dir", help=f"state directory (env {STATE_DIR_ENV}; default from platform.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="materialize the platform location, then the ML location")
+    sub.add_parser("down", help="stop every service (data stays in the state directory)")
+    sub.add_parser("status", help="services, and any drift between platform.yaml and what runs")
+    planned = sub.add_parser(
+        "plan",
+        help="what `up` would change in every asset of both locations, writing nothing "
+        "(exit 0: nothing to do, 2: changes, 1: blocked or error)",
+    )
+    planned.add_argument("--select", help="comma-separated assets (default: all)")
+    sub.add_parser(
+        "rotate-credentials",
+        help="new passwords, S3 keys and tokens for everything (also the way back from a lost credentials file), "
+        "then `up` to roll the services",
+    )
+    feed = sub.add_parser("ingest", help="feed one batch through the graph (fetch, validate, retrain, deploy)")
+    feed.add_argument("day", type=int, help="the batch (partition) to ingest")
+    args = parser.parse_args(argv)
+    if args.config:
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+    if args.state_dir:
+        os.environ[STATE_DIR_ENV] = str(Path(args.state_dir).resolve())
+    try:
+        # `down` stops by the pid records alone, so it also works while the credentials file is lost or stale
+        cfg, state = load_platform(allow_credential_mismatch=args.command in ("rotate-credentials", "down"))
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"platformctl: {err}", file=sys.stderr)
+        return 1 if args.command == "plan" else 2  # plan's 2 means "changes to make"
+    if args.command == "ingest" and not 0 <= args.day < cfg.ml.batches:  # refuse before any side effect
+        print(f"platformctl: day {args.day} is outside ml.batches (0..{cfg.ml.batches - 1})", file=sys.stderr)
+        return 2
+    if args.command == "plan":  # changes nothing, not even the state directory
+        from platformctl.plan import PlanError, exit_code, plan
+
+        try:
+            lines = plan(cfg, state, config_path(), args.select.split(",") if args.select else None)
+        except PlanError as err:
+            print(f"platformctl plan: {err}", file=sys.stderr)
+            return 1
+        print("\n".join(lines))
+        return exit_code(lines)
+    state.ensure()
+    if args.command == "ingest":
+        return ingest(state, cfg, args.day)
+    if args.command == "rotate-credentials":
+        return rotate_credentials(state, cfg)
+    return {"up": up, "down": down, "status": status}[args.command](state, cfg)
+
+
+def dagster_env(state: StateDir) -> dict[str, str]:
+    """The environment every dagster command of this stack runs with."""
+    home = state.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    return {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(config_path()), STATE_DIR_ENV: str(state.root)}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One `dagster asset materialize` call: a code location, a selection, optionally one partition."""
+
+    title: str
+    location: str
+    selection: str
+    partition: str | None = None
+
+    def argv(self, dagster: str) -> list[str]:
+        argv = [dagster, "asset", "materialize", "-m", self.location, "--select", self.selection]
+        return argv + (["--partition", self.partition] if self.partition is not None else [])
+
+
+PLATFORM = Step("platform services", "platform_assets.definitions", "*")
+ML_MODEL = Step(
+    "model: features, training, registry, serving",
+    "ml_assets.definitions",
+    "ml_experiment,features,trained_model,registered_model,inference_service,deployed_model,reference_profile",
+)
+
+
+def ingest_step(day: int, with_drift_report: bool = True) -> Step:
+    selection = "group:ml_data or key:drift_report" if with_drift_report else "group:ml_data"
+    return Step(f"batch of day {day}", "ml_assets.definitions", selection, str(day))
+
+
+def drift_step(day: int) -> Step:
+    return Step(f"drift report of day {day}", "ml_assets.definitions", "key:drift_report", str(day))
+
+
+def up(state: StateDir, cfg: PlatformConfig) -> int:
+    """The platform, then the first batch, the model on it, and the batch's drift report against that model."""
+    code = run_steps(state, "up", [PLATFORM, ingest_step(0, with_drift_report=False), ML_MODEL, drift_step(0)])
+    if code == 0:
+        _print_where(state, cfg)
+    return code
+
+
+def ingest(state: StateDir, cfg: PlatformConfig, day: int) -> int:
+    """Feed one more batch through the graph: fetch, validate, drift-test against the serving champion, retrain,
+    promote only if better, deploy."""
+    return run_steps(state, f"ingest-day{day}", [ingest_step(day), ML_MODEL])
+
+
+def rotate_credentials(state: StateDir, cfg: PlatformConfig) -> int:
+    from platformctl.rotation import RotationError, rotate
+
+    try:
+        lines = rotate(cfg, state, config_path())
+    except RotationError as err:
+        print(f"platformctl rotate-credentials: {err}", file=sys.stderr)
+        return 1
+    print("\n".join(lines), flush=True)
+    return up(state, cfg)  # every service whose credentials changed restarts; role passwords are reset
+
+
+def run_steps(state: StateDir, command: str, steps: list[Step]) -> int:
+    env = dagster_env(state)
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]  # this process reads the runs back from the same instance
+    from platform_core.runs import newest_run_id, newest_run_report, report_lines
+
+    dagster = str(Path(sys.executable).parent / "dagster")
+    for number, step in enumerate(steps, start=1):
+        log = state.logs / f"{command}-{number}-{step.location.split('.')[0]}.log"
+        started = time.monotonic()
+        print(f"==> {step.title} ({step.location}; log: {log})", flush=True)
+        before = newest_run_id()
+        with log.open("w") as handle:
+            code = subprocess.call(
+                step.argv(dagster), env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=config_path().parent
+            )
+        print(f"    {'ok' if code == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s", flush=True)
+        report = newest_run_report(after=before)
+        for line in report_lines(report) if report else []:
+            print(f"    {line}")
+        if code != 0:
+            cause = next(iter(report.failures.values()), None) if report else None
+            print(f"platformctl: {step.title} failed: {cause or redact(last_error_line(log))}", file=sys.stderr)
+            print(f"platformctl: the whole log: {log}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def last_error_line(log: Path) -> str:
+    """The line a failed command ended on: the exception's own line, below any traceback (whose lines indent)."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    unindented = [line for line in lines if not line[0].isspace()]
+    return (unindented or lines or ["no output"])[-1]
+
+
+def _print_where(state: StateDir, cfg: PlatformConfig) -> None:
+    services = cfg.services
+    print(f"""
+The platform is up. State directory: {state.root}
+  MLflow UI:        http://127.0.0.1:{services.mlflow.port}
+  S3 endpoint:      http://127.0.0.1:{services.seaweedfs.s3_port}  (credentials: {state.secrets_file})
+  Postgres:         127.0.0.1:{services.postgres.port}  (passwords: {state.secrets_file})
+  Dagster UI:       DAGSTER_HOME={state.dagster_home} dagster dev -w workspace.yaml   (or: make ui)
+  Inference API:    http://127.0.0.1:{services.inference.port}   (a page to try it at /, the API at /docs)
+  Alerts log:       {state.root / cfg.alerts.log_file}
+  Stop everything:  make down   (data stays; `make up` brings it back)""")
+
+
+def _services(state: StateDir, cfg: PlatformConfig) -> dict:
+    """Every supervised service's resource, dependents first (the order `down` stops them in)."""
+    from ml_assets.resources import build_ml_resources
+
+    resources = build_ml_resources(cfg, state, config_path())
+    keys = ("inference_resource", "data_api_resource", "mlflow_resource", "seaweedfs_resource", "postgres_resource")
+    return {key: resources[key] for key in keys}
+
+
+def down(state: StateDir, cfg: PlatformConfig) -> int:
+    supervisor = Supervisor(state.run, state.logs)
+    for name in reversed(SERVICE_ASSETS):  # dependents first
+        was_running = supervisor.stop_recorded(name)
+        print(f"{name}: {'stopped' if was_running else 'was not running'}", flush=True)
+    return 0
+
+
+def status(state: StateDir, cfg: PlatformConfig) -> int:
+    from platform_core.alerting.service_drift import local_findings, service_drift
+
+    services = _services(state, cfg)
+    for resource in reversed(services.values()):
+        name = resource.service_spec().name
+        current = resource.supervisor.status(name)
+        shown = f"running (pid {current.pid})" if current.running else ("down" if current.deployed else "stopped")
+        print(f"{name:10} {shown}")
+    findings = local_findings(
+        services["postgres_resource"], services["seaweedfs_resource"], services["mlflow_resource"]
+    )
+    for key in ("data_api_resource", "inference_resource"):
+        findings += service_drift(services[key].supervisor, services[key].service_spec())
+    for finding in findings:
+        print(f"DRIFT {finding.subject}: {finding.message} [{finding.remedy}]")
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
