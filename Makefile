@@ -31,6 +31,7 @@ ui: $(STAMP)  ## the Dagster UI and daemon (sensors) on this stack's instance
 test: $(STAMP)  ## unit, integration (real services) and end-to-end tests
 	scripts/system-packages test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -8,18 +8,23 @@ from pathlib import Path
 
 import dagster as dg
 
-from ml_assets.data.assets import build_data_assets, data_api
-from ml_assets.deployment import deployed_model, inference_loopback_only, inference_service, serves_registry_predictions
-from ml_assets.experiment import build_experiment_asset, experiment_resolves
-from ml_assets.jobs import build_jobs
-from ml_assets.monitoring.reference import reference_matches_champion, reference_profile
-from ml_assets.monitoring.report import build_drift_report
-from ml_assets.monitoring.sensors import build_data_drift_sensor
-from ml_assets.monitoring.services import ml_services_drift_sensor
-from ml_assets.registry import champion_resolves_and_scores, registered_model
+from ml_assets.defs.data.assets import build_data_assets, data_api
+from ml_assets.defs.jobs import build_jobs
+from ml_assets.defs.model.experiment import build_experiment_asset, experiment_resolves
+from ml_assets.defs.model.registry import champion_resolves_and_scores, registered_model
+from ml_assets.defs.model.training import features, trained_model
+from ml_assets.defs.monitoring.data_drift_sensor import build_data_drift_sensor
+from ml_assets.defs.monitoring.reference import reference_matches_champion, reference_profile
+from ml_assets.defs.monitoring.report import build_drift_report
+from ml_assets.defs.monitoring.service_drift_sensor import ml_services_drift_sensor
+from ml_assets.defs.serving.deployment import (
+    deployed_model,
+    inference_loopback_only,
+    inference_service,
+    serves_registry_predictions,
+)
+from ml_assets.defs.serving.observe import prediction_log, prediction_log_freshness, prediction_log_observation
 from ml_assets.resources import build_ml_resources
-from ml_assets.serving.observe import prediction_log, prediction_log_freshness, prediction_log_observation
-from ml_assets.training import features, trained_model
 from platform_core.alerting.freshness_alerts import freshness_alert_sensor
 from platform_core.alerting.lineage import publish as publish_lineage
 from platform_core.alerting.sensors import check_failure_sensor
@@ -29,6 +34,7 @@ from platform_core.config import PlatformConfig
 from platform_core.config.base import config_errors_in_one_line
 from platform_core.freshness import with_default_freshness
 from platform_core.settings import config_path
+from platform_core.source_links import with_code_links
 from platform_core.state import load_platform
 
 DATA_API_DEPS = ["gitops", "buckets/datasets"]
@@ -55,11 +61,11 @@ def serving_services(cfg: PlatformConfig) -> tuple[dg.AssetsDefinition, dg.Asset
     return data_api, inference_service, [inference_loopback_only]
 
 
-def weekly_retraining(jobs: list) -> dg.ScheduleDefinition:
+def weekly_retraining() -> dg.ScheduleDefinition:
     """The model's freshness window is a week: retrain on whatever batches exist (promoted only if better)."""
     return dg.ScheduleDefinition(
         name="weekly_retraining",
-        job=next(j for j in jobs if j.name == "retrain_and_deploy"),
+        job_name="retrain_and_deploy",
         cron_schedule="0 3 * * 1",
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
@@ -74,35 +80,37 @@ def build_definitions(path: Path) -> dg.Definitions:
     jobs = build_jobs(data_assets[-1].partitions_def)
     drift_sensor = build_data_drift_sensor([j for j in jobs if j.name in ("drift_report_job", "retrain_and_deploy")])
     located = with_default_freshness(
-        dg.Definitions(
-            assets=[
-                build_experiment_asset(bucket_key(cfg.ml.datasets_bucket)),
-                *data_assets,
-                features,
-                trained_model,
-                registered_model,
-                inference_asset,
-                deployed_model,
-                reference_profile,
-                build_drift_report(data_assets[-1].partitions_def),
-            ],
-            asset_checks=[
-                experiment_resolves,
-                *data_checks,
-                champion_resolves_and_scores,
-                *local_checks,
-                serves_registry_predictions,
-                reference_matches_champion,
-            ],
-            jobs=jobs,
-            sensors=[  # each location alerts on its own checks and services
-                check_failure_sensor,
-                ml_services_drift_sensor,
-                drift_sensor,
-                freshness_alert_sensor,
-            ],
-            resources=build_ml_resources(cfg, state, path),
-            executor=dg.in_process_executor,
+        with_code_links(
+            dg.Definitions(
+                assets=[
+                    build_experiment_asset(bucket_key(cfg.ml.datasets_bucket)),
+                    *data_assets,
+                    features,
+                    trained_model,
+                    registered_model,
+                    inference_asset,
+                    deployed_model,
+                    reference_profile,
+                    build_drift_report(data_assets[-1].partitions_def),
+                ],
+                asset_checks=[
+                    experiment_resolves,
+                    *data_checks,
+                    champion_resolves_and_scores,
+                    *local_checks,
+                    serves_registry_predictions,
+                    reference_matches_champion,
+                ],
+                jobs=jobs,
+                sensors=[  # each location alerts on its own checks and services
+                    check_failure_sensor,
+                    ml_services_drift_sensor,
+                    drift_sensor,
+                    freshness_alert_sensor,
+                ],
+                resources=build_ml_resources(cfg, state, path),
+                executor=dg.in_process_executor,
+            )
         ),
         cfg.freshness.platform_minutes,  # the inference service is platform health
         {
@@ -114,15 +122,13 @@ def build_definitions(path: Path) -> dg.Definitions:
         },
     )
     # Observable, so outside the policy mapping: a last-update check and its sensor watch it instead.
-    observe_job, observe_schedule = prediction_log_observation()
     observed = dg.Definitions(
         assets=[prediction_log],
         asset_checks=log_checks,
         sensors=[log_check_sensor],
-        jobs=[observe_job],
-        schedules=[observe_schedule, weekly_retraining(jobs)],
+        schedules=[weekly_retraining()],
     )
-    defs = dg.Definitions.merge(located, observed)
+    defs = dg.Definitions.merge(located, observed, prediction_log_observation())
     publish_lineage(state.lineage, "ml_assets", defs)
     return defs
 

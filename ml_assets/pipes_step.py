@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dagster_pipes import PipesContext, open_dagster_pipes
 
 from ml_assets.steps.base import Step, StepInputs, StepRefused
-from ml_assets.steps.registry import STEPS
+from ml_assets.steps.catalog import STEPS
 
 
 def step_named(argv: Sequence[str]) -> Step:

@@ -6,7 +6,7 @@ from pathlib import Path
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.data.service import DataApiResource
 from ml_assets.data.source import source_for
-from ml_assets.monitoring.resources import ReportsResource
+from ml_assets.data_drift.reports import ReportsResource
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.step_runner import K8sPipesStepRunner, LocalStepRunner, StepRunner
 from platform_core.config import PlatformConfig

@@ -19,24 +19,18 @@ from dagster_k8s import PipesK8sClient
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from ml_assets.data.resources import DatasetsResource
 from ml_assets.data.source import source_for
-from ml_assets.data.store import frame_hash
 from ml_assets.steps.base import Step, StepInputs, StepRefused, StepResult
-from ml_assets.steps.training import TRAIN
-from ml_assets.tracking import ModelTracker
 from platform_core.cluster.render_base import hardened, labels, resources
 from platform_core.cluster.render_ml import DATA_API, MLFLOW, PLATFORM_UID
 from platform_core.cluster.render_storage import SEAWEEDFS, service_dns
 from platform_core.cluster.secrets import ml_step_env
 from platform_core.resources.base import PlatformResource
-from platform_core.results import NO_CHANGE, previous_metadata
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.seaweedfs import SeaweedFSResource
 
 COMMAND = ["python", "-m", "ml_assets.pipes_step"]  # + the step's name
 APP = "ml-step"  # app.kubernetes.io/name of every step pod
-CARRIED_KEYS = ("run_id", "run_url", "model_uri", "features_hash")
 _METADATA_TYPES = {
     "md": dg.MetadataValue.md,
     "url": dg.MetadataValue.url,
@@ -86,42 +80,6 @@ class StepRunner(PlatformResource):
         if missing:
             raise dg.Failure(f"step {step.name}: extra {missing!r} is missing or empty")
         return extras
-
-    def run(
-        self, context: dg.AssetExecutionContext, datasets: DatasetsResource, mlflow_resource: MlflowResource
-    ) -> dg.MaterializeResult:
-        """`trained_model` (ml_assets/training.py): "no change" is decided here, before any work or pod, when the
-        features table's hash matches the previous run's and that run still exists."""
-        table = datasets.store().get(datasets.features_key)
-        unchanged = unchanged_result(context, frame_hash(table), ModelTracker.of(mlflow_resource))
-        if unchanged:
-            return unchanged
-        cfg = datasets.cfg
-        params = {
-            "features_key": datasets.features_key,
-            "datasets_bucket": cfg.ml.datasets_bucket,
-            "experiment": cfg.mlflow.experiment,
-            "model_name": cfg.ml.model_name,
-        }
-        return materialize_result(self.run_step(context, TRAIN, params))
-
-
-def unchanged_result(
-    context: dg.AssetExecutionContext, table_hash: str, tracker: ModelTracker
-) -> dg.MaterializeResult | None:
-    """The previous materialization again, marked "no change", when the same table's run still exists."""
-    previous = previous_metadata(context)
-    if previous.get("features_hash") != table_hash or not tracker.run_exists(str(previous.get("run_id"))):
-        return None
-    return dg.MaterializeResult(
-        metadata={**_carried(previous), "change": NO_CHANGE}, data_version=dg.DataVersion(str(previous["run_id"]))
-    )
-
-
-def _carried(previous: dict[str, object]) -> dict[str, object]:
-    carried = {k: previous[k] for k in CARRIED_KEYS if k in previous}
-    carried["run_url"] = dg.MetadataValue.url(str(carried.get("run_url", "")))
-    return {**carried, **{k: v for k, v in previous.items() if k.startswith("holdout_")}}
 
 
 class LocalStepRunner(StepRunner):

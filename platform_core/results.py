@@ -6,6 +6,7 @@ import contextlib
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -37,7 +38,7 @@ def change_text(result: EnsureResult) -> str:
 
 
 def service_result(
-    supervisor: Supervisor, name: str, result: EnsureResult, metadata: dict[str, object]
+    supervisor: Supervisor, name: str, result: EnsureResult, metadata: dict[str, Any]
 ) -> dg.MaterializeResult:
     """Metadata a person wants in the UI; the config hash doubles as the data version, so a re-run that
     changed nothing shows the same version."""

@@ -30,19 +30,23 @@ def run_report(instance: dg.DagsterInstance, run_id: str) -> RunReport:
     run = instance.get_run_by_id(run_id)
     changes: dict[str, str] = {}
     for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
-        materialization = record.event_log_entry.dagster_event.event_specific_data.materialization
+        materialization = record.event_log_entry.asset_materialization
+        if materialization is None:
+            continue
         change = materialization.metadata.get("change")
-        changes[materialization.asset_key.to_user_string()] = change.value if change else "?"
+        changes[materialization.asset_key.to_user_string()] = str(change.value) if change else "?"
     checks: dict[str, bool] = {}
     failures: dict[str, str] = {}
     for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        evaluation = record.event_log_entry.asset_check_evaluation
+        if evaluation is None:
+            continue
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         checks[name] = evaluation.passed
         if not evaluation.passed:
             failures[name] = redact(evaluation.description or "")
     for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
-        event = record.event_log_entry.dagster_event
+        event = record.event_log_entry.get_dagster_event()
         failures[event.step_key or "run"] = root_cause_line(event.step_failure_data.error)
     return RunReport(run_id, run.status.value if run else "UNKNOWN", changes, checks, failures)
 
@@ -52,7 +56,7 @@ def root_cause_line(error: SerializableErrorInfo | None) -> str:
     occurred while executing op ...`, which names no field. Its own causes stay behind it (it chose its words)."""
     if error is None:
         return "step failed"
-    while error.cause is not None and error.cls_name.startswith("Dagster"):
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
     lines = error.message.strip().splitlines()
     return redact(lines[0]) if lines else error.cls_name or "step failed"

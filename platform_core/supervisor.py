@@ -105,7 +105,7 @@ class Supervisor:
         edited = edited_files(spec)
         stopped = self.stopped(spec.name)
         healthy = not stopped and probe(spec.health)
-        if current.running and current.config_hash == wanted and not edited and healthy:
+        if current.running and current.config_hash == wanted and not edited and healthy and current.pid:
             return EnsureResult("unchanged", current.pid, wanted, "running with the same config")
         if current.running:
             reason = (
@@ -234,7 +234,8 @@ class Supervisor:
         """(address, port) of every listening socket the service holds."""
         pids = self.process_tree(name)
         return {
-            (conn.laddr.ip, conn.laddr.port)
+            # psutil types laddr as "addr or ()": () only for unbound UNIX sockets, which kind "inet" never lists
+            (conn.laddr.ip, conn.laddr.port)  # type: ignore[union-attr]
             for conn in psutil.net_connections(kind="inet")
             if conn.status == psutil.CONN_LISTEN and conn.pid in pids
         }

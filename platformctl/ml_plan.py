@@ -15,9 +15,9 @@ import dagster as dg
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.data.store import frame_hash
+from ml_assets.defs.model.training import features_table
+from ml_assets.model.tracking import ModelTracker, Version
 from ml_assets.serving.resource import InferenceResource
-from ml_assets.tracking import ModelTracker, Version
-from ml_assets.training import features_table
 from platform_core.results import NO_CHANGE, first_line
 from platform_core.services.mlflow import MlflowResource
 

@@ -17,7 +17,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from ml_assets.serving.app import create_app
-from ml_assets.serving.registry import NoChampionError
+from ml_assets.serving.model_slot import NoChampionError
 from ml_assets.serving.settings import ServingSettings
 from platform_core.config import PlatformConfig, load_config
 from platform_core.state import StateDir

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from ml_assets.schema import Listing
 from ml_assets.serving.limits import BodyLimitMiddleware, validation_error_handler
 from ml_assets.serving.metrics import MetricsMiddleware, ServiceMetrics
+from ml_assets.serving.model_slot import LoadedModel, ModelSlot, NoChampionError
 from ml_assets.serving.page import render_page
 from ml_assets.serving.prediction_log import PredictionLog
-from ml_assets.serving.registry import LoadedModel, ModelSlot, NoChampionError
 from ml_assets.serving.settings import ServingSettings
 
 __all__ = ["ServingSettings", "create_app"]

@@ -8,8 +8,8 @@ from collections.abc import Collection
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ml_assets.serving.model_slot import LoadedModel
 from ml_assets.serving.prediction_log import PredictionLog
-from ml_assets.serving.registry import LoadedModel
 
 # The model call is ~4 ms; finer buckets at the low end separate "model time" from "queueing".
 LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)

@@ -18,10 +18,10 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
+from ml_assets.data.blobs import BlobStore
 from ml_assets.data.source import SOURCE_SETTINGS, BatchSourceResource
 from ml_assets.data.store import TableStore
-from ml_assets.steps.blobs import BlobStore
-from ml_assets.tracking import ModelTracker
+from ml_assets.model.tracking import ModelTracker
 from platform_core.cluster.secrets import REPORTS_SECRET, SECRET_ENV, TRAINING_SECRET
 
 Severity = Literal["ERROR", "WARN"]

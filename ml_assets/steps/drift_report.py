@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.data_drift.engine import DriftReport, detect_drift
+from ml_assets.data_drift.html import render_report
 from ml_assets.data_drift.profile_io import profile_from_bytes
-from ml_assets.monitoring.html import render_report
+from ml_assets.model.tracking import ModelTracker
 from ml_assets.schema import TARGET
 from ml_assets.steps.base import CheckOutcome, Step, StepInputs, StepResult, typed
-from ml_assets.tracking import ModelTracker
-from ml_assets.train_step import evaluate
+from ml_assets.steps.train import evaluate
 from platform_core.cluster.secrets import REPORTS_SECRET, TRAINING_SECRET
 from platform_core.results import NO_CHANGE
 

@@ -15,14 +15,14 @@ from dagster._core.definitions.freshness import FreshnessState  # not exported; 
 
 from platform_core.alerting.alerts import AlertsResource
 from platform_core.alerting.findings import Finding
-from platform_core.alerting.sensors import DRIFT_INTERVAL_SECONDS, alert_on_findings
+from platform_core.alerting.sensors import DRIFT_INTERVAL_SECONDS, alert_on_findings, location_graph
 
 LAST_UPDATE_CHECK = "freshness_check"  # the name build_last_update_freshness_checks gives its checks
 
 
 def _window(policy: object) -> str:
     fail = getattr(policy, "fail_window", None)
-    seconds = fail.to_timedelta().total_seconds() if hasattr(fail, "to_timedelta") else None
+    seconds = fail.to_timedelta().total_seconds() if fail is not None and hasattr(fail, "to_timedelta") else None
     return f"{seconds / 60:g} min" if seconds else "its window"
 
 
@@ -34,7 +34,7 @@ def _last_update(instance: dg.DagsterInstance, key: dg.AssetKey) -> str:
 
 
 def stale_by_policy(context: dg.SensorEvaluationContext) -> list[Finding]:
-    graph = context.repository_def.asset_graph
+    graph = location_graph(context)
     policies = {key: graph.get(key).freshness_policy for key in graph.get_all_asset_keys()}
     policies = {key: policy for key, policy in policies.items() if policy is not None}
     states = context.instance.get_freshness_state_records(list(policies))
@@ -52,7 +52,7 @@ def stale_by_policy(context: dg.SensorEvaluationContext) -> list[Finding]:
 
 
 def stale_by_check(context: dg.SensorEvaluationContext) -> list[Finding]:
-    keys = [k for k in context.repository_def.asset_graph.asset_check_keys if k.name == LAST_UPDATE_CHECK]
+    keys = [k for k in location_graph(context).asset_check_keys if k.name == LAST_UPDATE_CHECK]
     latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     return [
         Finding(

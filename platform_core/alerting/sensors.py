@@ -5,6 +5,7 @@
 """
 
 import time
+from typing import Any
 
 import dagster as dg
 
@@ -33,6 +34,13 @@ def alert_on_findings(
     return dg.SkipReason(_summary(findings, sent))
 
 
+def location_graph(context: dg.SensorEvaluationContext) -> Any:
+    """The asset graph of the sensor's own code location (Dagster exports no name for its type)."""
+    if context.repository_def is None:
+        raise dg.DagsterInvariantViolationError("this sensor needs its code location's definitions")
+    return context.repository_def.asset_graph
+
+
 def sensor_lineage(context: dg.SensorEvaluationContext) -> Lineage | None:
     """The sensor's own code location's lineage (None when a test builds the context without definitions)."""
     repository = context.repository_def
@@ -55,7 +63,7 @@ def _summary(findings: list[Finding], sent: list[Alert]) -> str:
 )
 def check_failure_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource) -> dg.SkipReason:
     # The latest evaluation of each check of this code location; works on any instance storage.
-    check_keys = list(context.repository_def.asset_graph.asset_check_keys)
+    check_keys = list(location_graph(context).asset_check_keys)
     latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
     # a planned or running check has an AssetCheckEvaluationPlanned, with no verdict yet
     evaluations = [r.evaluation for r in latest.values() if isinstance(r.evaluation, dg.AssetCheckEvaluation)]

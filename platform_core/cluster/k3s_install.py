@@ -96,7 +96,7 @@ def installed_cidrs(executor: Executor) -> dict[str, str] | None:
 def _same(key: str, a: str, b: str) -> bool:
     parse = ipaddress.ip_address if key == "cluster-dns" else ipaddress.ip_network
     try:
-        return parse(a) == parse(b)  # type: ignore[operator]
+        return parse(a) == parse(b)
     except ValueError:
         return a == b
 
@@ -282,7 +282,7 @@ def fetch_kubeconfig(executor: Executor, cfg: PlatformConfig, dest: Path) -> boo
     if raw is None:
         raise K3sInstallError(f"{KUBECONFIG_PATH} not found on {executor.describe()}: is k3s installed and running?")
     _desired_cidrs(cfg)  # network is required
-    data = _rewrite_server(raw, str(cfg.network.host_ip))  # type: ignore[union-attr]
+    data = _rewrite_server(raw, str(cfg.cluster_network.host_ip))
     if dest.exists() and dest.read_bytes() == data and dest.stat().st_mode & 0o777 == 0o600:
         return False
     if isinstance(executor, PlanExecutor):

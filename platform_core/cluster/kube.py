@@ -6,6 +6,7 @@ cluster's own discovery, so CRD-defined kinds (Argo CD, MetalLB) work like built
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import time
@@ -197,7 +198,7 @@ class KubeClient(WorkloadHealth):
         doc = self._request(f"list {kind}", "GET", res.path(namespace))
         return [{"apiVersion": api_version, "kind": kind, **item} for item in doc.get("items") or []]
 
-    def list_managed(self, label_selector: str, kinds: set[tuple[str, str]]) -> list[Obj]:
+    def list_managed(self, label_selector: str, kinds: set[tuple[str, str]]) -> builtins.list[Obj]:
         """Objects of the given kinds (apiVersion, kind) that match the selector, for orphan detection. Only kinds
         the platform itself creates: other kinds carry its labels too without being its objects (Endpoints and
         EndpointSlices copy a Service's labels, metrics-server's PodMetrics a pod's)."""
@@ -224,19 +225,19 @@ class KubeClient(WorkloadHealth):
     # --- writes ------------------------------------------------------------------------------------------
     def apply(
         self,
-        objs: list[Obj],
+        objs: builtins.list[Obj],
         *,
         field_manager: str = "mlops-platform",
         dry_run: bool = False,
         force: bool = True,
         namespace: str | None = None,
-    ) -> list[ApplyResult]:
+    ) -> builtins.list[ApplyResult]:
         """Server-side apply each object: CRDs first (waiting until Established), then Namespaces, then the rest.
 
         ``namespace`` is the default for namespaced objects that name none (like ``kubectl -n``; else "default").
         """
         batch_crds = _crd_kinds(objs)
-        checked = [_checked(o, i) for i, o in enumerate(objs)]
+        checked: builtins.list[Obj] = [_checked(o, i) for i, o in enumerate(objs)]
         for obj in checked:  # bad input fails before anything is written
             if (obj["apiVersion"], obj["kind"]) not in batch_crds:
                 self._resource(obj)
@@ -271,6 +272,7 @@ class KubeClient(WorkloadHealth):
             obj = {**obj, "metadata": {**meta, "namespace": ns}}
         if dry_run and (res is None or ns in new_ns):  # its CRD or Namespace is only to be created in this batch
             return ApplyResult(key[0], key[1], ns, meta["name"], "created")
+        assert res is not None  # a dry run without it returned above; a real apply resolved it or raised
         live = self.get(obj)
         query = [("fieldManager", manager), ("force", "true" if force else "false")]
         if dry_run:
@@ -292,7 +294,7 @@ class KubeClient(WorkloadHealth):
             action = "unchanged" if same else "configured"
         return ApplyResult(key[0], key[1], ns, meta["name"], action)
 
-    def _wait_established(self, crds: list[Obj], timeout: float = 60.0) -> None:
+    def _wait_established(self, crds: builtins.list[Obj], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         for crd in crds:
             while True:
@@ -307,7 +309,7 @@ class KubeClient(WorkloadHealth):
 
     def diff(
         self, obj: Obj, *, field_manager: str = "mlops-platform", namespace: str | None = None
-    ) -> list[FieldChange]:
+    ) -> builtins.list[FieldChange]:
         """What applying ``obj`` would change in the live object (a server dry run compared with live).
 
         Server-populated fields and status are ignored, and so are defaulted fields the desired object does not
@@ -367,11 +369,11 @@ def _checked(obj: Any, index: int) -> Obj:
 
 def _crd_kinds(objs: list[Obj]) -> set[tuple[str, str]]:
     """(apiVersion, kind) pairs the CRDs among ``objs`` will serve."""
-    out = set()
+    out: set[tuple[str, str]] = set()
     for o in objs:
         if isinstance(o, dict) and (o.get("apiVersion"), o.get("kind")) == _CRD:
             spec = o.get("spec") or {}
-            kind = (spec.get("names") or {}).get("kind")
+            kind = str((spec.get("names") or {}).get("kind"))
             out |= {
                 (f"{spec.get('group')}/{v.get('name')}", kind)
                 for v in spec.get("versions") or []

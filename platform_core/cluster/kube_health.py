@@ -8,6 +8,7 @@ The Available condition alone is not enough: it stays True from the old ReplicaS
 
 from __future__ import annotations
 
+import builtins
 import logging
 import time
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class WorkloadHealth:
     def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[Obj]:
         raise NotImplementedError
 
-    def deployment_states(self, namespace: str, names: list[str]) -> dict[str, str | None]:
+    def deployment_states(self, namespace: str, names: builtins.list[str]) -> dict[str, str | None]:
         """Deployment -> why its rollout is pending, or None when it is complete."""
         out: dict[str, str | None] = {}
         for name in names:
@@ -67,10 +68,10 @@ class WorkloadHealth:
             out[name] = "not created yet" if dep is None else rollout_pending(dep)
         return out
 
-    def deployments_available(self, namespace: str, names: list[str]) -> dict[str, bool]:
+    def deployments_available(self, namespace: str, names: builtins.list[str]) -> dict[str, bool]:
         return {name: why is None for name, why in self.deployment_states(namespace, names).items()}
 
-    def wait_available(self, namespace: str, names: list[str], timeout: float, interval: float = 1.0) -> None:
+    def wait_available(self, namespace: str, names: builtins.list[str], timeout: float, interval: float = 1.0) -> None:
         """Wait until every named Deployment has rolled out, logging what is pending every 30 s; an error
         naming the others, and why, after ``timeout`` s."""
         started = time.monotonic()
@@ -88,7 +89,7 @@ class WorkloadHealth:
                 reported = time.monotonic()
             time.sleep(interval)
 
-    def image_pull_failures(self, namespace: str | None = None) -> list[ImagePullFailure]:
+    def image_pull_failures(self, namespace: str | None = None) -> builtins.list[ImagePullFailure]:
         """Pods whose containers cannot pull their image (ErrImagePull / ImagePullBackOff)."""
         out = []
         for pod in self.list("v1", "Pod", namespace):

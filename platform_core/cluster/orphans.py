@@ -66,7 +66,7 @@ def describe(obj: Obj) -> str:
 
 def prune_application(kube: KubeClient, name: str) -> None:
     """Delete an Application *and* what it deployed: without the finalizer Argo CD leaves the workloads."""
-    ref = {
+    ref: dict[str, Any] = {
         "apiVersion": APPLICATION[0],
         "kind": APPLICATION[1],
         "metadata": {"name": name, "namespace": ARGOCD_NAMESPACE},

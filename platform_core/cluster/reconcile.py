@@ -3,7 +3,7 @@ either code location (the platform's storage and MLflow, the ML location's data 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import dagster as dg
 
@@ -30,9 +30,7 @@ def cluster_service_asset(spec: dg.AssetSpec) -> dg.AssetsDefinition:
     return reconcile_asset(spec, lambda cluster: service_step(cluster, name))
 
 
-def cluster_spec(
-    name: str, group: str, deps: list[str], description: str, kinds: frozenset[str] = frozenset()
-) -> dg.AssetSpec:
+def cluster_spec(name: str, group: str, deps: list[str], description: str, kinds: Iterable[str] = ()) -> dg.AssetSpec:
     """The spec of an asset the cluster reconciles; `kinds` beyond "kubernetes" say what it runs."""
     return dg.AssetSpec(
         name,

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from platform_core.cluster.k3s_install import resolve_install_mode
+from platform_core.cluster.k3s_install import Mode, resolve_install_mode
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.upstream import Manifest, obtain_manifest, parse_manifest
 from platform_core.host.executor import Executor, PlanExecutor, executor_for
@@ -38,7 +38,7 @@ class ClusterResource(PlatformResource):
         return KubeClient.from_kubeconfig(self.kubeconfig)
 
     @cached_property
-    def install_mode(self) -> tuple[str, list[str]]:
+    def install_mode(self) -> tuple[Mode, list[str]]:
         """online or airgap, and why: the egress preflight runs on the host (the seed's VM had no egress)."""
         return resolve_install_mode(self.cfg, self.executor)
 

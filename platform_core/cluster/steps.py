@@ -135,7 +135,7 @@ def k3s_step(c: ClusterResource) -> StepResult:
             f"{c.executor.describe()} and install again, or restore network.* in platform.yaml)"
         )
     mode, _ = c.install_mode
-    outcomes = run_steps(c.executor, install_steps(cfg, mode, c.bundle_dir))  # type: ignore[arg-type]
+    outcomes = run_steps(c.executor, install_steps(cfg, mode, c.bundle_dir))
     changes = [o.line() for o in outcomes if o.status != "already"]
     status = {o.name: o.status for o in outcomes}
     if status.get("k3s config") == "changed" and status.get("k3s service") == "already":

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from platform_core.config.base import Port, _check, _FieldError, _Model
+from platform_core.config.base import ConfigError, Port, _check, _FieldError, _Model
 from platform_core.config.k3s import K3sConfig
 from platform_core.config.network import NetworkConfig
 from platform_core.config.pins import unpinned
@@ -326,6 +326,13 @@ class PlatformConfig(_Model):
             training = self.k3s.training.model_copy(update={"image": self.versions.platform_image})
             object.__setattr__(self, "k3s", self.k3s.model_copy(update={"training": training}))  # frozen model
         return self
+
+    @property
+    def cluster_network(self) -> NetworkConfig:
+        """`network`, which the k3s target requires (validated at load; None only in the local target)."""
+        if self.network is None:
+            raise ConfigError("platform.yaml", "network", "required by the k3s target")
+        return self.network
 
     @property
     def identities(self) -> list[str]:

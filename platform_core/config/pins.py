@@ -17,7 +17,7 @@ def pinned_versions(path: Path = DEFAULT_PINS) -> dict[str, tuple[str, ...]]:
     reads it says why, in its own words)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        pinned = {"k3s": (str(data["k3s"]["version"]),)}
+        pinned: dict[str, tuple[str, ...]] = {"k3s": (str(data["k3s"]["version"]),)}
         pinned.update({str(c): tuple(map(str, v)) for c, v in data["manifests"].items()})
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return {}

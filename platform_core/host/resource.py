@@ -36,7 +36,8 @@ class HostResource(PlatformResource):
         addresses = sorted(
             addr.address for addrs in psutil.net_if_addrs().values() for addr in addrs if addr.family.name == "AF_INET"
         )
-        listening = sorted({c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN})
+        # psutil types laddr as "addr or ()": () only for unbound UNIX sockets, which kind "tcp" never lists
+        listening = sorted({c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN})  # type: ignore[union-attr]
         return {
             "os": _os_name(),
             "kernel": platform.release(),

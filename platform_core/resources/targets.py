@@ -27,7 +27,8 @@ def build_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) -> 
     where = {"config_path": str(config_path), "state_dir": str(state.root)}
     # The same resources serve both targets: in k3s they reach the services at the LoadBalancer addresses the
     # service assets record (PlatformResource.address), and `cluster` reaches the host and the API server.
-    extra = {"cluster": ClusterResource(**where)} if cfg.target == "k3s" else {}
+    cluster = ClusterResource(config_path=str(config_path), state_dir=str(state.root))
+    extra = {"cluster": cluster} if cfg.target == "k3s" else {}
     return {
         **extra,
         "host_resource": HostResource(**where),

@@ -134,8 +134,8 @@ def test_plan_after_up_changes_nothing_and_says_what_the_next_batches_would_do(s
 
 
 def _served_and_champion(config: Path) -> tuple[str, str, float]:
+    from ml_assets.model.tracking import ModelTracker
     from ml_assets.resources import build_ml_resources
-    from ml_assets.tracking import ModelTracker
     from platform_core.state import load_platform
 
     cfg, state = load_platform(config)

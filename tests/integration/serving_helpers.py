@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from ml_assets.data.dataset import ames_listings
-from ml_assets.model import HousePriceModel
+from ml_assets.model.estimator import HousePriceModel
 from ml_assets.serving.prediction_log import SCHEMA
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.serving.settings import ServingSettings

@@ -187,7 +187,7 @@ def test_labels_far_from_the_champion_fail_the_label_check(env: DriftEnv) -> Non
 
 
 def test_prediction_log_is_observed_and_its_last_update_check_tells_fresh_from_stale(env: DriftEnv) -> None:
-    from ml_assets.serving.observe import prediction_log, prediction_log_freshness
+    from ml_assets.defs.serving.observe import prediction_log, prediction_log_freshness
 
     inference = env.resource("inference_resource")  # deployed by the retraining run above
     inference.predict(

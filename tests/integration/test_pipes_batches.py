@@ -17,10 +17,10 @@ import pytest
 import requests
 import yaml
 
-from ml_assets.data.assets import build_data_assets
 from ml_assets.data.service import DataApiResource
 from ml_assets.definitions import build_definitions
-from ml_assets.monitoring.report import build_drift_report
+from ml_assets.defs.data.assets import build_data_assets
+from ml_assets.defs.monitoring.report import build_drift_report
 from ml_assets.step_runner import K8sPipesStepRunner, LocalStepRunner, StepRunner
 from platform_core.cluster.secrets import ml_step_env
 from platform_core.results import NO_CHANGE

@@ -21,8 +21,9 @@ from mlflow import MlflowClient
 
 from ml_assets.data.dataset import ames_listings
 from ml_assets.data.resources import DatasetsResource
+from ml_assets.defs.model.training import trained_model
 from ml_assets.step_runner import K8sPipesStepRunner, LocalStepRunner, StepRunner
-from ml_assets.training import drop_price_outliers, holdout_mask, trained_model
+from ml_assets.steps.train import drop_price_outliers, holdout_mask
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.seaweedfs import SeaweedFSResource
 from tests.integration.conftest import Stack

@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from ml_assets.features import FEATURES
+from ml_assets.model.features import FEATURES
 from ml_assets.serving.prediction_log import PredictionLog
 from ml_assets.serving.resource import InferenceResource
 from tests.integration.serving_helpers import (

@@ -22,9 +22,9 @@ from ml_assets.resources import build_ml_resources
 from ml_assets.step_runner import APP, K8sPipesStepRunner, LocalStepRunner, materialize_result, reported_result
 from ml_assets.steps.base import CheckOutcome, StepInputs, StepResult, typed
 from ml_assets.steps.batches import RAW, VALIDATED
+from ml_assets.steps.catalog import STEPS
 from ml_assets.steps.drift_report import DRIFT
-from ml_assets.steps.registry import STEPS
-from ml_assets.steps.training import TRAIN
+from ml_assets.steps.train import TRAIN
 from platform_core.cluster.render_base import labels
 from platform_core.cluster.secrets import SECRET_ENV, render_secrets
 from platform_core.config import load_config

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from platform_core.cluster import render
 
+from platform_core.cluster import render
 from platform_core.cluster.render_base import ASSET_LABEL, MANAGED_BY
 from platform_core.cluster.upstream import drop_kinds, parse_manifest
 from platform_core.config import NetworkConfig, PlatformConfig, parse_config

@@ -10,9 +10,9 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from ml_assets.compiled_trees import CompiledForest
 from ml_assets.data.dataset import ames_listings
-from ml_assets.model import HousePriceModel
+from ml_assets.model.compiled_trees import CompiledForest
+from ml_assets.model.estimator import HousePriceModel
 
 TRAIN_ROWS = 2000
 

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from ml_assets.data.dataset import ames_listings
-from ml_assets.features import CATEGORICAL, FEATURES, FeatureEncoder
-from ml_assets.model import HousePriceModel
-from ml_assets.registry import decide_promotion
+from ml_assets.defs.model.registry import decide_promotion
+from ml_assets.model.estimator import HousePriceModel
+from ml_assets.model.features import CATEGORICAL, FEATURES, FeatureEncoder
 from ml_assets.schema import COLUMNS, Listing
-from ml_assets.training import Metrics, drop_price_outliers, evaluate, holdout_mask
+from ml_assets.steps.train import Metrics, drop_price_outliers, evaluate, holdout_mask
 
 
 def _metrics(rmse_log: float, r2_log: float = 0.8) -> Metrics:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from typing import Any
 
 import dagster as dg
 
@@ -21,7 +22,7 @@ def host(context: dg.AssetExecutionContext, host_resource: HostResource) -> dg.M
     stable = {key: facts[key] for key in ("os", "kernel", "cpus", "memory_gib", "addresses", "state_dir")}
     digest = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:16]
     same = previous_metadata(context).get("facts_digest") == digest
-    metadata = {key: ", ".join(map(str, v)) if isinstance(v, list) else v for key, v in facts.items()}
+    metadata: dict[str, Any] = {key: ", ".join(map(str, v)) if isinstance(v, list) else v for key, v in facts.items()}
     return dg.MaterializeResult(
         metadata={"change": NO_CHANGE if same else "facts recorded", "facts_digest": digest, **metadata},
         data_version=dg.DataVersion(digest),

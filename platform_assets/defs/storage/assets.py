@@ -241,23 +241,24 @@ def build_bucket_asset(name: str, owner: str) -> tuple[dg.AssetsDefinition, dg.A
     return bucket, round_trip
 
 
-def build_storage_definitions(cfg: PlatformConfig) -> tuple[list, list]:
+def local_storage(cfg: PlatformConfig) -> dg.Definitions:
     """The local target's storage: the supervised servers, plus what both targets share."""
-    assets, checks = build_shared_storage(cfg)
-    return [postgres, seaweedfs, *assets], [postgres_loopback_only, seaweedfs_loopback_only, *checks]
+    servers = dg.Definitions(
+        assets=[postgres, seaweedfs], asset_checks=[postgres_loopback_only, seaweedfs_loopback_only]
+    )
+    return dg.Definitions.merge(servers, shared_storage(cfg))
 
 
-def build_shared_storage(cfg: PlatformConfig) -> tuple[list, list]:
+def shared_storage(cfg: PlatformConfig) -> dg.Definitions:
     """Databases, roles and buckets, made through the services' own APIs, with their function checks."""
-    assets: list = [postgres_databases]
-    checks: list = [
-        postgres_accepts_password_login,
-        roles_query_their_databases,
-        roles_least_privilege,
-        s3_auth_enforced,
-    ]
-    for bucket in cfg.buckets:
-        asset, check = build_bucket_asset(bucket.name, bucket.owner)
-        assets.append(asset)
-        checks.append(check)
-    return assets, checks
+    buckets = [build_bucket_asset(bucket.name, bucket.owner) for bucket in cfg.buckets]
+    return dg.Definitions(
+        assets=[postgres_databases, *(asset for asset, _ in buckets)],
+        asset_checks=[
+            postgres_accepts_password_login,
+            roles_query_their_databases,
+            roles_least_privilege,
+            s3_auth_enforced,
+            *(check for _, check in buckets),
+        ],
+    )

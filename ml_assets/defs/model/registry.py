@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
+from ml_assets.defs.model.training import GROUP, trained_model
+from ml_assets.model.tracking import CHAMPION, ModelTracker, Version
 from ml_assets.schema import TARGET
-from ml_assets.tracking import CHAMPION, ModelTracker, Version
-from ml_assets.training import GROUP, Metrics, evaluate, listing_columns, trained_model
+from ml_assets.steps.train import Metrics, evaluate, listing_columns
 from platform_core.catalog import ML_OWNERS
 from platform_core.results import NO_CHANGE, check_errors_fail
 from platform_core.services.mlflow import MlflowResource

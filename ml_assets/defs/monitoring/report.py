@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ml_assets.data.resources import DatasetsResource
-from ml_assets.monitoring.reference import GROUP, reference_profile
-from ml_assets.monitoring.resources import ReportsResource
+from ml_assets.data_drift.reports import ReportsResource
+from ml_assets.defs.monitoring.reference import GROUP, reference_profile
 from ml_assets.step_runner import StepRunner, check_results, materialize_result
 from ml_assets.steps.base import StepResult
 from ml_assets.steps.drift_report import DRIFT, DRIFT_CHECK, LABEL_CHECK, no_reference

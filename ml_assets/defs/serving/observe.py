@@ -5,7 +5,6 @@ import warnings
 from datetime import timedelta
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.serving.prediction_log import PREFIX
@@ -41,12 +40,13 @@ with warnings.catch_warnings():
     )(observe_prediction_log)
 
 
-def prediction_log_observation() -> tuple["UnresolvedAssetJobDefinition", dg.ScheduleDefinition]:
-    """A schedule that is RUNNING by default (declarative automation's sensor is not), observing the log."""
+def prediction_log_observation() -> dg.Definitions:
+    """A job observing the log and its schedule, RUNNING by default (declarative automation's sensor is not)."""
     job = dg.define_asset_job("observe_prediction_log", selection=dg.AssetSelection.assets("prediction_log"))
-    return job, dg.ScheduleDefinition(
-        job=job, cron_schedule=OBSERVE_CRON, default_status=dg.DefaultScheduleStatus.RUNNING
+    schedule = dg.ScheduleDefinition(
+        job_name=job.name, cron_schedule=OBSERVE_CRON, default_status=dg.DefaultScheduleStatus.RUNNING
     )
+    return dg.Definitions(jobs=[job], schedules=[schedule])
 
 
 def prediction_log_freshness(window_minutes: int) -> tuple[list[dg.AssetChecksDefinition], dg.SensorDefinition]:

@@ -4,34 +4,15 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
-from ml_assets.step_runner import StepRunner
-from ml_assets.train_step import (
-    HOLDOUT_KEY_COLUMNS,
-    OUTLIER_IQR,
-    Metrics,
-    drop_price_outliers,
-    evaluate,
-    holdout_mask,
-    listing_columns,
-)
+from ml_assets.data.store import frame_hash
+from ml_assets.model.tracking import ModelTracker
+from ml_assets.step_runner import StepRunner, materialize_result
+from ml_assets.steps.train import TRAIN, drop_price_outliers, holdout_mask
 from platform_core.catalog import ML_OWNERS
-from platform_core.results import NO_CHANGE
+from platform_core.results import NO_CHANGE, previous_metadata
 from platform_core.services.mlflow import MlflowResource
 
-# The pure pieces live in train_step (the training pod imports them without Dagster); importable from here as before.
-__all__ = [
-    "GROUP",
-    "HOLDOUT_KEY_COLUMNS",
-    "OUTLIER_IQR",
-    "Metrics",
-    "drop_price_outliers",
-    "evaluate",
-    "features",
-    "holdout_mask",
-    "listing_columns",
-    "trained_model",
-]
-
+CARRIED_KEYS = ("run_id", "run_url", "model_uri", "features_hash")  # what a "no change" pass shows again
 GROUP = "ml_model"
 
 
@@ -85,5 +66,36 @@ def trained_model(
     mlflow_resource: MlflowResource,
     step_runner: StepRunner,
 ) -> dg.MaterializeResult:
+    # "no change" is decided here, before any work or pod, when the features table's hash matches the previous
+    # run's and that run still exists
+    table = datasets.store().get(datasets.features_key)
+    unchanged = unchanged_result(context, frame_hash(table), ModelTracker.of(mlflow_resource))
+    if unchanged:
+        return unchanged
+    cfg = datasets.cfg
+    params = {
+        "features_key": datasets.features_key,
+        "datasets_bucket": cfg.ml.datasets_bucket,
+        "experiment": cfg.mlflow.experiment,
+        "model_name": cfg.ml.model_name,
+    }
     # in-process (target local) or in a pod through Pipes (target k3s): build_ml_resources picks the runner
-    return step_runner.run(context, datasets, mlflow_resource)
+    return materialize_result(step_runner.run_step(context, TRAIN, params))
+
+
+def unchanged_result(
+    context: dg.AssetExecutionContext, table_hash: str, tracker: ModelTracker
+) -> dg.MaterializeResult | None:
+    """The previous materialization again, marked "no change", when the same table's run still exists."""
+    previous = previous_metadata(context)
+    if previous.get("features_hash") != table_hash or not tracker.run_exists(str(previous.get("run_id"))):
+        return None
+    return dg.MaterializeResult(
+        metadata={**_carried(previous), "change": NO_CHANGE}, data_version=dg.DataVersion(str(previous["run_id"]))
+    )
+
+
+def _carried(previous: dict[str, object]) -> dict[str, object]:
+    carried = {k: previous[k] for k in CARRIED_KEYS if k in previous}
+    carried["run_url"] = dg.MetadataValue.url(str(carried.get("run_url", "")))
+    return {**carried, **{k: v for k, v in previous.items() if k.startswith("holdout_")}}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from ml_assets.data.resources import DatasetsResource
-from ml_assets.monitoring.report import Reference, latest_reference
+from ml_assets.defs.monitoring.report import Reference, latest_reference
 from platform_core.alerting.alerts import AlertsResource
 from platform_core.alerting.causes import CauseFinder
 from platform_core.alerting.findings import Finding, track

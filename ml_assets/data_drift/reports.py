@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ml_assets.steps.blobs import BlobStore
+from ml_assets.data.blobs import BlobStore
 from platform_core.resources.base import PlatformResource
 from platform_core.services.seaweedfs import READONLY, SeaweedFSResource
 

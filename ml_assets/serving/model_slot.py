@@ -14,7 +14,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from ml_assets.model import HousePriceModel
+from ml_assets.model.estimator import HousePriceModel
 from ml_assets.serving.settings import ServingSettings
 
 

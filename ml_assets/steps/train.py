@@ -1,4 +1,5 @@
-"""The training work itself, free of Dagster: used in-process (local target) and inside the training pod (k3s).
+"""`trained_model`'s step: train on the features table and log the run to MLflow, free of Dagster, so it runs
+in-process (local target) and inside the training pod (k3s).
 
 `train_and_log` returns plain metadata values (the run URL as a string); each runner wraps them in its own way
 (`dg.MetadataValue.url` in-process, a typed Pipes value from the pod).
@@ -12,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.data.store import frame_hash
-from ml_assets.model import HousePriceModel
+from ml_assets.model.estimator import HousePriceModel
+from ml_assets.model.tracking import ModelTracker
 from ml_assets.schema import TARGET
-from ml_assets.tracking import ModelTracker
+from ml_assets.steps.base import Step, StepInputs, StepResult, typed
 
 HOLDOUT_KEY_COLUMNS = ["street", "zip_code", "house_size", "bed", "bath"]
 OUTLIER_IQR = 3.0  # in log-price: drops data-entry errors, keeps genuinely expensive houses
@@ -88,3 +90,17 @@ def train_and_log(table: pd.DataFrame, tracker: ModelTracker) -> dict[str, objec
         "features_hash": table_hash,
         **{f"holdout_{k}": v for k, v in asdict(metrics).items()},
     }
+
+
+def train(inputs: StepInputs) -> StepResult:
+    table = inputs.datasets.get(inputs.text("features_key"))
+    metadata = train_and_log(table, inputs.tracker)
+    shown = {k: typed("url", v) if k in URL_KEYS else v for k, v in metadata.items()}
+    return StepResult(shown, data_version=str(metadata["run_id"]))
+
+
+TRAIN = Step(
+    "trained_model",
+    train,
+    ("features_key", "datasets_bucket", "s3_endpoint", "tracking_uri", "experiment", "model_name"),
+)

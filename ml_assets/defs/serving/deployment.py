@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
-from ml_assets.registry import registered_model
+from ml_assets.defs.model.registry import registered_model
+from ml_assets.model.tracking import ModelTracker
 from ml_assets.serving.resource import InferenceResource
-from ml_assets.tracking import ModelTracker
-from ml_assets.training import listing_columns
+from ml_assets.steps.train import listing_columns
 from platform_core.catalog import ML_OWNERS
 from platform_core.results import NO_CHANGE, check_errors_fail, loopback_only, service_result
 from platform_core.services.mlflow import MlflowResource

@@ -9,11 +9,11 @@ import pandas as pd
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.data_drift.engine import ReferenceProfile
 from ml_assets.data_drift.profile_io import profile_digest, profile_from_bytes, profile_to_bytes
-from ml_assets.monitoring.resources import ReportsResource
-from ml_assets.registry import registered_model
+from ml_assets.data_drift.reports import ReportsResource
+from ml_assets.defs.model.registry import registered_model
+from ml_assets.defs.model.training import features
+from ml_assets.model.tracking import ModelTracker
 from ml_assets.schema import DRIFT_COLUMNS
-from ml_assets.tracking import ModelTracker
-from ml_assets.training import features
 from platform_core.catalog import ML_OWNERS
 from platform_core.results import NO_CHANGE, check_errors_fail
 from platform_core.services.mlflow import MlflowResource

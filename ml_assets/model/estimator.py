@@ -15,8 +15,8 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import ThreadpoolController
 
-from ml_assets.compiled_trees import CompiledForest
-from ml_assets.features import FEATURES, FeatureEncoder
+from ml_assets.model.compiled_trees import CompiledForest
+from ml_assets.model.features import FEATURES, FeatureEncoder
 
 # Inspecting the loaded BLAS/OpenMP libraries costs ~1 ms; do it once, not per prediction.
 _THREADPOOLS = ThreadpoolController()

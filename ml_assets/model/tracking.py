@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from ml_assets.model import HousePriceModel
+from ml_assets.model.estimator import HousePriceModel
 from platform_core.services.mlflow import MlflowResource
 
 CHAMPION = "champion"
