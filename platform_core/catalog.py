@@ -1,19 +1,33 @@
 """Names both code locations share: the supervised services with the asset that runs each, the asset keys one
 location names as the other's upstream, and the owners shown in the UI."""
 
+from dataclasses import dataclass
+
 import dagster as dg
 
 PLATFORM_OWNERS = ["team:platform"]
 ML_OWNERS = ["team:ml"]
 
-# supervisor name -> the asset that runs it (both code locations)
-SERVICE_ASSETS = {
-    "postgres": "postgres",
-    "seaweedfs": "seaweedfs",
-    "mlflow": "mlflow_server",
-    "data_api": "data_api",
-    "inference": "inference_service",
-}
+
+@dataclass(frozen=True)
+class Service:
+    """A platform service: its supervisor (and platform.yaml `services.<name>`) name, its asset, the resource key
+    that reaches it, and the port field it answers on."""
+
+    name: str
+    asset: str
+    resource: str
+    port_field: str = "port"
+
+
+SERVICES = (
+    Service("postgres", "postgres", "postgres_resource"),
+    Service("seaweedfs", "seaweedfs", "seaweedfs_resource", "s3_port"),  # answers as its S3 gateway
+    Service("mlflow", "mlflow_server", "mlflow_resource"),
+    Service("data_api", "data_api", "data_api_resource"),
+    Service("inference", "inference_service", "inference_resource"),
+)
+SERVICE_ASSETS = {service.name: service.asset for service in SERVICES}  # both code locations
 
 
 def bucket_key(name: str) -> dg.AssetKey:

@@ -4,6 +4,7 @@ view when the checkout has a GitHub or GitLab `origin` (read from git itself, so
 from __future__ import annotations
 
 import subprocess
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,13 +36,14 @@ def _git(*args: str) -> str:
 
 def with_code_links(defs: dg.Definitions) -> dg.Definitions:
     """`defs` with each asset's source file (and line) attached, linked to the git web view when there is one."""
-    linked = dg.with_source_code_references(list(defs.assets or []))
-    origin = _git_origin()
-    if origin is not None:
-        mapping = dg.AnchorBasedFilePathMapping(local_file_anchor=REPO_ROOT, file_anchor_path_in_repository="")
-        linked = dg.link_code_references_to_git(
-            linked, git_url=origin[0], git_branch=origin[1], file_path_mapping=mapping
-        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # the documented way to link code, still "beta"
+        linked = dg.with_source_code_references(list(defs.assets or []))
+        origin = _git_origin()
+        if origin is not None:
+            url, branch = origin
+            mapping = dg.AnchorBasedFilePathMapping(local_file_anchor=REPO_ROOT, file_anchor_path_in_repository="")
+            linked = dg.link_code_references_to_git(linked, git_url=url, git_branch=branch, file_path_mapping=mapping)
     rest = dg.Definitions(
         asset_checks=defs.asset_checks,
         jobs=defs.jobs,

@@ -77,6 +77,38 @@ class EnsureResult:
     reason: str
 
 
+@dataclass(frozen=True)
+class ServiceState:
+    """A supervised service against its spec: the one decision `ensure` acts on, drift alerts on and plan
+    reports."""
+
+    status: ServiceStatus
+    wanted_hash: str
+    edited: list[Path]  # rendered config files changed on disk
+    stopped: list[int]  # pids stopped by SIGSTOP
+    healthy: bool  # probed only when it runs and is not stopped
+
+    @property
+    def action(self) -> Literal["start", "restart", "keep"]:
+        if not self.status.running:
+            return "start"
+        same = self.status.config_hash == self.wanted_hash and not self.edited
+        return "keep" if same and self.healthy else "restart"
+
+    @property
+    def reason(self) -> str:
+        """Why `action`, in a few words (the first cause; drift findings list them all)."""
+        if not self.status.running:
+            return "was not running"
+        if self.status.config_hash != self.wanted_hash:
+            return "config changed"
+        if self.edited:
+            return f"{', '.join(p.name for p in self.edited)} edited out of band"
+        if self.stopped:
+            return f"pid {', '.join(map(str, self.stopped))} stopped (SIGSTOP)"
+        return "running with the same config" if self.healthy else "unhealthy"
+
+
 class Supervisor:
     def __init__(self, run_dir: Path, log_dir: Path) -> None:
         self.run_dir = run_dir
@@ -98,30 +130,24 @@ class Supervisor:
             return ServiceStatus(name, None, record.get("config_hash"), None, deployed=deployed)
         return ServiceStatus(name, pid, record["config_hash"], record["started_at"])
 
+    def inspect(self, spec: ServiceSpec) -> ServiceState:
+        """The service as it runs against `spec`; reads only (a health probe at most)."""
+        status = self.status(spec.name)
+        stopped = self.stopped(spec.name) if status.running else []
+        healthy = status.running and not stopped and probe(spec.health)
+        return ServiceState(status, spec.config_hash, edited_files(spec), stopped, healthy)
+
     def ensure(self, spec: ServiceSpec) -> EnsureResult:
         """Start the service, or restart it if its config changed, or leave it be (and say so)."""
-        current = self.status(spec.name)
-        wanted = spec.config_hash
-        edited = edited_files(spec)
-        stopped = self.stopped(spec.name)
-        healthy = not stopped and probe(spec.health)
-        if current.running and current.config_hash == wanted and not edited and healthy and current.pid:
-            return EnsureResult("unchanged", current.pid, wanted, "running with the same config")
-        if current.running:
-            reason = (
-                "config changed"
-                if current.config_hash != wanted
-                else f"{', '.join(p.name for p in edited)} edited out of band"
-                if edited
-                else f"pid {', '.join(map(str, stopped))} stopped (SIGSTOP)"
-                if stopped
-                else "unhealthy"
-            )
+        state = self.inspect(spec)
+        if state.action == "keep" and state.status.pid:
+            return EnsureResult("unchanged", state.status.pid, spec.config_hash, state.reason)
+        if state.action == "restart":
             self.stop(spec.name, spec.stop_signal, spec.stop_timeout)
-            pid = self._start(spec)
-            return EnsureResult("restarted", pid, wanted, reason)
         pid = self._start(spec)
-        return EnsureResult("started", pid, wanted, "was not running")
+        return EnsureResult(
+            "restarted" if state.action == "restart" else "started", pid, spec.config_hash, state.reason
+        )
 
     def stop(self, name: str, stop_signal: int = signal.SIGTERM, timeout: float = 5.0, on_purpose: bool = True) -> bool:
         """Stop the recorded process group; returns whether anything was running.

@@ -50,9 +50,13 @@ class TableStore:
             raise
         return head.get("Metadata", {}).get(HASH_KEY)
 
+    def holds(self, key: str, frame: pd.DataFrame) -> bool:
+        """Whether `key` already holds exactly this table (what `put` writes only when it does not)."""
+        return self.stored_hash(key) == frame_hash(frame)
+
     def put(self, key: str, frame: pd.DataFrame) -> PutResult:
         content_hash = frame_hash(frame)
-        if self.stored_hash(key) == content_hash:
+        if self.holds(key, frame):
             return PutResult(key, content_hash, written=False, bytes=0)
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)

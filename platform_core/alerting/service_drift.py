@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from platform_core.alerting.findings import Finding
 from platform_core.catalog import SERVICE_ASSETS
+from platform_core.host.resource import HostResource
+from platform_core.results import NO_CHANGE
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.postgres import PostgresResource
 from platform_core.services.seaweedfs import SeaweedFSResource
-from platform_core.supervisor import ServiceSpec, Supervisor, edited_files, probe
+from platform_core.supervisor import ServiceSpec, Supervisor
 
 
 def local_findings(postgres: PostgresResource, seaweedfs: SeaweedFSResource, mlflow: MlflowResource) -> list[Finding]:
@@ -26,12 +30,33 @@ def local_findings(postgres: PostgresResource, seaweedfs: SeaweedFSResource, mlf
     return findings
 
 
+class Supervised(Protocol):
+    """A resource that runs a supervised local service."""
+
+    @property
+    def supervisor(self) -> Supervisor: ...
+
+    def service_spec(self) -> ServiceSpec: ...
+
+
+def service_change(resource: Supervised, host: HostResource) -> str:
+    """A local service asset's decision (`Supervisor.inspect`, which `ensure` acts on), in plan's words."""
+    spec, supervisor = resource.service_spec(), resource.supervisor
+    if not supervisor.status(spec.name).running:
+        # a port held by a process that is not ours: the start would fail, as the host's ports check says
+        conflict = next((c for c in host.port_conflicts() if c.field.split(".")[1] == spec.name), None)
+        return f"blocked: {conflict}" if conflict else f"would start {spec.name}"
+    findings = service_drift(supervisor, spec)
+    return "; ".join(f"would fix: {f.message}" for f in findings) or NO_CHANGE
+
+
 def service_drift(supervisor: Supervisor, spec: ServiceSpec) -> list[Finding]:
+    """Every cause the service's decision (`Supervisor.inspect`) would restart it for, as findings."""
     asset = SERVICE_ASSETS[spec.name]
-    status = supervisor.status(spec.name)
-    if not status.deployed:
+    state = supervisor.inspect(spec)
+    if not state.status.deployed:
         return []  # never brought up here, or stopped on purpose with `platform down`
-    if not status.running:
+    if not state.status.running:
         return [
             Finding(
                 f"service_down:{spec.name}",
@@ -41,44 +66,42 @@ def service_drift(supervisor: Supervisor, spec: ServiceSpec) -> list[Finding]:
                 inhibitable=False,  # a dead process is its own incident, even below another one
             )
         ]
-    findings = []
-    for path in edited_files(spec):
-        findings.append(
-            Finding(
-                f"config_edited:{spec.name}:{path.name}",
-                asset,
-                f"{spec.name} config edited out of band",
-                f"{path} differs from what platform.yaml renders: re-materialize {asset} to restore it",
-            )
+    findings = [
+        Finding(
+            f"config_edited:{spec.name}:{path.name}",
+            asset,
+            f"{spec.name} config edited out of band",
+            f"{path} differs from what platform.yaml renders: re-materialize {asset} to restore it",
         )
-    if status.config_hash != spec.config_hash:
+        for path in state.edited
+    ]
+    if state.status.config_hash != state.wanted_hash:
         findings.append(
             Finding(
                 f"config_changed:{spec.name}",
                 asset,
                 f"{spec.name} runs an old config",
-                f"{spec.name} runs config {status.config_hash}, platform.yaml wants "
-                f"{spec.config_hash}: re-materialize {asset} to restart it",
+                f"{spec.name} runs config {state.status.config_hash}, platform.yaml wants "
+                f"{state.wanted_hash}: re-materialize {asset} to restart it",
             )
         )
-    stopped = supervisor.stopped(spec.name)
-    if stopped:
+    if state.stopped:
         findings.append(
             Finding(
                 f"service_stopped:{spec.name}",
                 asset,
                 f"{spec.name} is stopped",
-                f"{spec.name} pid {', '.join(map(str, stopped))} is stopped (SIGSTOP): re-materialize {asset} to "
-                "restart it",
+                f"{spec.name} pid {', '.join(map(str, state.stopped))} is stopped (SIGSTOP): re-materialize {asset} "
+                "to restart it",
             )
         )
-    elif not probe(spec.health):
+    elif not state.healthy:
         findings.append(
             Finding(
                 f"service_unhealthy:{spec.name}",
                 asset,
                 f"{spec.name} is unhealthy",
-                f"{spec.name} (pid {status.pid}) runs but fails its health probe",
+                f"{spec.name} (pid {state.status.pid}) runs but fails its health probe",
             )
         )
     return findings

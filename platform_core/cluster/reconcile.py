@@ -11,10 +11,16 @@ from platform_core.catalog import PLATFORM_OWNERS
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.services import service_step
 from platform_core.cluster.steps import StepResult
+from platform_core.decisions import decides
 
 
 def reconcile_asset(spec: dg.AssetSpec, step: Callable[[ClusterResource], StepResult]) -> dg.AssetsDefinition:
-    """`spec`'s asset, materialized by running `step` (which only looks when the cluster resource plans)."""
+    """`spec`'s asset, materialized by running `step`, which is also its decision: in plan mode
+    (`state.planning()`) the step only looks, and says what it would change."""
+
+    @decides(spec.key.to_user_string(), target="k3s")
+    def cluster_change(cluster: ClusterResource) -> str:
+        return step(cluster).change(plan=True)
 
     @dg.multi_asset(specs=[spec], name=spec.key.to_python_identifier())
     def reconcile(cluster: ClusterResource) -> dg.MaterializeResult:

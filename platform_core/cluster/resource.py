@@ -1,6 +1,6 @@
 """`ClusterResource`: the k3s target's host executor, Kubernetes client, upstream manifests and secrets.
 
-With `plan=True` every verb only looks: host commands go through a `PlanExecutor` (probes run for real,
+In plan mode (`state.planning()`) every verb only looks: host commands go through a `PlanExecutor` (probes run for real,
 changes are recorded), Kubernetes writes are server-side dry runs, nothing is written to the state directory.
 """
 
@@ -16,17 +16,30 @@ from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.upstream import Manifest, obtain_manifest, parse_manifest
 from platform_core.host.executor import Executor, PlanExecutor, executor_for
 from platform_core.resources.base import PlatformResource
+from platform_core.state import is_planning
 
 Obj = dict[str, Any]
 
 
 class ClusterResource(PlatformResource):
-    plan: bool = False  # True: report what would change, change nothing
+    @property
+    def plan(self) -> bool:
+        """Plan mode (`state.planning()`, the platform's one plan switch): report what would change, change
+        nothing."""
+        return is_planning()
+
+    @property
+    def executor(self) -> Executor:
+        """The host, reached locally or over SSH; in plan mode through a `PlanExecutor` that records changes."""
+        return self._planned_executor if self.plan else self._executor
 
     @cached_property
-    def executor(self) -> Executor:
-        real = executor_for(self.cfg, self.state.root)
-        return PlanExecutor(real) if self.plan else real
+    def _executor(self) -> Executor:
+        return executor_for(self.cfg, self.state.root)
+
+    @cached_property
+    def _planned_executor(self) -> PlanExecutor:
+        return PlanExecutor(self._executor)
 
     @property
     def kubeconfig(self) -> Path:

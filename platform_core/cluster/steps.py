@@ -1,5 +1,5 @@
 """The k3s target's reconcile steps, one per asset: each looks, changes only what differs, and says what it
-changed; with `ClusterResource(plan=True)` each says what it *would* change and changes nothing (plan mode).
+changed; in plan mode (`state.planning()`) each says what it *would* change and changes nothing.
 """
 
 from __future__ import annotations

@@ -95,8 +95,9 @@ class Platform:
         job = defs.resolve_job_def("scenario")
         return job.execute_in_process(instance=self.instance, raise_on_error=raise_on_error)
 
-    def cluster(self, plan: bool = False) -> ClusterResource:
-        return ClusterResource(config_path=str(self.config), state_dir=str(self.state_dir), plan=plan)
+    def cluster(self) -> ClusterResource:
+        """The cluster resource; in plan mode inside `state.planning()`, the platform's one plan switch."""
+        return ClusterResource(config_path=str(self.config), state_dir=str(self.state_dir))
 
     def sense(self, cursor: str | None = None) -> tuple[str, str | None]:
         """One evaluation of the drift sensor: its skip message and the new cursor."""

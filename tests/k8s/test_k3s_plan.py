@@ -20,9 +20,8 @@ def _plan(p: Platform, selection: list[str] | None = None) -> list[str]:
 def test_plan_of_a_fresh_vm_answers_for_every_asset_and_writes_nothing(platform: Platform) -> None:
     objects, version = dict(platform.fake.store.objects), platform.fake.store.rv
     lines = _plan(platform)
-    cfg, _ = load_platform(platform.config)
     answered = {line.split(": ", 1)[0] for line in lines}
-    assert set(known_assets(cfg)) <= answered
+    assert set(known_assets(platform.config)) <= answered
     assert "host commands: run (sudo): dnf install -y iscsi-initiator-utils nfs-utils bind-utils" in lines
     assert "buckets/datasets: would create s3://datasets (once seaweedfs is up)" in lines
     assert "trained_model: would run once seaweedfs and mlflow_server are up" in lines
@@ -52,3 +51,13 @@ def test_a_selection_naming_no_asset_is_refused_before_anything_runs(platform: P
     with pytest.raises(PlanError, match=r"^--select: no asset named metalb \(known: host, k3s_cluster, "):
         _plan(platform, ["metalb", "argocd"])
     assert platform.host.mutations == [] and not platform.state_dir.exists()
+
+
+def test_every_asset_of_both_locations_has_a_decision_in_the_k3s_target(platform: Platform) -> None:
+    from platform_core.decisions import decision_of
+
+    assets = known_assets(platform.config)
+    assert {*STEPS, "postgres", "mlflow_server", "data_api", "inference_service", "trained_model"} <= set(assets)
+    assert [asset for asset in assets if decision_of(asset, "k3s") is None] == []
+    # the cluster's own assets decide through their reconcile step, not the local target's supervisor
+    assert decision_of("postgres", "k3s") is not decision_of("postgres", "local")

@@ -16,6 +16,7 @@ from platform_assets.definitions import build_definitions
 from platform_assets.defs.cluster.assets import host_ip_on_host
 from platform_core.cluster.steps import STEPS
 from platform_core.config import ConfigError, load_config
+from platform_core.state import planning
 from tests.hosts import K3S_CONFIG, PLATFORM_IMAGE, k3s_vm
 from tests.k8s.scenario_k3s import (
     CLUSTER_ASSETS,
@@ -248,8 +249,9 @@ def test_cidr_change_after_install_needs_rebuild_and_changes_nothing(installed: 
 def test_plan_mode_lists_changes_and_changes_nothing(platform: Platform) -> None:
     p = platform
     objects, version = dict(p.fake.store.objects), p.fake.store.rv
-    cluster = p.cluster(plan=True)
-    planned = {name: step(cluster).change(plan=True) for name, step in STEPS.items()}
+    cluster = p.cluster()
+    with planning():
+        planned = {name: step(cluster).change(plan=True) for name, step in STEPS.items()}
     assert p.host.mutations == []
     assert p.fake.store.objects == objects and p.fake.store.rv == version  # no object written, not even dry
     assert not (p.state_dir / "kubeconfig").exists()
@@ -272,7 +274,8 @@ def test_plan_mode_on_an_installed_cluster_dry_runs_the_changes(installed: Platf
     p = installed
     p.write_config(namespace="platform")  # the Secrets would move to a new namespace
     objects, version = dict(p.fake.store.objects), p.fake.store.rv
-    planned = STEPS["cluster_secrets"](p.cluster(plan=True)).change(plan=True)
+    with planning():
+        planned = STEPS["cluster_secrets"](p.cluster()).change(plan=True)
     assert planned.startswith("would: create Namespace platform; create Secret platform/seaweedfs-s3-identities")
     assert p.fake.store.objects == objects and p.fake.store.rv == version and p.host.mutations == []
 

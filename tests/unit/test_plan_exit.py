@@ -54,3 +54,14 @@ def test_a_fresh_stack_plans_changes(tmp_path: Path) -> None:
     done = _plan(write_stack_config(tmp_path), "--select", "host,postgres")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "postgres: would start postgres" in done.stdout
+
+
+def test_every_asset_of_both_locations_has_a_decision_in_the_local_target(tmp_path: Path) -> None:
+    """Plan support by construction: an asset without a registered decision fails here, not in a user's plan."""
+    from platform_core.decisions import decision_of
+    from platformctl.plan import known_assets
+
+    assets = known_assets(write_stack_config(tmp_path))
+    assert {"host", "postgres", "buckets/datasets", "trained_model", "drift_report", "prediction_log"} <= set(assets)
+    assert [asset for asset in assets if decision_of(asset, "local") is None] == []
+    assert not (tmp_path / "state").exists()  # listing the assets writes nothing either

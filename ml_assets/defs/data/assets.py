@@ -10,7 +10,10 @@ from ml_assets.data.source import BatchSourceResource, source_settings
 from ml_assets.data.validation import validate_batch
 from ml_assets.step_runner import StepRunner, materialize_result
 from ml_assets.steps.batches import RAW, VALIDATED
+from platform_core.alerting.service_drift import service_change
 from platform_core.catalog import ML_OWNERS
+from platform_core.decisions import decides
+from platform_core.host.resource import HostResource
 from platform_core.results import NO_CHANGE, check_errors_fail, service_result
 
 GROUP = "ml_data"
@@ -41,6 +44,11 @@ def data_api(data_api_resource: DataApiResource) -> dg.MaterializeResult:
     )
 
 
+@decides("data_api", target="local")
+def data_api_change(data_api_resource: DataApiResource, host_resource: HostResource) -> str:
+    return service_change(data_api_resource, host_resource)
+
+
 @dg.asset_check(asset=data_api, blocking=True, description="GET /data for day 0 returns listings in the seed schema.")
 @check_errors_fail
 def data_api_serves_batches(batch_source: BatchSourceResource) -> dg.AssetCheckResult:
@@ -68,24 +76,30 @@ def validated_params(datasets: DatasetsResource, day: int) -> dict[str, object]:
     }
 
 
-def unchanged_copy(
-    context: dg.AssetExecutionContext, datasets: DatasetsResource, day: int
-) -> dg.MaterializeResult | None:
-    """This day's previous materialization again, marked "no change", when the validated copy still holds the raw
-    batch it was made from: that very content passed validation then, so nothing is read and no pod starts."""
+@decides("raw_batches", reads=("seaweedfs",), partitioned=True)
+def raw_batch_change(datasets: DatasetsResource, partition: str) -> str:
+    """A day not stored yet is fetched. A stored day is asked for again all the same (only asking tells whether the
+    API's answer changed) and stored only if it did, which for a batch API is no change."""
+    return NO_CHANGE if datasets.store().stored_hash(datasets.raw_key(int(partition))) else "would fetch"
+
+
+@decides("validated_batches", reads=("seaweedfs",), partitioned=True)
+def validated_batch_change(datasets: DatasetsResource, partition: str, previous: dict[str, object]) -> str:
+    """No change while the validated copy still holds the raw batch it was made from: that very content passed
+    validation then, so nothing is read and no pod starts."""
+    day, store = int(partition), datasets.store()
+    content = previous.get("content_hash")
+    stored = {store.stored_hash(datasets.raw_key(day)), store.stored_hash(datasets.validated_key(day))}
+    return NO_CHANGE if content is not None and stored == {content} else "would validate"
+
+
+def partition_metadata(context: dg.AssetExecutionContext) -> dict[str, dg.MetadataValue]:
+    """The metadata of this partition's latest materialization, {} if none."""
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[context.partition_key]), limit=1
     ).records
-    previous = dict(records[0].asset_materialization.metadata) if records and records[0].asset_materialization else {}
-    content = previous.get("content_hash")
-    if content is None:
-        return None
-    store = datasets.store()
-    if {store.stored_hash(datasets.raw_key(day)), store.stored_hash(datasets.validated_key(day))} != {content.value}:
-        return None
-    return dg.MaterializeResult(
-        metadata={**previous, "change": NO_CHANGE}, data_version=dg.DataVersion(str(content.value))
-    )
+    materialization = records[0].asset_materialization if records else None
+    return dict(materialization.metadata) if materialization else {}
 
 
 def build_data_assets(
@@ -106,7 +120,7 @@ def build_data_assets(
     def raw_batches(
         context: dg.AssetExecutionContext, datasets: DatasetsResource, step_runner: StepRunner
     ) -> dg.MaterializeResult:
-        # the store's put is a no-op on equal content; whether the API's answer changed is known only by asking
+        # asks even for a stored day (see raw_batch_change): the store's put is a no-op on equal content
         day = int(context.partition_key)
         return materialize_result(step_runner.run_step(context, RAW, raw_params(datasets, day)))
 
@@ -140,10 +154,12 @@ def build_data_assets(
         context: dg.AssetExecutionContext, datasets: DatasetsResource, step_runner: StepRunner
     ) -> dg.MaterializeResult:
         day = int(context.partition_key)  # an invalid batch: dg.Failure naming the day, from either runner
-        unchanged = unchanged_copy(context, datasets, day)
-        return unchanged or materialize_result(
-            step_runner.run_step(context, VALIDATED, validated_params(datasets, day))
-        )
+        previous = partition_metadata(context)
+        values = {k: v.value for k, v in previous.items()}
+        if validated_batch_change(datasets, context.partition_key, values) == NO_CHANGE:
+            version = dg.DataVersion(str(values["content_hash"]))
+            return dg.MaterializeResult(metadata={**previous, "change": NO_CHANGE}, data_version=version)
+        return materialize_result(step_runner.run_step(context, VALIDATED, validated_params(datasets, day)))
 
     assets = [*upstream, raw_batches, validated_batches]
     checks = [data_api_serves_batches] if use_offline_api else []

@@ -3,12 +3,23 @@
 import dagster as dg
 
 from platform_core.catalog import ML_OWNERS
+from platform_core.decisions import decides
 from platform_core.results import NO_CHANGE, check_errors_fail
 from platform_core.services.mlflow import MlflowResource
 
 # Upstreams live in the platform code location; lineage crosses locations through these keys.
 MLFLOW_SERVER = dg.AssetKey("mlflow_server")
 GROUP = "ml_tracking"
+
+
+@decides("ml_experiment", reads=("mlflow_server",))
+def experiment_change(mlflow_resource: MlflowResource) -> str:
+    """The cases `MlflowResource.ensure_experiment` acts on: missing (created), deleted (restored), active."""
+    name = mlflow_resource.cfg.mlflow.experiment
+    experiment = mlflow_resource.get_experiment(name)
+    if experiment is None:
+        return f"would create the experiment {name}"
+    return NO_CHANGE if experiment["lifecycle_stage"] == "active" else f"would restore the experiment {name}"
 
 
 def build_experiment_asset(datasets_bucket: dg.AssetKey) -> dg.AssetsDefinition:

@@ -1,5 +1,6 @@
 """The registered model: every trained candidate becomes a registry version; `champion` moves only to a better one."""
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import dagster as dg
@@ -12,6 +13,7 @@ from ml_assets.model.tracking import CHAMPION, ModelTracker, Version
 from ml_assets.schema import TARGET
 from ml_assets.steps.train import Metrics, evaluate, listing_columns
 from platform_core.catalog import ML_OWNERS
+from platform_core.decisions import decides
 from platform_core.results import NO_CHANGE, check_errors_fail
 from platform_core.services.mlflow import MlflowResource
 
@@ -43,6 +45,18 @@ def decide_promotion(
         f"RMSE(log) {challenger.rmse_log:.4f} does not beat champion's {champion.rmse_log:.4f}"
         + (f" - {min_improvement:.0%}" if min_improvement else ""),
     )
+
+
+@decides("registered_model", reads=("seaweedfs", "mlflow_server"))
+def registered_model_change(mlflow_resource: MlflowResource, latest: Callable[[str], dict[str, object]]) -> str:
+    """The latest trained run has a registry version, or it would be registered and scored against the champion
+    (registering is idempotent; the alias moves only for a better model)."""
+    run_id = latest(trained_model.key.to_user_string()).get("run_id")
+    if run_id is None:
+        return "blocked: trained_model has never been materialized"
+    if ModelTracker.of(mlflow_resource).version_of_run(str(run_id)) is not None:
+        return NO_CHANGE
+    return f"would register run {run_id}; the champion alias moves only if it scores better"
 
 
 def _latest_training_run(context: dg.AssetExecutionContext) -> tuple[str, str]:

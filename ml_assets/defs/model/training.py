@@ -9,6 +9,7 @@ from ml_assets.model.tracking import ModelTracker
 from ml_assets.step_runner import StepRunner, materialize_result
 from ml_assets.steps.train import TRAIN, drop_price_outliers, holdout_mask
 from platform_core.catalog import ML_OWNERS
+from platform_core.decisions import decides
 from platform_core.results import NO_CHANGE, previous_metadata
 from platform_core.services.mlflow import MlflowResource
 
@@ -41,6 +42,15 @@ def features(datasets: DatasetsResource) -> dg.MaterializeResult:
     )
 
 
+@decides("features", reads=("seaweedfs",))
+def features_change(datasets: DatasetsResource) -> str:
+    """The table every validated batch makes now against the stored one (`TableStore.holds`, as `put` decides)."""
+    table, days, _ = features_table(datasets)
+    if datasets.store().holds(datasets.features_key, table):
+        return NO_CHANGE
+    return f"would rebuild {datasets.features_key} from validated days {', '.join(map(str, days))}"
+
+
 def features_table(datasets: DatasetsResource) -> tuple[pd.DataFrame, list[int], int]:
     """The training table from every validated batch (read only): table, its days, rows before outliers."""
     store, cfg = datasets.store(), datasets.cfg
@@ -66,12 +76,11 @@ def trained_model(
     mlflow_resource: MlflowResource,
     step_runner: StepRunner,
 ) -> dg.MaterializeResult:
-    # "no change" is decided here, before any work or pod, when the features table's hash matches the previous
-    # run's and that run still exists
-    table = datasets.store().get(datasets.features_key)
-    unchanged = unchanged_result(context, frame_hash(table), ModelTracker.of(mlflow_resource))
-    if unchanged:
-        return unchanged
+    previous = previous_metadata(context)
+    if trained_model_change(datasets, mlflow_resource, previous) == NO_CHANGE:  # before any work or pod
+        return dg.MaterializeResult(
+            metadata={**_carried(previous), "change": NO_CHANGE}, data_version=dg.DataVersion(str(previous["run_id"]))
+        )
     cfg = datasets.cfg
     params = {
         "features_key": datasets.features_key,
@@ -83,16 +92,17 @@ def trained_model(
     return materialize_result(step_runner.run_step(context, TRAIN, params))
 
 
-def unchanged_result(
-    context: dg.AssetExecutionContext, table_hash: str, tracker: ModelTracker
-) -> dg.MaterializeResult | None:
-    """The previous materialization again, marked "no change", when the same table's run still exists."""
-    previous = previous_metadata(context)
-    if previous.get("features_hash") != table_hash or not tracker.run_exists(str(previous.get("run_id"))):
-        return None
-    return dg.MaterializeResult(
-        metadata={**_carried(previous), "change": NO_CHANGE}, data_version=dg.DataVersion(str(previous["run_id"]))
-    )
+@decides("trained_model", reads=("seaweedfs", "mlflow_server"))
+def trained_model_change(
+    datasets: DatasetsResource, mlflow_resource: MlflowResource, previous: dict[str, object]
+) -> str:
+    """No change when the stored features table is the one the previous run trained on and that run still exists."""
+    table_hash = frame_hash(datasets.store().get(datasets.features_key))
+    tracker = ModelTracker.of(mlflow_resource)
+    if previous.get("features_hash") == table_hash and tracker.run_exists(str(previous.get("run_id"))):
+        return NO_CHANGE
+    where = "in a pod (dagster-k8s Pipes)" if datasets.cfg.target == "k3s" else "in process"
+    return f"would train on features {table_hash[:12]} {where} and log the run to MLflow"
 
 
 def _carried(previous: dict[str, object]) -> dict[str, object]:

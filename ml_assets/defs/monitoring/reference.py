@@ -15,6 +15,7 @@ from ml_assets.defs.model.training import features
 from ml_assets.model.tracking import ModelTracker
 from ml_assets.schema import DRIFT_COLUMNS
 from platform_core.catalog import ML_OWNERS
+from platform_core.decisions import decides
 from platform_core.results import NO_CHANGE, check_errors_fail
 from platform_core.services.mlflow import MlflowResource
 
@@ -87,6 +88,17 @@ def reference_profile(
         },
         data_version=dg.DataVersion(digest),
     )
+
+
+@decides("reference_profile", reads=("mlflow_server",))
+def reference_profile_change(mlflow_resource: MlflowResource, previous: dict[str, object]) -> str:
+    """The champion against the one last profiled (the profile's write is a no-op on an equal digest)."""
+    champion = ModelTracker.of(mlflow_resource).champion()
+    if champion is None:
+        return "blocked: no champion yet"
+    if str(previous.get("champion_version")) == champion.version:
+        return NO_CHANGE
+    return f"would profile champion v{champion.version}'s training rows as the drift reference"
 
 
 @dg.asset_check(

@@ -18,6 +18,8 @@ from ml_assets.step_runner import StepRunner, check_results, materialize_result
 from ml_assets.steps.base import StepResult
 from ml_assets.steps.drift_report import DRIFT, DRIFT_CHECK, LABEL_CHECK, no_reference
 from platform_core.catalog import ML_OWNERS
+from platform_core.decisions import decides
+from platform_core.results import NO_CHANGE
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,13 @@ def report_links(reports: ReportsResource, key: str, result: StepResult) -> dict
             raise dg.Failure(f"{reports.uri(key)}: the drift report the step wrote is missing")
         path = reports.local_copy(key, body)
     return {"report_url": dg.MetadataValue.url(reports.link(key)), "report_path": dg.MetadataValue.path(str(path))}
+
+
+@decides("drift_report", reads=("seaweedfs",), partitioned=True)
+def drift_report_change(datasets: DatasetsResource, partition: str, previous: dict[str, object]) -> str:
+    """A stored batch with no report yet gets one (data_drift_sensor requests it for each new batch)."""
+    stored = datasets.store().stored_hash(datasets.raw_key(int(partition)))
+    return "would report" if stored and not previous else NO_CHANGE
 
 
 def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:

@@ -9,7 +9,10 @@ from ml_assets.defs.model.registry import registered_model
 from ml_assets.model.tracking import ModelTracker
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.steps.train import listing_columns
+from platform_core.alerting.service_drift import service_change
 from platform_core.catalog import ML_OWNERS
+from platform_core.decisions import decides
+from platform_core.host.resource import HostResource
 from platform_core.results import NO_CHANGE, check_errors_fail, loopback_only, service_result
 from platform_core.services.mlflow import MlflowResource
 
@@ -38,6 +41,11 @@ def inference_service(inference_resource: InferenceResource) -> dg.MaterializeRe
     )
 
 
+@decides("inference_service", target="local")
+def inference_service_change(inference_resource: InferenceResource, host_resource: HostResource) -> str:
+    return service_change(inference_resource, host_resource)
+
+
 @dg.asset_check(asset=inference_service, blocking=True, description="The inference service listens on 127.0.0.1 only.")
 @check_errors_fail
 def inference_loopback_only(inference_resource: InferenceResource) -> dg.AssetCheckResult:
@@ -55,8 +63,7 @@ def deployed_model(inference_resource: InferenceResource, mlflow_resource: Mlflo
     champion = ModelTracker.of(mlflow_resource).champion()
     if champion is None:
         raise dg.Failure("no model carries the champion alias yet: nothing to deploy")
-    served = inference_resource.model_info()
-    if served and str(served.get("version")) == champion.version:
+    if deployed_model_change(inference_resource, mlflow_resource) == NO_CHANGE:
         change = NO_CHANGE
     else:
         reload = inference_resource.reload()
@@ -71,6 +78,21 @@ def deployed_model(inference_resource: InferenceResource, mlflow_resource: Mlflo
         },
         data_version=dg.DataVersion(champion.version),
     )
+
+
+@decides("deployed_model", reads=("mlflow_server",))
+def deployed_model_change(inference_resource: InferenceResource, mlflow_resource: MlflowResource) -> str:
+    """The champion against the version the inference service serves (none while it is not up)."""
+    champion = ModelTracker.of(mlflow_resource).champion()
+    if champion is None:
+        return "blocked: no champion yet (registered_model promotes one)"
+    try:
+        served = inference_resource.model_info()
+    except Exception:  # not up yet: the inference service asset starts it first
+        served = None
+    if served and str(served.get("version")) == champion.version:
+        return NO_CHANGE
+    return f"would load champion v{champion.version} (serving: v{served.get('version') if served else 'none'})"
 
 
 @dg.asset_check(

@@ -8,6 +8,7 @@ import dagster as dg
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.serving.prediction_log import PREFIX
+from platform_core.decisions import decides
 from platform_core.services.seaweedfs import SeaweedFSResource
 
 OBSERVE_CRON = "*/5 * * * *"
@@ -38,6 +39,11 @@ with warnings.catch_warnings():
         group_name="serving",
         description="Parquet files of served predictions in the predictions bucket; observed every 5 minutes.",
     )(observe_prediction_log)
+
+
+@decides("prediction_log")
+def prediction_log_change() -> str:
+    return "observed only: the inference service writes it"
 
 
 def prediction_log_observation() -> dg.Definitions:

@@ -7,10 +7,19 @@ from typing import Any
 import dagster as dg
 
 from platform_core.catalog import PLATFORM_OWNERS
+from platform_core.decisions import decides
 from platform_core.host.resource import MIN_FREE_DISK_BYTES, HostResource
 from platform_core.results import NO_CHANGE, check_errors_fail, previous_metadata
 
 GROUP = "host"
+LOCAL_HOST = "records facts only (the local target changes nothing on this machine)"
+
+
+@decides("host", target="local")
+def host_change(host_resource: HostResource) -> str:
+    """The local host is only described; a configured port held by another process blocks the services."""
+    conflicts = "; ".join(map(str, host_resource.port_conflicts()))
+    return f"blocked: {conflicts}" if conflicts else LOCAL_HOST
 
 
 @dg.asset(

