@@ -23,8 +23,8 @@ import dagster as dg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from platform_assets.definitions import build_definitions
-from platform_core.resources.targets import build_resources
 from platform_core.state import load_platform
+from platform_core.targets import build_resources
 from tests.stacks import write_stack_config
 
 SERVICE_KEYS = ("mlflow_resource", "seaweedfs_resource", "postgres_resource")

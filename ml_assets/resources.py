@@ -1,4 +1,4 @@
-"""Resources of the ML location: the platform's (chosen by target in platform_core/resources/targets.py) plus
+"""Resources of the ML location: the platform's (chosen by target in platform_core/targets.py) plus
 the ML ones."""
 
 from pathlib import Path
@@ -10,8 +10,8 @@ from ml_assets.data_drift.reports import ReportsResource
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.step_runner import K8sPipesStepRunner, LocalStepRunner, StepRunner
 from platform_core.config import PlatformConfig
-from platform_core.resources.targets import build_resources
 from platform_core.state import StateDir
+from platform_core.targets import build_resources
 
 
 def build_ml_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) -> dict[str, object]:
@@ -30,6 +30,7 @@ def build_ml_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) 
 def step_runner(cfg: PlatformConfig, where: dict[str, str]) -> StepRunner:
     """Where the batch, training and drift steps run: each in a pod through dagster-k8s Pipes in the cluster,
     else in this process."""
+    config_path, state_dir = where["config_path"], where["state_dir"]
     if cfg.target == "k3s":
-        return K8sPipesStepRunner(**where)
-    return LocalStepRunner(**where)
+        return K8sPipesStepRunner(config_path=config_path, state_dir=state_dir)
+    return LocalStepRunner(config_path=config_path, state_dir=state_dir)

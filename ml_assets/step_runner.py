@@ -25,28 +25,28 @@ from platform_core.cluster.render_base import hardened, labels, resources
 from platform_core.cluster.render_ml import DATA_API, MLFLOW, PLATFORM_UID
 from platform_core.cluster.render_storage import SEAWEEDFS, service_dns
 from platform_core.cluster.secrets import ml_step_env
-from platform_core.resources.base import PlatformResource
+from platform_core.resource import PlatformResource
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.seaweedfs import SeaweedFSResource
 
 COMMAND = ["python", "-m", "ml_assets.pipes_step"]  # + the step's name
 APP = "ml-step"  # app.kubernetes.io/name of every step pod
-_METADATA_TYPES = {
+_METADATA_TYPES: dict[str, Any] = {
     "md": dg.MetadataValue.md,
     "url": dg.MetadataValue.url,
     "table_schema": lambda raw: dg.TableSchema(columns=[dg.TableColumn(c["name"], c["type"]) for c in raw["columns"]]),
 }
 
 
-def metadata_value(value: object) -> object:
+def metadata_value(value: object) -> Any:
     """A step's `typed` value as its Dagster metadata value; plain values are inferred as usual."""
     if isinstance(value, dict) and set(value) == {"type", "raw_value"}:
         return _METADATA_TYPES[str(value["type"])](value["raw_value"])
     return value
 
 
-def materialize_result(result: StepResult, **extra: object) -> dg.MaterializeResult:
-    metadata = {k: metadata_value(v) for k, v in result.metadata.items()}
+def materialize_result(result: StepResult, **extra: Any) -> dg.MaterializeResult[Any]:
+    metadata: dict[str, Any] = {k: metadata_value(v) for k, v in result.metadata.items()}
     version = dg.DataVersion(result.data_version) if result.data_version else None
     return dg.MaterializeResult(metadata={**metadata, **extra}, data_version=version)
 

@@ -17,10 +17,10 @@ from platform_core.alerting.sensors import check_failure_sensor
 from platform_core.config import PlatformConfig
 from platform_core.config.base import config_errors_in_one_line
 from platform_core.freshness import with_default_freshness
-from platform_core.resources.targets import build_resources
 from platform_core.settings import config_path
 from platform_core.source_links import with_code_links
 from platform_core.state import load_platform
+from platform_core.targets import build_resources
 
 
 def local_platform(cfg: PlatformConfig) -> dg.Definitions:

@@ -16,7 +16,8 @@ def with_default_freshness(
     def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
         window = timedelta(minutes=windows.get(spec.group_name or "", minutes))
         policy = dg.FreshnessPolicy.time_window(fail_window=window)
-        return dg.apply_freshness_policy(spec, policy, overwrite_existing=False)
+        applied: dg.AssetSpec = dg.apply_freshness_policy(spec, policy, overwrite_existing=False)
+        return applied
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # map_asset_specs is the documented way, still "preview"

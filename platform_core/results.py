@@ -39,7 +39,7 @@ def change_text(result: EnsureResult) -> str:
 
 def service_result(
     supervisor: Supervisor, name: str, result: EnsureResult, metadata: dict[str, Any]
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     """Metadata a person wants in the UI; the config hash doubles as the data version, so a re-run that
     changed nothing shows the same version."""
     listening = sorted(f"{ip}:{port}" for ip, port in supervisor.listen_addresses(name))

@@ -143,7 +143,8 @@ class Credentials:
     def _load(self) -> dict[str, dict[str, str]]:
         if not self.path.exists():
             return {}
-        return json.loads(self.path.read_text())
+        data: dict[str, dict[str, str]] = json.loads(self.path.read_text())
+        return data
 
     def _save(self, data: dict[str, dict[str, str]]) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".credentials-")  # created 0600

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import psutil
 
@@ -273,9 +273,10 @@ class Supervisor:
         tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
         return " | ".join(line.strip() for line in tail)
 
-    def _read_record(self, name: str) -> dict | None:
+    def _read_record(self, name: str) -> dict[str, Any] | None:
         try:
-            return json.loads(self.pid_file(name).read_text())
+            record: dict[str, Any] = json.loads(self.pid_file(name).read_text())
+            return record
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
@@ -342,7 +343,7 @@ def _name_of(pid: int | None) -> str:
         return "a process that has exited"
 
 
-def _kill_orphans(record: dict | None) -> bool:
+def _kill_orphans(record: dict[str, Any] | None) -> bool:
     """Kill what is left of a service whose leader died (mlflow's uvicorn child, say); True if any.
 
     Linux never hands out a PID still used as a process group id, so while any member of the recorded group
@@ -370,7 +371,7 @@ def _kill_all(procs: list[psutil.Process]) -> None:
     psutil.wait_procs(alive, timeout=10)
 
 
-def _orphans(record: dict | None) -> list[psutil.Process]:
+def _orphans(record: dict[str, Any] | None) -> list[psutil.Process]:
     """The live members of the recorded process group when its leader is gone (see `_kill_orphans`)."""
     pid = (record or {}).get("pid")
     if pid is None or _is_live(pid):

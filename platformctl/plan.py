@@ -41,16 +41,24 @@ def location_definitions(cfg_path: Path) -> list[dg.Definitions]:
 
 
 def plannable(defs: list[dg.Definitions]) -> Assets:
-    """Asset -> its partition keys (None when unpartitioned), each location's own assets in dependency order."""
+    """Asset -> its partition keys (None when unpartitioned): each location's own assets in dependency order, and
+    among those free to go, in the order the location defines them."""
     assets: Assets = {}
     for location in defs:
         graph = location.resolve_asset_graph()
-        for key in graph.toposorted_asset_keys:
-            node = graph.get(key)
-            if node.is_executable:  # not the other location's assets, named here as deps
-                partitions = node.partitions_def
-                assets[key.to_user_string()] = list(partitions.get_partition_keys()) if partitions else None
+        defined = [key for asset in location.assets or [] for key in _keys(asset)]
+        todo = [key for key in dict.fromkeys(defined) if graph.get(key).is_executable]  # not the other location's
+        while todo:
+            key = next(k for k in todo if graph.get(k).parent_keys.isdisjoint(todo))  # the graph has no cycle
+            todo.remove(key)
+            partitions = graph.get(key).partitions_def
+            assets[key.to_user_string()] = list(partitions.get_partition_keys()) if partitions else None
     return assets
+
+
+def _keys(asset: object) -> list[dg.AssetKey]:
+    """The keys an entry of `Definitions.assets` defines (an assets definition, a spec or a source asset)."""
+    return list(asset.keys) if isinstance(asset, dg.AssetsDefinition) else [getattr(asset, "key")]  # noqa: B009
 
 
 def reachable(cfg: PlatformConfig, resources: Mapping[str, Any]) -> set[str]:

@@ -1,7 +1,7 @@
 """Where the ML data lives: Parquet tables in the datasets bucket, written by the bucket's owner identity."""
 
 from ml_assets.data.store import TableStore
-from platform_core.resources.base import PlatformResource
+from platform_core.resource import PlatformResource
 from platform_core.services.seaweedfs import SeaweedFSResource
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 
 from platform_core.config import PlatformConfig
-from platform_core.resources.base import PlatformResource
+from platform_core.resource import PlatformResource
 from platform_core.supervisor import EnsureResult, ServiceSpec
 
 DATA_API_TOKEN = "data-api-admin"  # the credentials name of the token the k3s Secret carries

@@ -12,7 +12,7 @@ import re
 import reprlib
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import dagster as dg
 import pandas as pd
@@ -67,7 +67,7 @@ SOURCE_SETTINGS = (
 )
 
 
-def source_settings(cfg: PlatformConfig) -> dict[str, int | float]:
+def source_settings(cfg: PlatformConfig) -> dict[str, Any]:
     return {name: getattr(cfg.ml, name) for name in SOURCE_SETTINGS}
 
 
@@ -272,4 +272,5 @@ def source_for(cfg: PlatformConfig, where: dict[str, str] | None = None) -> Batc
         base_url = "" if where and redact_url(url) != url else url  # "": read from platform.yaml when used
     else:
         base_url = "" if cfg.target == "k3s" and where else offline_api_url(cfg)
-    return BatchSourceResource(base_url=base_url, **(where or {}), **source_settings(cfg))
+    located: dict[str, Any] = dict(where or {})
+    return BatchSourceResource(base_url=base_url, **located, **source_settings(cfg))

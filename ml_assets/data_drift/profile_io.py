@@ -39,7 +39,7 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
     header = {"format": FORMAT_VERSION, "rows": profile.rows, "columns": columns}
     arrays[_HEADER] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()
 
 

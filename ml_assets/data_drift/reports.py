@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ml_assets.data.blobs import BlobStore
-from platform_core.resources.base import PlatformResource
+from platform_core.resource import PlatformResource
 from platform_core.services.seaweedfs import READONLY, SeaweedFSResource
 
 LINK_SECONDS = 7 * 24 * 3600  # SigV4's longest presigned lifetime

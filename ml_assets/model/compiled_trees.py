@@ -178,7 +178,7 @@ class CompiledForest:
             codes = np.where(hit, self.category_codes[np.arange(raw.shape[1]), pos], MISSING)
             for k, lo, hi, goes_left in self._blocks:  # one per categorical column, not per row or tree
                 went_left[:, lo:hi] = goes_left[codes[:, k]]
-        went_left = went_left.ravel()
+        flat_left = went_left.ravel()
 
         # Pairs are tree-major (deepest tree first), so at each step only a prefix is still descending.
         n_trees = self._roots.size
@@ -186,7 +186,7 @@ class CompiledForest:
         base = np.tile(np.arange(rows) * self._width, n_trees)
         for trees in self._active:
             s = state[: trees * rows]
-            left = went_left.take(base[: s.size] + self._decision.take(s, mode="clip"), mode="clip")
+            left = flat_left.take(base[: s.size] + self._decision.take(s, mode="clip"), mode="clip")
             np.take(self._next, s + left, out=s, mode="clip")
         leaves = self._leaf_value.take(state).reshape(n_trees, rows)[self._unsort]
         # Same order as sklearn: baseline, then tree by tree. cumsum adds sequentially, unlike pairwise np.sum.

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import ThreadpoolController
 
@@ -23,7 +23,7 @@ _THREADPOOLS = ThreadpoolController()
 COMPILED_MAX_ROWS = 256  # beyond ~500 rows sklearn's own threaded predict catches up
 
 
-class HousePriceModel(mlflow.pyfunc.PythonModel):
+class HousePriceModel(PythonModel):
     """Log-price gradient boosting on listing features; predictions in dollars."""
 
     def __init__(

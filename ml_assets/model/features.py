@@ -27,6 +27,12 @@ def _year(dates: Sequence[object]) -> np.ndarray:
     return np.array([float(d[:4]) if isinstance(d, str) and d[:4].isdigit() else np.nan for d in dates])
 
 
+def _code(vocabulary: dict[str, int], value: object) -> float:
+    """The category's code, NaN for a missing value or a category not seen in training."""
+    key = _key(value)
+    return np.nan if key is None else vocabulary.get(key, np.nan)
+
+
 def _key(value: object) -> str | None:
     """Category key: 50010.0 and "50010" are the same zip code."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -60,9 +66,7 @@ class FeatureEncoder:
         numeric = {name: _as_float(columns.get(name, blank)) for name in NUMERIC}
         derived = {"sold_year": _year(columns.get("prev_sold_date", blank))}
         coded = {
-            name: np.array(
-                [self.vocabularies[name].get(_key(v), np.nan) for v in columns.get(name, blank)], dtype=np.float64
-            )
+            name: np.array([_code(self.vocabularies[name], v) for v in columns.get(name, blank)], dtype=np.float64)
             for name in CATEGORICAL
         }
         merged = {**numeric, **derived, **coded}

@@ -12,6 +12,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.pyfunc import PyFuncModel
 
 from ml_assets.model.estimator import HousePriceModel
 from platform_core.services.mlflow import MlflowResource
@@ -79,7 +80,7 @@ class ModelTracker:
     # -- registry -----------------------------------------------------------------------------------------
     def version_of_run(self, run_id: str) -> Version | None:
         for found in self.client.search_model_versions(f"name='{self.model_name}' and run_id='{run_id}'"):
-            return Version(found.version, found.run_id)
+            return Version(str(found.version), str(found.run_id))
         return None
 
     def register(self, run_id: str, model_uri: str) -> tuple[Version, bool]:
@@ -97,7 +98,7 @@ class ModelTracker:
             found = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
         except MlflowException:
             return None
-        return Version(found.version, found.run_id)
+        return Version(str(found.version), str(found.run_id))
 
     def set_champion(self, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
@@ -111,7 +112,7 @@ class ModelTracker:
 
 
 @lru_cache(maxsize=8)
-def _load(url: str, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
+def _load(url: str, name: str, version: str) -> PyFuncModel:
     """A registered version never changes, so one load per process is enough."""
     mlflow.set_tracking_uri(url)
     mlflow.set_registry_uri(url)

@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from platform_core.resources.base import PlatformResource
+from platform_core.resource import PlatformResource
 from platform_core.supervisor import EnsureResult, ServiceSpec
 
 

@@ -42,7 +42,7 @@ class CheckOutcome:
     passed: bool
     description: str
     severity: Severity = "ERROR"
-    metadata: dict[str, object] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,5 +156,5 @@ class StepInputs:
 
     @cached_property
     def source(self) -> BatchSourceResource:
-        settings = {name: self._value(name) for name in SOURCE_SETTINGS}  # the resource's own types check them
+        settings: dict[str, Any] = {name: self._value(name) for name in SOURCE_SETTINGS}  # the resource checks them
         return BatchSourceResource(base_url=self.text("source_url"), **settings)

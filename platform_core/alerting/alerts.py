@@ -73,7 +73,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-class AlertsResource(dg.ConfigurableResource):
+class AlertsResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # its type parameter is Dagster-internal
     """Sends alerts to the log, to `log_file` (JSONL) and to `webhook_url` when set."""
 
     log_file: str

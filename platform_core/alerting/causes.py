@@ -88,7 +88,7 @@ class CauseFinder:
         """The earliest open alert (other than `key` itself) on the subject or upstream of it."""
         above = self.upstream(subject)
         candidates = [
-            Cause(k, str(a["subject"]), str(a["title"]), float(a["onset"]))  # type: ignore[arg-type]
+            Cause(k, str(a["subject"]), str(a["title"]), float(str(a["onset"])))
             for k, a in self.open.items()
             if k != key and a.get("subject") in above
         ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from platform_core.alerting.alerts import Alert
 from platform_core.alerting.causes import CauseFinder
@@ -35,12 +35,12 @@ def track(
     With `causes`, a new finding explained by an open alert on its asset or upstream of it is held back
     (inhibited) while that alert is open, and fires with its original onset if it outlives it; a finding that
     is not inhibitable names the cause instead, and a root finding names what depends on it."""
-    previous: dict[str, dict] = json.loads(cursor) if cursor else {}
+    previous: dict[str, dict[str, Any]] = json.loads(cursor) if cursor else {}
     if causes is not None:  # roots first, so a finding below one that fires in this same tick can name it
         findings = sorted(findings, key=lambda f: len(causes.upstream(f.subject)))
     current = {finding.key: finding for finding in findings}
     alerts: list[Alert] = []
-    state: dict[str, dict] = {}
+    state: dict[str, dict[str, Any]] = {}
     for key, finding in current.items():
         seen = previous.get(key, {})
         entry = {

@@ -260,7 +260,9 @@ def image_step(cfg: PlatformConfig, want: Wanted) -> HostStep:
     if want.source == "host_build":
         apply = _build_apply(ref, want.value, want.context)
         why = f"{ref} built by podman on the host from sources {want.value[:12]} and imported into K3s"
+    elif want.archive is not None:
+        apply = _bundle_apply(want.archive)
+        why = f"{ref} imported into K3s from {want.archive.path} ({want.value[:19]})"
     else:
-        apply = _bundle_apply(want.archive)  # type: ignore[arg-type]
-        why = f"{ref} imported into K3s from {want.archive.path} ({want.value[:19]})"  # type: ignore[union-attr]
+        raise ValueError(f"{ref}: a bundle image without its archive")
     return HostStep("platform image", lambda ex: want.met_by(live_image(ex, ref)), apply, why)

@@ -61,7 +61,7 @@ def _desired_cidrs(cfg: PlatformConfig) -> dict[str, str]:
 def render_k3s_config(cfg: PlatformConfig) -> str:
     """/etc/rancher/k3s/config.yaml for this config; the same input always gives the same bytes."""
     cidrs = _desired_cidrs(cfg)
-    host_ip = str(cfg.network.host_ip)  # type: ignore[union-attr]  # checked by _desired_cidrs
+    host_ip = str(cfg.cluster_network.host_ip)
     doc = {
         "node-ip": host_ip,
         **cidrs,

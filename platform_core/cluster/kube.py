@@ -181,7 +181,10 @@ class KubeClient(WorkloadHealth):
         """The live object, or None when it does not exist."""
         meta = obj.get("metadata") or {}
         try:
-            return self._request(describe(obj), "GET", self._resource(obj).path(meta.get("namespace"), meta["name"]))
+            found: Obj = self._request(
+                describe(obj), "GET", self._resource(obj).path(meta.get("namespace"), meta["name"])
+            )
+            return found
         except KubeError as err:
             if err.status == 404:
                 return None
@@ -190,7 +193,8 @@ class KubeClient(WorkloadHealth):
     def load_balancer_ip(self, namespace: str, name: str) -> str | None:
         """The address MetalLB gave a LoadBalancer Service, or None while pending (or without the Service)."""
         svc = self.get({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace}})
-        return (((svc or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]).get("ip")
+        ip = (((svc or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]).get("ip")
+        return str(ip) if ip else None
 
     def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[Obj]:
         """Every object of one kind (in one namespace, or all), e.g. the live Argo CD Applications."""

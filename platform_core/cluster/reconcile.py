@@ -4,6 +4,7 @@ either code location (the platform's storage and MLflow, the ML location's data 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import dagster as dg
 
@@ -23,7 +24,7 @@ def reconcile_asset(spec: dg.AssetSpec, step: Callable[[ClusterResource], StepRe
         return step(cluster).change(plan=True)
 
     @dg.multi_asset(specs=[spec], name=spec.key.to_python_identifier())
-    def reconcile(cluster: ClusterResource) -> dg.MaterializeResult:
+    def reconcile(cluster: ClusterResource) -> dg.MaterializeResult[Any]:
         result = step(cluster)
         return dg.MaterializeResult(metadata={"change": result.change(cluster.plan), **result.metadata})
 

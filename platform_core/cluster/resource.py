@@ -15,7 +15,7 @@ from platform_core.cluster.k3s_install import Mode, resolve_install_mode
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.upstream import Manifest, obtain_manifest, parse_manifest
 from platform_core.host.executor import Executor, PlanExecutor, executor_for
-from platform_core.resources.base import PlatformResource
+from platform_core.resource import PlatformResource
 from platform_core.state import is_planning
 
 Obj = dict[str, Any]

@@ -10,13 +10,14 @@ from typing import Any
 import dagster as dg
 
 from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.orphans import APPLICATION
 from platform_core.cluster.render import SERVICES
 from platform_core.cluster.render_base import ARGOCD_NAMESPACE
 from platform_core.cluster.render_storage import POSTGRES_PORT
 from platform_core.cluster.resource import ClusterResource
-from platform_core.cluster.steps import APPLICATION, StepResult, application_status
+from platform_core.cluster.steps import StepResult, application_status
 from platform_core.config import PlatformConfig
-from platform_core.resources.base import ENDPOINTS_FILE
+from platform_core.resource import ENDPOINTS_FILE
 
 Obj = dict[str, Any]
 SYNC_MANAGER = "mlops-platform-sync"

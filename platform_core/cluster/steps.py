@@ -154,7 +154,9 @@ def k3s_step(c: ClusterResource) -> StepResult:
 
 
 # --- MetalLB and Argo CD -----------------------------------------------------------------------------------
-def _upstream(c: ClusterResource, kube: KubeClient | None, component: str, version: str) -> tuple[list[Obj], dict]:
+def _upstream(
+    c: ClusterResource, kube: KubeClient | None, component: str, version: str
+) -> tuple[list[Obj], dict[str, Any]]:
     manifest, objs = c.manifest(component, version)
     dropped: list[Obj] = []
     if kube is not None:

@@ -71,5 +71,5 @@ def config_errors_in_one_line() -> None:
         else:
             previous(kind, value, tb)
 
-    hook.config_errors_in_one_line = True  # type: ignore[attr-defined]
+    setattr(hook, "config_errors_in_one_line", True)  # noqa: B010  # marks the hook: installed once per process
     sys.excepthook = hook

@@ -251,8 +251,8 @@ class SshExecutor(_CommandExecutor):
     def _connect(self) -> paramiko.SSHClient:
         with self._lock:
             transport = self._client.get_transport() if self._client else None
-            if transport is not None and transport.is_active():
-                return self._client  # type: ignore[return-value]
+            if self._client is not None and transport is not None and transport.is_active():
+                return self._client
             self.close()
             self._client = self._new_client()
             return self._client

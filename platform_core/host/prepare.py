@@ -130,8 +130,10 @@ def detect_os(executor: Executor, os_family: str = "auto") -> OsInfo:
     release = parse_os_release(raw.decode(errors="replace")) if raw else {}
     os_id = release.get("ID", "").lower()
     family: Family | None = None
-    if os_family in ("rhel", "debian"):
-        family = os_family  # type: ignore[assignment]
+    if os_family == "rhel":  # one literal per branch: mypy narrows `str` to `Family` only on an equality
+        family = "rhel"
+    elif os_family == "debian":
+        family = "debian"
     else:
         candidates = [os_id, *release.get("ID_LIKE", "").lower().split()]
         family = next((_FAMILY_IDS[c] for c in candidates if c in _FAMILY_IDS), None)

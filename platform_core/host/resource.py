@@ -11,7 +11,7 @@ import psutil
 
 from platform_core.catalog import SERVICE_ASSETS
 from platform_core.config import ConfigError, load_config
-from platform_core.resources.base import PlatformResource
+from platform_core.resource import PlatformResource
 from platform_core.supervisor import ports_in_use
 
 MIN_FREE_DISK_BYTES = 2 * 1024**3

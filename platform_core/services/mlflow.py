@@ -7,10 +7,11 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
-from platform_core.resources.base import PlatformResource
+from platform_core.resource import PlatformResource
 from platform_core.services.seaweedfs import ADMIN, SeaweedFSResource
 from platform_core.supervisor import EnsureResult, ServiceSpec
 
@@ -93,14 +94,15 @@ class MlflowResource(PlatformResource):
         response.raise_for_status()
         return len(response.json().get("experiments", []))
 
-    def get_experiment(self, name: str) -> dict | None:
+    def get_experiment(self, name: str) -> dict[str, Any] | None:
         response = requests.get(
             f"{self.url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name}, timeout=10
         )
         if response.status_code == 404:
             return None
         response.raise_for_status()
-        return response.json()["experiment"]
+        experiment: dict[str, Any] = response.json()["experiment"]
+        return experiment
 
     def ensure_experiment(self, name: str) -> tuple[str, bool]:
         """(experiment id, created now); a deleted experiment is restored rather than shadowed."""
@@ -160,4 +162,4 @@ class MlflowResource(PlatformResource):
         keys = [obj["Key"] for obj in listing.get("Contents", [])]
         if not keys:
             raise AssertionError(f"artifact of run {run_id} is not in s3://{bucket}: the proxy is not writing to S3")
-        return keys[0]
+        return str(keys[0])

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg2
 from psycopg2 import sql
@@ -24,7 +24,7 @@ from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
 
 from platform_core.config import DatabaseConfig
-from platform_core.resources.base import PlatformResource
+from platform_core.resource import PlatformResource
 from platform_core.supervisor import EnsureResult, ServiceSpec
 
 LoginOutcome = Literal["ok", "bad password", "no access"]
@@ -126,7 +126,7 @@ class PostgresResource(PlatformResource):
     def is_healthy(self) -> bool:
         with self.connect(SUPERUSER, connect_timeout=2) as conn, conn.cursor() as cur:
             cur.execute("select 1")
-            return cur.fetchone() == (1,)
+            return bool(cur.fetchone() == (1,))
 
     @contextmanager
     def connect(
@@ -147,7 +147,7 @@ class PostgresResource(PlatformResource):
         finally:
             conn.close()
 
-    def query(self, role: str, dbname: str, statement: str, params: tuple = ()) -> list[tuple]:
+    def query(self, role: str, dbname: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.connect(role, dbname=dbname) as conn, conn.cursor() as cur:
             cur.execute(statement, params or None)
             return cur.fetchall() if cur.description else []
@@ -162,37 +162,41 @@ class PostgresResource(PlatformResource):
         return dict(rows)
 
     # -- databases and roles ----------------------------------------------------------------------------
-    def ensure_database(self, db: DatabaseConfig) -> DatabaseChange:
-        """Create the owner role and database if missing and enforce least privilege; report what changed."""
+    def ensure_database(self, db: DatabaseConfig, dry_run: bool = False) -> DatabaseChange:
+        """Create the owner role and database if missing and enforce least privilege; report what changed. With
+        `dry_run` the same comparison runs and nothing is executed: what would change (the asset's decision)."""
         changes: list[str] = []
         with self.connect(SUPERUSER) as conn, conn.cursor() as cur:
+
+            def change(done: str, statement: sql.Composable, params: tuple[Any, ...] = ()) -> None:
+                if not dry_run:
+                    cur.execute(statement, params)
+                changes.append(done)
+
             cur.execute("select rolsuper or rolcreatedb or rolcreaterole from pg_roles where rolname = %s", (db.owner,))
             row = cur.fetchone()
             role = sql.Identifier(db.owner)
             if row is None:
-                cur.execute(
-                    sql.SQL("create role {} login nosuperuser nocreatedb nocreaterole password %s").format(role),
-                    (self.password(db.owner),),
-                )
-                changes.append(f"created role {db.owner}")
+                create = sql.SQL("create role {} login nosuperuser nocreatedb nocreaterole password %s").format(role)
+                change(f"created role {db.owner}", create, (self.password(db.owner),))
             elif row[0]:
-                cur.execute(sql.SQL("alter role {} nosuperuser nocreatedb nocreaterole").format(role))
-                changes.append(f"dropped extra privileges of role {db.owner}")
+                limit = sql.SQL("alter role {} nosuperuser nocreatedb nocreaterole").format(role)
+                change(f"dropped extra privileges of role {db.owner}", limit)
             if row is not None and not self._password_works(db.owner):
-                cur.execute(sql.SQL("alter role {} password %s").format(role), (self.password(db.owner),))
-                changes.append(f"reset password of role {db.owner}")
+                reset = sql.SQL("alter role {} password %s").format(role)
+                change(f"reset password of role {db.owner}", reset, (self.password(db.owner),))
             cur.execute("select pg_get_userbyid(datdba) from pg_database where datname = %s", (db.name,))
             owner = cur.fetchone()
             database = sql.Identifier(db.name)
             if owner is None:
-                cur.execute(sql.SQL("create database {} owner {}").format(database, role))
-                changes.append(f"created database {db.name}")
+                change(f"created database {db.name}", sql.SQL("create database {} owner {}").format(database, role))
             elif owner[0] != db.owner:
-                cur.execute(sql.SQL("alter database {} owner to {}").format(database, role))
-                changes.append(f"changed owner of {db.name} to {db.owner}")
-            if self._public_can_connect(cur, db.name):
-                cur.execute(sql.SQL("revoke connect, temporary on database {} from public").format(database))
-                changes.append(f"revoked public access to {db.name}")
+                alter = sql.SQL("alter database {} owner to {}").format(database, role)
+                change(f"changed owner of {db.name} to {db.owner}", alter)
+            # a new database grants public access by default: a dry run cannot ask a database that is not there
+            if (owner is None and dry_run) or self._public_can_connect(cur, db.name):
+                revoke = sql.SQL("revoke connect, temporary on database {} from public").format(database)
+                change(f"revoked public access to {db.name}", revoke)
         return DatabaseChange(db.name, tuple(changes))
 
     def login(self, role: str, password: str | None = None, dbname: str = "postgres") -> LoginOutcome:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore import UNSIGNED
@@ -21,7 +22,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from platform_core.resources.base import PlatformResource
+from platform_core.resource import PlatformResource
 from platform_core.supervisor import EnsureResult, ServiceSpec
 
 ADMIN = "admin"
@@ -70,7 +71,7 @@ class SeaweedFSResource(PlatformResource):
     def identities_file(self) -> Path:
         return self.config_dir / "s3-identities.json"
 
-    def identities(self) -> dict:
+    def identities(self) -> dict[str, Any]:
         owned: dict[str, list[str]] = {}
         for bucket in self.cfg.buckets:
             owned.setdefault(bucket.owner, []).append(bucket.name)
@@ -81,7 +82,7 @@ class SeaweedFSResource(PlatformResource):
         entries.append(self._identity(READONLY, ["Read", "List"]))
         return {"identities": entries}
 
-    def _identity(self, name: str, actions: list[str]) -> dict:
+    def _identity(self, name: str, actions: list[str]) -> dict[str, Any]:
         access, secret = self.state.credentials.s3_keys(name)
         return {"name": name, "credentials": [{"accessKey": access, "secretKey": secret}], "actions": actions}
 

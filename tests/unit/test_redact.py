@@ -12,8 +12,8 @@ from ml_assets.data.source import BatchSourceResource, SourceError, source_for
 from platform_core.alerting.alerts import AlertsResource
 from platform_core.config import parse_config
 from platform_core.redact import redact, redact_url
-from platform_core.resources.targets import build_resources
 from platform_core.state import StateDir
+from platform_core.targets import build_resources
 from tests.unit.test_alerts import closed_port, firing
 from tests.webhook import Receiver
 

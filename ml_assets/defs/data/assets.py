@@ -130,12 +130,12 @@ def build_data_assets(
         return dg.AssetCheckResult(
             passed=report.passed,
             description=f"day {day}: " + report.summary(),
-            metadata={"rows": report.stats.get("rows", 0), "problems": len(report.problems)},
+            metadata={"rows": int(str(report.stats.get("rows", 0))), "problems": len(report.problems)},
         )
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # per-partition checks are the right tool, still "preview"
-        raw_batch_is_valid = dg.asset_check(
+        raw_batch_check = dg.asset_check(
             asset=raw_batches,
             blocking=True,
             partitions_def=partitions,
@@ -163,4 +163,4 @@ def build_data_assets(
 
     assets = [*upstream, raw_batches, validated_batches]
     checks = [data_api_serves_batches] if use_offline_api else []
-    return assets, [*checks, raw_batch_is_valid]
+    return assets, [*checks, raw_batch_check]

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -124,7 +125,7 @@ def _result(
     champion: Metrics | None,
 ) -> dg.MaterializeResult:
     current = tracker.champion()
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "change": change,
         "model": tracker.model_name,
         "version": version.version,

@@ -1,5 +1,7 @@
 """The training table and the trained model, tracked in MLflow."""
 
+from typing import Any
+
 import dagster as dg
 import pandas as pd
 
@@ -105,7 +107,7 @@ def trained_model_change(
     return f"would train on features {table_hash[:12]} {where} and log the run to MLflow"
 
 
-def _carried(previous: dict[str, object]) -> dict[str, object]:
+def _carried(previous: dict[str, object]) -> dict[str, Any]:
     carried = {k: previous[k] for k in CARRIED_KEYS if k in previous}
     carried["run_url"] = dg.MetadataValue.url(str(carried.get("run_url", "")))
     return {**carried, **{k: v for k, v in previous.items() if k.startswith("holdout_")}}

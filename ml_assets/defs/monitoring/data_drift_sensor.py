@@ -57,11 +57,12 @@ def _read_new(context: dg.SensorEvaluationContext, key: dg.AssetKey, after: int)
 
 def _absorb(context: dg.SensorEvaluationContext, cursor: DriftCursor) -> None:
     for record in _read_new(context, RAW_BATCHES, cursor.raw_id):
-        cursor.raw[record.partition_key] = record.storage_id
+        cursor.raw[str(record.partition_key)] = record.storage_id
         cursor.raw_id = record.storage_id
     for record in _read_new(context, DRIFT_REPORT, cursor.report_id):
-        md = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-        cursor.reports[record.partition_key] = {
+        materialization = record.asset_materialization
+        md = {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
+        cursor.reports[str(record.partition_key)] = {
             "id": record.storage_id,
             "verdict": str(md.get("dataset_verdict")),
             "reference": str(md.get("reference_version", "none")),

@@ -126,5 +126,6 @@ def reference_matches_champion(
         problems.append(f"profiled v{metadata['champion_version'].value}, champion is {champion and champion.version}")
     return dg.AssetCheckResult(
         passed=not problems,
-        description="; ".join(problems) or f"v{champion.version}: {profile.rows} rows, {len(profile.columns)} columns",
+        description="; ".join(problems)
+        or f"v{metadata['champion_version'].value}: {profile.rows} rows, {len(profile.columns)} columns",
     )

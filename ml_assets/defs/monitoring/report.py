@@ -36,7 +36,7 @@ def latest_reference(instance: dg.DagsterInstance) -> Reference | None:
         return None
     md = {k: v.value for k, v in event.asset_materialization.metadata.items()}
     days = [int(d) for d in str(md["training_days"]).split(", ") if d]
-    return Reference(str(md["key"]), str(md["champion_version"]), days, float(md["holdout_rmse_log"]))
+    return Reference(str(md["key"]), str(md["champion_version"]), days, float(str(md["holdout_rmse_log"])))
 
 
 def report_key(model_name: str, day: int) -> str:

@@ -3,6 +3,7 @@ Dagster does not produce them), with a last-update freshness check since freshne
 
 import warnings
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -23,7 +24,7 @@ def observe_prediction_log(datasets: DatasetsResource) -> dg.ObserveResult:
         obj for page in paginator.paginate(Bucket=bucket, Prefix=f"{PREFIX}/") for obj in page.get("Contents", [])
     ]
     newest = max(objects, key=lambda obj: obj["LastModified"], default=None)
-    metadata: dict[str, object] = {"files": len(objects), "bytes": sum(obj["Size"] for obj in objects)}
+    metadata: dict[str, Any] = {"files": len(objects), "bytes": sum(obj["Size"] for obj in objects)}
     if newest is not None:
         # what build_last_update_freshness_checks reads: when the data last changed, not when we looked
         metadata["dagster/last_updated_timestamp"] = dg.MetadataValue.timestamp(newest["LastModified"].timestamp())

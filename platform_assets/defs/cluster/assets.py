@@ -11,6 +11,7 @@ import dagster as dg
 
 from platform_core.cluster.image import bundle_archive, desired_image, live_image, normalized_ref
 from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.orphans import APPLICATION
 from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec, reconcile_asset
 from platform_core.cluster.render import REPO_ROOT, diff_tree, render_infra_tree
 from platform_core.cluster.render_argocd import platform_namespace
@@ -18,7 +19,6 @@ from platform_core.cluster.render_base import ARGOCD_NAMESPACE
 from platform_core.cluster.render_metallb import live_pool_problems, live_pool_strings, probe_service
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.steps import (
-    APPLICATION,
     STEPS,
     application_status,
     desired_applications,

@@ -11,13 +11,13 @@ from platform_core.alerting.findings import Finding
 from platform_core.alerting.sensors import DRIFT_INTERVAL_SECONDS, alert_on_findings
 from platform_core.cluster.k3s_install import cidr_change, installed_cidrs
 from platform_core.cluster.kube import KubeClient, KubeError
-from platform_core.cluster.orphans import describe, orphan_objects
+from platform_core.cluster.orphans import APPLICATION, describe, orphan_objects
 from platform_core.cluster.render import SERVICES
 from platform_core.cluster.render_base import ARGOCD_NAMESPACE
 from platform_core.cluster.render_metallb import render_metallb
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.services import hand_edits
-from platform_core.cluster.steps import APPLICATION, application_status, desired_applications
+from platform_core.cluster.steps import application_status, desired_applications
 from platform_core.host.executor import HostError
 
 APP_ASSET = {"postgres": "postgres", "seaweedfs": "seaweedfs", "mlflow": "mlflow_server"}

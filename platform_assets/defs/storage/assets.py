@@ -3,7 +3,7 @@
 import dagster as dg
 
 from platform_assets.defs.host.assets import host
-from platform_core.alerting.service_drift import database_drift, service_change
+from platform_core.alerting.service_drift import service_change
 from platform_core.catalog import PLATFORM_OWNERS, bucket_key
 from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
@@ -85,10 +85,7 @@ def postgres_loopback_only(postgres_resource: PostgresResource) -> dg.AssetCheck
     description="Databases and least-privilege login roles from platform.yaml (passwords in the state dir).",
 )
 def postgres_databases(postgres_resource: PostgresResource) -> dg.MaterializeResult:
-    changed: list[str] = []
-    if postgres_databases_change(postgres_resource) != NO_CHANGE:
-        changes = [postgres_resource.ensure_database(db) for db in postgres_resource.cfg.databases]
-        changed = [f"{change.database}: {'; '.join(change.changes)}" for change in changes if change.changes]
+    changed = database_changes(postgres_resource, dry_run=False)
     sizes = {db.name: postgres_resource.database_size(db.name) for db in postgres_resource.cfg.databases}
     return dg.MaterializeResult(
         metadata={
@@ -103,9 +100,15 @@ def postgres_databases(postgres_resource: PostgresResource) -> dg.MaterializeRes
 
 @decides("postgres_databases", reads=("postgres",), when_down="would create the databases of platform.yaml")
 def postgres_databases_change(postgres_resource: PostgresResource) -> str:
-    """Roles and databases against platform.yaml; orphans are a person's call (an alert), not a change."""
-    findings = database_drift(postgres_resource)
-    return "; ".join(f"would fix: {f.message}" for f in findings if f.remedy != "manual") or NO_CHANGE
+    """Roles, passwords, databases and privileges against platform.yaml: `ensure_database` in a dry run, the
+    comparison the asset acts on (orphans are a person's call, an alert, not a change)."""
+    changed = database_changes(postgres_resource, dry_run=True)
+    return f"would: {' | '.join(changed)}" if changed else NO_CHANGE
+
+
+def database_changes(postgres_resource: PostgresResource, dry_run: bool) -> list[str]:
+    changes = [postgres_resource.ensure_database(db, dry_run) for db in postgres_resource.cfg.databases]
+    return [f"{change.database}: {'; '.join(change.changes)}" for change in changes if change.changes]
 
 
 @dg.asset_check(
@@ -280,7 +283,7 @@ def shared_storage(cfg: PlatformConfig) -> dg.Definitions:
     """Databases, roles and buckets, made through the services' own APIs, with their function checks."""
     buckets = [build_bucket_asset(bucket.name, bucket.owner) for bucket in cfg.buckets]
     return dg.Definitions(
-        assets=[postgres_databases, *(asset for asset, _ in buckets)],
+        assets=[*(asset for asset, _ in buckets), postgres_databases],
         asset_checks=[
             postgres_accepts_password_login,
             roles_query_their_databases,

@@ -30,7 +30,7 @@ def read_config(path: str) -> PlatformConfig:
     return _cached_config(path, Path(path).stat().st_mtime_ns)
 
 
-class PlatformResource(dg.ConfigurableResource):
+class PlatformResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # its type parameter is Dagster-internal
     """Knows the stack's description (`config_path`) and its state directory (`state_dir`)."""
 
     config_path: str
