@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ml_assets.defs.data.assets import build_data_assets, data_api
+from ml_assets.defs.data.assets import build_data_assets, data_api_for
 from ml_assets.defs.jobs import build_jobs
 from ml_assets.defs.model.experiment import build_experiment_asset, experiment_resolves
 from ml_assets.defs.model.registry import champion_resolves_and_scores, registered_model
@@ -17,48 +17,18 @@ from ml_assets.defs.monitoring.data_drift_sensor import build_data_drift_sensor
 from ml_assets.defs.monitoring.reference import reference_matches_champion, reference_profile
 from ml_assets.defs.monitoring.report import build_drift_report
 from ml_assets.defs.monitoring.service_drift_sensor import ml_services_drift_sensor
-from ml_assets.defs.serving.deployment import (
-    deployed_model,
-    inference_loopback_only,
-    inference_service,
-    serves_registry_predictions,
-)
+from ml_assets.defs.serving.deployment import serving_definitions
 from ml_assets.defs.serving.observe import prediction_log, prediction_log_freshness, prediction_log_observation
 from ml_assets.resources import build_ml_resources
 from platform_core.alerting.freshness_alerts import freshness_alert_sensor
 from platform_core.alerting.lineage import publish as publish_lineage
 from platform_core.alerting.sensors import check_failure_sensor
 from platform_core.catalog import bucket_key
-from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
-from platform_core.config import PlatformConfig
 from platform_core.config.base import config_errors_in_one_line
 from platform_core.freshness import with_default_freshness
 from platform_core.settings import config_path
 from platform_core.source_links import with_code_links
 from platform_core.state import load_platform
-
-DATA_API_DEPS = ["gitops", "buckets/datasets"]
-INFERENCE_DEPS = ["gitops", "mlflow_server", "buckets/predictions"]
-
-
-def serving_services(cfg: PlatformConfig) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition, list]:
-    """The data API and inference service: local supervised processes, or in k3s what Argo CD deploys."""
-    if cfg.target == "k3s":
-        return (
-            cluster_service_asset(
-                cluster_spec("data_api", "ml_data", ["gitops", "buckets/datasets"], "The offline data API pod.")
-            ),
-            cluster_service_asset(
-                cluster_spec(
-                    "inference_service",
-                    "serving",
-                    ["gitops", "mlflow_server", "buckets/predictions"],
-                    "The inference API.",
-                )
-            ),
-            [],
-        )
-    return data_api, inference_service, [inference_loopback_only]
 
 
 def weekly_retraining() -> dg.ScheduleDefinition:
@@ -74,42 +44,40 @@ def weekly_retraining() -> dg.ScheduleDefinition:
 def build_definitions(path: Path) -> dg.Definitions:
     config_errors_in_one_line()
     cfg, state = load_platform(path)
-    data_api_asset, inference_asset, local_checks = serving_services(cfg)
-    data_assets, data_checks = build_data_assets(cfg.ml.batches, cfg.ml.source_url is None, data_api_asset)
+    data_assets, data_checks = build_data_assets(cfg.ml.batches, cfg.ml.source_url is None, data_api_for(cfg))
     log_checks, log_check_sensor = prediction_log_freshness(cfg.freshness.data_minutes)
     jobs = build_jobs(data_assets[-1].partitions_def)
     drift_sensor = build_data_drift_sensor([j for j in jobs if j.name in ("drift_report_job", "retrain_and_deploy")])
     located = with_default_freshness(
         with_code_links(
-            dg.Definitions(
-                assets=[
-                    build_experiment_asset(bucket_key(cfg.ml.datasets_bucket)),
-                    *data_assets,
-                    features,
-                    trained_model,
-                    registered_model,
-                    inference_asset,
-                    deployed_model,
-                    reference_profile,
-                    build_drift_report(data_assets[-1].partitions_def),
-                ],
-                asset_checks=[
-                    experiment_resolves,
-                    *data_checks,
-                    champion_resolves_and_scores,
-                    *local_checks,
-                    serves_registry_predictions,
-                    reference_matches_champion,
-                ],
-                jobs=jobs,
-                sensors=[  # each location alerts on its own checks and services
-                    check_failure_sensor,
-                    ml_services_drift_sensor,
-                    drift_sensor,
-                    freshness_alert_sensor,
-                ],
-                resources=build_ml_resources(cfg, state, path),
-                executor=dg.in_process_executor,
+            dg.Definitions.merge(
+                serving_definitions(cfg),
+                dg.Definitions(
+                    assets=[
+                        build_experiment_asset(bucket_key(cfg.ml.datasets_bucket)),
+                        *data_assets,
+                        features,
+                        trained_model,
+                        registered_model,
+                        reference_profile,
+                        build_drift_report(data_assets[-1].partitions_def),
+                    ],
+                    asset_checks=[
+                        experiment_resolves,
+                        *data_checks,
+                        champion_resolves_and_scores,
+                        reference_matches_champion,
+                    ],
+                    jobs=jobs,
+                    sensors=[  # each location alerts on its own checks and services
+                        check_failure_sensor,
+                        ml_services_drift_sensor,
+                        drift_sensor,
+                        freshness_alert_sensor,
+                    ],
+                    resources=build_ml_resources(cfg, state, path),
+                    executor=dg.in_process_executor,
+                ),
             )
         ),
         cfg.freshness.platform_minutes,  # the inference service is platform health

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from platform_assets.definitions import build_definitions
-from platform_assets.defs.cluster.assets import CLUSTER_CHECKS, host_ip_on_host
+from platform_assets.defs.cluster.assets import CLUSTER_CHECKS
 from platform_assets.defs.cluster.cluster_drift import cluster_drift_sensor
 from platform_core.cluster.resource import ClusterResource
 from tests.hosts import ScriptedHost, k3s_vm, offline_bundle
@@ -40,7 +40,7 @@ CLUSTER_ASSETS = [
 ]
 # host_ip_on_host is left out: the fake only listens on 127.0.0.1, so host_ip is loopback, and host_facts
 # (rightly, for a real VM) never counts loopback as an address of the host. `test_host_ip_check` covers it.
-CHECKS = [c for c in CLUSTER_CHECKS if c is not host_ip_on_host]
+CHECKS = list(CLUSTER_CHECKS)  # host_ip_on_host (defs/host) is not among them
 NETWORK = {
     "host_ip": "127.0.0.1",  # the fake's address: fetch_kubeconfig points the kubeconfig at host_ip
     "host_subnet": "127.0.0.0/24",

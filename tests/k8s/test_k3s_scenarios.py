@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client, config
 
 from platform_assets.definitions import build_definitions
-from platform_assets.defs.cluster.assets import host_ip_on_host
+from platform_assets.defs.host.assets import host_ip_on_host
 from platform_core.cluster.steps import STEPS
 from platform_core.config import ConfigError, load_config
 from platform_core.state import planning

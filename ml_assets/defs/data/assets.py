@@ -12,6 +12,8 @@ from ml_assets.step_runner import StepRunner, materialize_result
 from ml_assets.steps.batches import RAW, VALIDATED
 from platform_core.alerting.service_drift import service_change
 from platform_core.catalog import ML_OWNERS
+from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
+from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
 from platform_core.results import NO_CHANGE, check_errors_fail, service_result
@@ -56,6 +58,14 @@ def data_api_serves_batches(batch_source: BatchSourceResource) -> dg.AssetCheckR
     return dg.AssetCheckResult(
         passed=len(batch.frame) > 0, description=f"day 0: {len(batch.frame)} rows, batch {batch.batch_number}"
     )
+
+
+def data_api_for(cfg: PlatformConfig) -> dg.AssetsDefinition:
+    """The offline data API: a supervised local process, or the pod Argo CD deploys (k3s target)."""
+    if cfg.target == "k3s":
+        spec = cluster_spec("data_api", GROUP, ["gitops", "buckets/datasets"], "The offline data API pod.")
+        return cluster_service_asset(spec)
+    return data_api
 
 
 def raw_params(datasets: DatasetsResource, day: int) -> dict[str, object]:

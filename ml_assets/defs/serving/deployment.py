@@ -11,6 +11,8 @@ from ml_assets.serving.resource import InferenceResource
 from ml_assets.steps.train import listing_columns
 from platform_core.alerting.service_drift import service_change
 from platform_core.catalog import ML_OWNERS
+from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
+from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
 from platform_core.results import NO_CHANGE, check_errors_fail, loopback_only, service_result
@@ -123,3 +125,14 @@ def serves_registry_predictions(
         f"over {len(records)} holdout listings",
         metadata={"worst_relative_difference": worst},
     )
+
+
+def serving_definitions(cfg: PlatformConfig) -> dg.Definitions:
+    """The inference service (supervised here, or Argo CD's pod in the k3s target) and the champion deployed in it."""
+    if cfg.target == "k3s":
+        deps = ["gitops", "mlflow_server", "buckets/predictions"]
+        service = cluster_service_asset(cluster_spec("inference_service", GROUP, deps, "The inference API."))
+        local_checks = []
+    else:
+        service, local_checks = inference_service, [inference_loopback_only]
+    return dg.Definitions(assets=[service, deployed_model], asset_checks=[*local_checks, serves_registry_predictions])

@@ -9,6 +9,7 @@ import dagster as dg
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.serving.prediction_log import PREFIX
+from platform_core.catalog import ML_OWNERS
 from platform_core.decisions import decides
 from platform_core.services.seaweedfs import SeaweedFSResource
 
@@ -33,13 +34,18 @@ def observe_prediction_log(datasets: DatasetsResource) -> dg.ObserveResult:
     return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
 
 
+PREDICTION_LOG = dg.AssetSpec(
+    "prediction_log",
+    group_name="serving",
+    kinds={"s3", "parquet"},
+    owners=ML_OWNERS,
+    description="Parquet files of served predictions in the predictions bucket; observed every 5 minutes.",
+)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)  # observable source assets are the documented tool, "beta"
-    prediction_log = dg.observable_source_asset(
-        key="prediction_log",
-        group_name="serving",
-        description="Parquet files of served predictions in the predictions bucket; observed every 5 minutes.",
-    )(observe_prediction_log)
+    prediction_log = dg.multi_observable_source_asset(specs=[PREDICTION_LOG], name="prediction_log")(
+        observe_prediction_log
+    )
 
 
 @decides("prediction_log")

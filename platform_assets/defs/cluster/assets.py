@@ -1,6 +1,7 @@
-"""The k3s target's assets: host, K3s, MetalLB, Argo CD, the Secrets and the app-of-apps, then the platform
-services Argo CD deploys. Thin wrappers around `steps.py`; the shared storage/tracking assets and their function
-checks (SQL per role, S3 round trips, MLflow) run unchanged against the services' LoadBalancer addresses."""
+"""The k3s target's cluster assets: K3s, MetalLB, Argo CD, the Secrets, the platform image and the app-of-apps,
+each one reconcile step (platform_core/cluster/steps.py). The host and the services Argo CD deploys have their
+homes with their local twins (defs/host, defs/storage, defs/tracking), whose function checks run unchanged
+against the services' LoadBalancer addresses."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import dagster as dg
 from platform_core.cluster.image import bundle_archive, desired_image, live_image, normalized_ref
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.orphans import APPLICATION
-from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec, reconcile_asset
+from platform_core.cluster.reconcile import cluster_spec, reconcile_asset
 from platform_core.cluster.render import REPO_ROOT, diff_tree, render_infra_tree
 from platform_core.cluster.render_argocd import platform_namespace
 from platform_core.cluster.render_base import ARGOCD_NAMESPACE
@@ -24,15 +25,12 @@ from platform_core.cluster.steps import (
     desired_applications,
     image_source,
 )
-from platform_core.host.facts import host_facts
+from platform_core.config import PlatformConfig
 from platform_core.results import check_errors_fail
 
 LB_WAIT_SECONDS = 60
 
 CLUSTER_SPECS = [
-    cluster_spec(
-        "host", "host", [], "The VM: facts, egress preflight and idempotent, OS-aware preparation.", {"linux"}
-    ),
     cluster_spec("k3s_cluster", "cluster", ["host"], "K3s with the configured CIDRs, online or air-gapped."),
     cluster_spec("metallb", "cluster", ["k3s_cluster"], "MetalLB (ConfigMap or CRD mode) and its pool."),
     cluster_spec("argocd", "cluster", ["metallb"], "Argo CD from its pinned install.yaml, server-side applied."),
@@ -47,38 +45,9 @@ CLUSTER_SPECS = [
         "gitops", "cluster", ["argocd", "cluster_secrets", "platform_image"], "The app-of-apps root Application."
     ),
 ]
-SERVICE_SPECS = [
-    cluster_spec("postgres", "storage", ["gitops"], "postgres:13-alpine, deployed by Argo CD.", {"postgres"}),
-    cluster_spec("seaweedfs", "storage", ["gitops"], "SeaweedFS with S3 auth, deployed by Argo CD.", {"s3"}),
-]
-
-
-def mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
-    # gitops too: Argo CD deploys it, so a run without the storage function assets still orders it after
-    deps = ["gitops", "postgres_databases", f"buckets/{artifact_bucket}"]
-    description = "mlflow server deployed by Argo CD, on the cluster's Postgres and SeaweedFS."
-    return cluster_service_asset(cluster_spec("mlflow_server", "tracking", deps, description, {"mlflow"}))
 
 
 # --- checks --------------------------------------------------------------------------------------------------
-@dg.asset_check(asset="host", blocking=True, description="network.host_ip is an address of the host itself.")
-@check_errors_fail
-def host_ip_on_host(cluster: ClusterResource) -> dg.AssetCheckResult:
-    net = cluster.cfg.network
-    if net is None:  # the k3s target's config requires it; the check says so rather than crash
-        return dg.AssetCheckResult(passed=False, description="network: missing (the k3s target needs it)")
-    facts = host_facts(cluster.executor, str(net.host_ip))
-    # The interface holding host_ip must be on host_subnet: MetalLB answers ARP for the pool on that LAN.
-    subnets = [ipaddress.ip_interface(a).network for a in facts["addresses"] if a.split("/")[0] == str(net.host_ip)]
-    wanted = net.host_subnet
-    on_subnet = any(s.version == wanted.version and s.subnet_of(wanted) for s in subnets)
-    return dg.AssetCheckResult(
-        passed=bool(facts.get("host_ip_present")) and on_subnet,
-        description=f"{net.host_ip} on {cluster.executor.describe()}: addresses {facts.get('addresses')}; "
-        f"host_subnet {net.host_subnet} {'matches' if on_subnet else 'does not match'} its interface",
-    )
-
-
 def _get(cluster: ClusterResource, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict:
     found = cluster.kube().get(
         {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}}
@@ -250,7 +219,6 @@ def no_orphan_applications(cluster: ClusterResource) -> dg.AssetCheckResult:
 
 
 CLUSTER_CHECKS = [
-    host_ip_on_host,
     node_ready,
     service_cidr_in_use,
     cluster_dns_serves,
@@ -264,6 +232,9 @@ CLUSTER_CHECKS = [
 ]
 
 
-def build_cluster_assets() -> list[dg.AssetsDefinition]:
-    steps = [reconcile_asset(spec, STEPS[spec.key.to_user_string()]) for spec in CLUSTER_SPECS]
-    return [*steps, *(cluster_service_asset(spec) for spec in SERVICE_SPECS)]
+def cluster_definitions(cfg: PlatformConfig) -> dg.Definitions:
+    """The k3s target's cluster (nothing in the local target), with its checks and its config drift sensor."""
+    if cfg.target != "k3s":
+        return dg.Definitions()
+    assets = [reconcile_asset(spec, STEPS[spec.key.to_user_string()]) for spec in CLUSTER_SPECS]
+    return dg.Definitions(assets=assets, asset_checks=CLUSTER_CHECKS)

@@ -1,13 +1,20 @@
-"""The `host` asset: what this machine is, and whether the platform can run on it."""
+"""The `host` asset: what this machine is and whether the platform can run on it (local target), or the VM
+prepared for K3s (k3s target)."""
 
 import hashlib
+import ipaddress
 import json
 from typing import Any
 
 import dagster as dg
 
 from platform_core.catalog import PLATFORM_OWNERS
+from platform_core.cluster.reconcile import cluster_spec, reconcile_asset
+from platform_core.cluster.resource import ClusterResource
+from platform_core.cluster.steps import STEPS
+from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
+from platform_core.host.facts import host_facts
 from platform_core.host.resource import MIN_FREE_DISK_BYTES, HostResource
 from platform_core.results import NO_CHANGE, check_errors_fail, previous_metadata
 
@@ -67,3 +74,34 @@ def disk_space(host_resource: HostResource) -> dg.AssetCheckResult:
 def config_valid(host_resource: HostResource) -> dg.AssetCheckResult:
     problem = host_resource.config_problem()
     return dg.AssetCheckResult(passed=problem is None, description=problem or "platform.yaml is valid")
+
+
+# --- the k3s target: a VM, prepared by its reconcile step ------------------------------------------------------
+VM_HOST = cluster_spec(
+    "host", GROUP, [], "The VM: facts, egress preflight and idempotent, OS-aware preparation.", ["linux"]
+)
+
+
+@dg.asset_check(asset="host", blocking=True, description="network.host_ip is an address of the host itself.")
+@check_errors_fail
+def host_ip_on_host(cluster: ClusterResource) -> dg.AssetCheckResult:
+    net = cluster.cfg.network
+    if net is None:  # the k3s target's config requires it; the check says so rather than crash
+        return dg.AssetCheckResult(passed=False, description="network: missing (the k3s target needs it)")
+    facts = host_facts(cluster.executor, str(net.host_ip))
+    # The interface holding host_ip must be on host_subnet: MetalLB answers ARP for the pool on that LAN.
+    subnets = [ipaddress.ip_interface(a).network for a in facts["addresses"] if a.split("/")[0] == str(net.host_ip)]
+    wanted = net.host_subnet
+    on_subnet = any(s.version == wanted.version and s.subnet_of(wanted) for s in subnets)
+    return dg.AssetCheckResult(
+        passed=bool(facts.get("host_ip_present")) and on_subnet,
+        description=f"{net.host_ip} on {cluster.executor.describe()}: addresses {facts.get('addresses')}; "
+        f"host_subnet {net.host_subnet} {'matches' if on_subnet else 'does not match'} its interface",
+    )
+
+
+def host_definitions(cfg: PlatformConfig) -> dg.Definitions:
+    """This machine described (local target), or the VM prepared (k3s target)."""
+    if cfg.target == "k3s":
+        return dg.Definitions(assets=[reconcile_asset(VM_HOST, STEPS["host"])], asset_checks=[host_ip_on_host])
+    return dg.Definitions(assets=[host], asset_checks=[ports_available, disk_space, config_valid])

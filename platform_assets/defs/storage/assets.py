@@ -5,6 +5,7 @@ import dagster as dg
 from platform_assets.defs.host.assets import host
 from platform_core.alerting.service_drift import service_change
 from platform_core.catalog import PLATFORM_OWNERS, bucket_key
+from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
 from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
@@ -271,11 +272,20 @@ def build_bucket_asset(name: str, owner: str) -> tuple[dg.AssetsDefinition, dg.A
     return bucket, round_trip
 
 
-def local_storage(cfg: PlatformConfig) -> dg.Definitions:
-    """The local target's storage: the supervised servers, plus what both targets share."""
-    servers = dg.Definitions(
-        assets=[postgres, seaweedfs], asset_checks=[postgres_loopback_only, seaweedfs_loopback_only]
-    )
+# --- the k3s target: the same servers, deployed by Argo CD ------------------------------------------------------
+CLUSTER_POSTGRES = cluster_spec("postgres", GROUP, ["gitops"], "postgres:13-alpine, deployed by Argo CD.", ["postgres"])
+CLUSTER_SEAWEEDFS = cluster_spec("seaweedfs", GROUP, ["gitops"], "SeaweedFS with S3 auth, deployed by Argo CD.", ["s3"])
+
+
+def storage_definitions(cfg: PlatformConfig) -> dg.Definitions:
+    """The servers (supervised here, or Argo CD's in the k3s target) and what both targets share."""
+    if cfg.target == "k3s":
+        servers = dg.Definitions(
+            assets=[cluster_service_asset(CLUSTER_POSTGRES), cluster_service_asset(CLUSTER_SEAWEEDFS)]
+        )
+    else:
+        checks = [postgres_loopback_only, seaweedfs_loopback_only]
+        servers = dg.Definitions(assets=[postgres, seaweedfs], asset_checks=checks)
     return dg.Definitions.merge(servers, shared_storage(cfg))
 
 

@@ -5,6 +5,8 @@ import dagster as dg
 from platform_assets.defs.storage.assets import postgres_databases
 from platform_core.alerting.service_drift import service_change
 from platform_core.catalog import PLATFORM_OWNERS, bucket_key
+from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
+from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
 from platform_core.results import check_errors_fail, loopback_only, service_result
@@ -70,3 +72,20 @@ def mlflow_round_trip(mlflow_resource: MlflowResource, seaweedfs_resource: Seawe
 @check_errors_fail
 def mlflow_loopback_only(mlflow_resource: MlflowResource) -> dg.AssetCheckResult:
     return loopback_only(mlflow_resource.supervisor, "mlflow")
+
+
+def cluster_mlflow_server(artifact_bucket: str) -> dg.AssetsDefinition:
+    """The k3s target's: deployed by Argo CD (gitops too, so a run without the storage assets still orders it after)."""
+    deps = ["gitops", "postgres_databases", f"buckets/{artifact_bucket}"]
+    description = "mlflow server deployed by Argo CD, on the cluster's Postgres and SeaweedFS."
+    return cluster_service_asset(cluster_spec("mlflow_server", GROUP, deps, description, ["mlflow"]))
+
+
+def tracking_definitions(cfg: PlatformConfig) -> dg.Definitions:
+    """The tracking server, supervised here or deployed by Argo CD, and its round trip in both targets."""
+    bucket = cfg.mlflow.artifact_bucket
+    if cfg.target == "k3s":
+        return dg.Definitions(assets=[cluster_mlflow_server(bucket)], asset_checks=[mlflow_round_trip])
+    return dg.Definitions(
+        assets=[build_mlflow_server_asset(bucket)], asset_checks=[mlflow_round_trip, mlflow_loopback_only]
+    )
