@@ -48,6 +48,10 @@ MAX_NEW_CATEGORIES = 50
 DRIFT_MODES = ("compatible", "strict")  # keep reports bounded when an id-like column explodes
 
 
+_NO_VALUES = np.empty(0)
+_NO_COUNTS = pd.Series(dtype="int64")
+
+
 @dataclass
 class ColumnProfile:
     name: str
@@ -64,10 +68,15 @@ class ColumnProfile:
     def valid(self) -> int:
         return self.rows - self.nulls
 
+    @property
+    def values(self) -> np.ndarray:
+        """Numeric: the finite values, ascending (a categorical column has none)."""
+        return self.sorted_values if self.sorted_values is not None else _NO_VALUES
+
     def value_counts(self) -> pd.Series:
         if self.counts is not None:
             return self.counts
-        return _sorted_counts(self.sorted_values)
+        return _sorted_counts(self.values)
 
 
 @dataclass
@@ -216,8 +225,9 @@ class _Window:
 
     def __init__(self, p: ColumnProfile, s: pd.Series) -> None:
         self.p = p
-        self.values = np.sort(_finite(s)) if p.numeric else None
-        self.counts = None if p.numeric else _category_counts(s)
+        # a numeric column has values and no counts, a categorical one the other way round
+        self.values = np.sort(_finite(s)) if p.numeric else _NO_VALUES
+        self.counts = _NO_COUNTS if p.numeric else _category_counts(s)
         self.valid = self.values.size if p.numeric else int(self.counts.sum())
         self._aligned: tuple[pd.Index, np.ndarray, np.ndarray] | None = None
 
@@ -239,8 +249,8 @@ class _Window:
     def shares(self, smooth: bool) -> tuple[np.ndarray, np.ndarray]:
         p = self.p
         if p.numeric and p.n_unique > HISTOGRAM_MIN_UNIQUE:
-            edges = np.histogram_bin_edges(np.concatenate([p.sorted_values, self.values]), bins="sturges")
-            r = np.histogram(p.sorted_values, edges)[0] / p.valid
+            edges = np.histogram_bin_edges(np.concatenate([p.values, self.values]), bins="sturges")
+            r = np.histogram(p.values, edges)[0] / p.valid
             c = np.histogram(self.values, edges)[0] / self.valid
         else:
             _, rc, cc = self.aligned()
@@ -252,9 +262,9 @@ def _run_test(test: str, w: _Window) -> tuple[float, float | None]:
     """Returns (statistic, p_value or None for distance tests)."""
     p = w.p
     if test == "ks":
-        return ks_test(p.sorted_values, w.values)
+        return ks_test(p.values, w.values)
     if test == "wasserstein":
-        return wasserstein(p.sorted_values, w.values) / max(p.std, 0.001), None
+        return wasserstein(p.values, w.values) / max(p.std, 0.001), None
     if test == "chisquare":
         _, r, c = w.aligned()
         with np.errstate(divide="ignore", invalid="ignore"):  # unseen category -> inf, p = 0
@@ -323,6 +333,7 @@ def _column_drift(
     if p.valid == 0:  # nothing to compare against; values appearing is a change
         return make(p.kind, "none", None, None, True, "reference all null", [])
 
+    assert w is not None  # every case without a window returned above
     n_values, n_cur = w.n_values()
     kind = _kind(p.numeric, n_values)
     test = test or _default_test(p.numeric, p.valid, n_values, mode)
@@ -338,7 +349,8 @@ def _column_drift(
     if np.isnan(stat) or (pv is not None and np.isnan(pv)):
         return make(kind, test, None, None, False, "test undefined", new)
     # Evidently's ks_stattest flags p <= threshold; chi-square and Z use p < threshold.
-    drifted = (pv <= thr if test == "ks" else pv < thr) if test in P_VALUE_TESTS else stat >= thr
+    p_value_drift = pv is not None and (pv <= thr if test == "ks" else pv < thr)
+    drifted = p_value_drift if test in P_VALUE_TESTS else stat >= thr
     if p.n_unique == 1 and n_cur == 1:
         return make(kind, test, stat, pv, True, "constant changed", new)
     return make(kind, test, stat, pv, drifted, "drift" if drifted else "no drift", new)

@@ -3,6 +3,7 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import numpy as np
@@ -76,7 +77,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
     metrics = ServiceMetrics(log)
     page = render_page()
     # A model per app: the limit lives in the schema, so OpenAPI (and the 422) state it.
-    batch_request = create_model(
+    batch_request: Any = create_model(
         "BatchRequest",
         listings=(list[Listing], Field(min_length=1, max_length=settings.max_batch_rows)),
     )
@@ -98,7 +99,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, paths=PATHS)  # outermost: it sees the 413s too
-    no_model = {503: {"model": Problem, "description": "No model loaded yet"}}
+    no_model: dict[int | str, dict[str, Any]] = {503: {"model": Problem, "description": "No model loaded yet"}}
 
     def serving() -> LoadedModel:
         loaded = slot.current  # read once: this request uses this model even if a reload swaps it meanwhile
@@ -126,19 +127,20 @@ def create_app(settings: ServingSettings) -> FastAPI:
         return Prediction(price=prices[0], model_version=version)
 
     @app.post("/predict/batch", response_model=BatchPrediction, responses=no_model)
-    async def predict_batch(body: batch_request) -> BatchPrediction:  # type: ignore[valid-type]  # a model built at run time (batch bounds from config)
-        prices, version = predict_rows(body.listings)
+    async def predict_batch(body: batch_request) -> BatchPrediction:
+        prices, version = predict_rows(body.listings)  # type: ignore[attr-defined]  # a model built at run time
         return BatchPrediction(prices=prices, model_version=version)
 
     @app.post("/explain", response_model=Explanation, responses=no_model)
     async def explain(listing: Listing) -> Explanation:
         # Not logged: an explanation re-predicts a listing (the page asks for both) and would count it twice.
         loaded = serving()
-        return Explanation(**loaded.model.explain_record(listing.model_dump()), model_version=loaded.version)
+        explained = loaded.model.explain_record(listing.model_dump())
+        return Explanation.model_validate({**explained, "model_version": loaded.version})
 
     @app.get("/model", response_model=ModelInfo, responses=no_model)
     async def model_info() -> ModelInfo:
-        return ModelInfo(**serving().info())
+        return ModelInfo.model_validate(serving().info())
 
     @app.post(
         "/reload",

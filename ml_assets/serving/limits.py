@@ -63,11 +63,13 @@ class BodyLimitMiddleware:
 MAX_ECHO_CHARS = 200  # a 422 shows this much of a bad input; a 300 KB string is named, not sent back
 
 
-async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's default 422, except that it cannot fail and cannot balloon: the default echoes each bad input
     back, and non-UTF-8 bytes (a body sent as octet-stream or text), a NaN or a lone surrogate in that echo
-    turned the 422 into a 500, while a huge field came back whole."""
-    return JSONResponse({"detail": [_safe_error(error) for error in exc.errors()]}, 422)
+    turned the 422 into a 500, while a huge field came back whole. Registered for `RequestValidationError`
+    (Starlette types every handler by `Exception`)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": [_safe_error(error) for error in errors]}, 422)
 
 
 NOT_JSON = "the body must be a JSON object sent as content-type application/json"
