@@ -10,7 +10,6 @@ import dagster as dg
 
 from ml_assets.defs.data.assets import build_data_assets, data_api_for
 from ml_assets.defs.jobs import build_jobs
-from ml_assets.defs.model.experiment import build_experiment_asset, experiment_resolves
 from ml_assets.defs.model.registry import champion_resolves_and_scores, registered_model
 from ml_assets.defs.model.training import features, trained_model
 from ml_assets.defs.monitoring.data_drift_sensor import build_data_drift_sensor
@@ -19,6 +18,7 @@ from ml_assets.defs.monitoring.report import build_drift_report
 from ml_assets.defs.monitoring.service_drift_sensor import ml_services_drift_sensor
 from ml_assets.defs.serving.deployment import serving_definitions
 from ml_assets.defs.serving.observe import prediction_log, prediction_log_freshness, prediction_log_observation
+from ml_assets.defs.tracking.experiment import build_experiment_asset, experiment_resolves
 from ml_assets.resources import build_ml_resources
 from platform_core.alerting.freshness_alerts import freshness_alert_sensor
 from platform_core.alerting.lineage import publish as publish_lineage
