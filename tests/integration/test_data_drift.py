@@ -215,3 +215,32 @@ def test_prediction_log_is_observed_and_its_last_update_check_tells_fresh_from_s
     assert run_check(24 * 60) is True  # a prediction within the day
     time.sleep(2)
     assert run_check(1 / 60) is False  # nothing in the last second: stale
+
+
+def test_a_fresh_stacks_prediction_log_is_fresh_from_its_deployment(env: DriftEnv) -> None:
+    """No false alarm on a brand-new stack: before a first prediction the log's last-update check used to fail
+    on the first tick ("never observed"); the deployment now counts as its last update."""
+    from ml_assets.defs.serving.deployment import deployed_model
+    from ml_assets.defs.serving.observe import prediction_log, prediction_log_freshness
+
+    fresh = dg.DagsterInstance.ephemeral()  # a new stack's instance: nothing observed yet
+    checks, _ = prediction_log_freshness(60)
+    check_job = dg.define_asset_job("log_fresh", selection=dg.AssetSelection.checks(*checks))
+    deploy_job = dg.define_asset_job("deploy", selection=dg.AssetSelection.assets(deployed_model))
+    defs = dg.Definitions(
+        assets=[prediction_log, deployed_model],
+        asset_checks=checks,
+        jobs=[check_job, deploy_job],
+        resources=env.defs.resources,
+    )
+
+    def log_fresh() -> bool:
+        run = defs.resolve_job_def("log_fresh").execute_in_process(instance=fresh, raise_on_error=False)
+        return next(iter(run_report(fresh, run.run_id).checks.values()))
+
+    assert log_fresh() is False  # the false alarm's cause: a check on a log nobody has written or observed
+    deployed = defs.resolve_job_def("deploy").execute_in_process(instance=fresh, raise_on_error=False)
+    assert run_report(fresh, deployed.run_id).status == "SUCCESS"
+    assert log_fresh() is True  # fresh for the window after the deployment
+    (record,) = fresh.fetch_observations(dg.AssetKey("prediction_log"), limit=5).records
+    assert "dagster/last_updated_timestamp" in record.asset_observation.metadata

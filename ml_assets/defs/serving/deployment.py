@@ -1,5 +1,8 @@
 """Serving: the inference service process, and the champion deployed into it."""
 
+import time
+from typing import Any
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -19,6 +22,7 @@ from platform_core.results import NO_CHANGE, check_errors_fail, loopback_only, s
 from platform_core.services.mlflow import MlflowResource
 
 GROUP = "serving"
+PREDICTION_LOG = dg.AssetKey("prediction_log")  # observed (defs/serving/observe.py), written by the service
 PROBE_ROWS = 5
 TOLERANCE = 1e-6  # relative: the service and the registry run the same model on the same features
 
@@ -61,7 +65,9 @@ def inference_loopback_only(inference_resource: InferenceResource) -> dg.AssetCh
     deps=[registered_model, dg.AssetKey("inference_service")],  # local process or Argo CD-deployed
     description="The champion, loaded by the running inference service (a reload drops no request).",
 )
-def deployed_model(inference_resource: InferenceResource, mlflow_resource: MlflowResource) -> dg.MaterializeResult:
+def deployed_model(
+    context: dg.AssetExecutionContext, inference_resource: InferenceResource, mlflow_resource: MlflowResource
+) -> dg.MaterializeResult:
     champion = ModelTracker.of(mlflow_resource).champion()
     if champion is None:
         raise dg.Failure("no model carries the champion alias yet: nothing to deploy")
@@ -71,6 +77,14 @@ def deployed_model(inference_resource: InferenceResource, mlflow_resource: Mlflo
         reload = inference_resource.reload()
         previous = reload.get("previous_version")
         change = f"loaded v{reload['version']}" if previous is None else f"reloaded v{previous} -> v{reload['version']}"
+    if not context.instance.fetch_observations(PREDICTION_LOG, limit=1).records:
+        # A brand-new log has had no chance to be written: the deployment is its last update, so its last-update
+        # check starts its window now instead of failing on the first tick ("never observed") of a fresh stack.
+        started: dict[str, Any] = {
+            "dagster/last_updated_timestamp": dg.MetadataValue.timestamp(time.time()),
+            "files": 0,
+        }
+        context.log_event(dg.AssetObservation(asset_key=PREDICTION_LOG, metadata=started))
     return dg.MaterializeResult(
         metadata={
             "change": change,
