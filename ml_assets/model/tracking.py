@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -14,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PyFuncModel
 
+from ml_assets.model.approval import DIGEST_TAG, download_version, tree_digest
 from ml_assets.model.estimator import HousePriceModel
 from platform_core.services.mlflow import MlflowResource
 
@@ -102,6 +105,22 @@ class ModelTracker:
 
     def set_champion(self, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+
+    def stored_digest(self, version: str) -> str:
+        """sha256 of the version's files as the artifact store holds them now."""
+        with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+            return tree_digest(download_version(self.url, self.model_name, version, Path(tmp)))
+
+    def approved_digest(self, version: str) -> str | None:
+        """The digest the promotion gate recorded for the version (None: never approved)."""
+        tags = self.client.get_model_version(self.model_name, version).tags
+        return tags.get(DIGEST_TAG)
+
+    def approve(self, version: str) -> str:
+        """Record the digest of the version's files as approved: what the inference service will load."""
+        digest = self.stored_digest(version)
+        self.tag(version, {DIGEST_TAG: digest})
+        return digest
 
     def tag(self, version: str, tags: Mapping[str, object]) -> None:
         for key, value in tags.items():

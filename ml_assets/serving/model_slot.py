@@ -6,14 +6,17 @@ attribute: requests in flight finish on the old model, new ones get the new mode
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from ml_assets.model.approval import download_version, verified
 from ml_assets.model.estimator import HousePriceModel
 from ml_assets.serving.settings import ServingSettings
 
@@ -76,14 +79,18 @@ class ModelSlot:
                 raise
             if previous is not None and previous.version == version.version:
                 return ReloadResult(previous, previous)
-            loaded = self._load(version.version, version.run_id)
+            loaded = self._load(version.version, version.run_id, dict(version.tags))
             self.current = loaded  # the swap: one reference assignment, atomic under the GIL
             return ReloadResult(previous, loaded)
 
-    def _load(self, version: str, run_id: str | None) -> LoadedModel:
+    def _load(self, version: str, run_id: str | None, tags: dict[str, str]) -> LoadedModel:
         name = self.settings.model_name
-        # By number, not by alias: the alias may move between resolving it and downloading the model.
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+            # By number, not by alias: the alias may move between resolving it and downloading the model. The
+            # files hashed are the files loaded: what the promotion gate approved, or nothing (ModelRejected).
+            local = download_version(self.settings.tracking_uri, name, version, Path(tmp))
+            verified(local, name, version, tags)
+            pyfunc = mlflow.pyfunc.load_model(str(local))
         model = pyfunc.unwrap_python_model()
         if not callable(getattr(model, "predict_records", None)):
             raise TypeError(f"model {name} v{version} is a {type(model).__name__}, not a HousePriceModel")

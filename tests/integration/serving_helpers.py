@@ -6,6 +6,7 @@ import io
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from ml_assets.data.dataset import ames_listings
+from ml_assets.model.approval import DIGEST_TAG, download_version, tree_digest
 from ml_assets.model.estimator import HousePriceModel
 from ml_assets.serving.prediction_log import SCHEMA
 from ml_assets.serving.resource import InferenceResource
@@ -82,7 +84,17 @@ def register_model(tracking_uri: str, name: str, train_rows: int = TRAIN_ROWS) -
 
 
 def set_champion(tracking_uri: str, name: str, version: str) -> None:
+    """As the promotion gate does: approve the version's files (their digest in its tags), then move the alias."""
+    approve(tracking_uri, name, version)
     MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).set_registered_model_alias(name, ALIAS, version)
+
+
+def approve(tracking_uri: str, name: str, version: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="approve-") as tmp:
+        digest = tree_digest(download_version(tracking_uri, name, version, Path(tmp)))
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.set_model_version_tag(name, version, DIGEST_TAG, digest)
+    return digest
 
 
 _FIRST_VERSIONS: dict[str, Registered] = {}

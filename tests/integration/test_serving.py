@@ -271,7 +271,7 @@ def test_starts_without_a_champion_and_reload_loads_it(stack, champion, tmp_path
         client = MlflowClient(tracking_uri=stack.resource("mlflow_resource").url)
         source = client.get_model_version(champion.name, champion.version).source  # models:/m-<logged model id>
         version = mlflow.register_model(source, name)
-        client.set_registered_model_alias(name, ALIAS, version.version)
+        set_champion(stack.resource("mlflow_resource").url, name, version.version)
         assert http.post("/reload").json() == {"previous_version": None, "version": "1", "changed": True}
         assert http.get("/health").json() == {"status": "ok", "model_version": "1"}
         assert http.post("/predict", json=as_json(listings(count=1))[0]).status_code == 200

@@ -84,8 +84,14 @@ def registered_model(
     version, created = tracker.register(run_id, model_uri)
     champion = tracker.champion()
     if champion is not None and champion.version == version.version:
+        # a champion from before approvals were recorded: its files as they are now become the approved ones
+        backfilled = tracker.approved_digest(version.version) is None and bool(tracker.approve(version.version))
         return _result(
-            "no change" if not created else f"registered v{version.version}",
+            f"recorded v{version.version}'s artifact digest"
+            if backfilled
+            else "no change"
+            if not created
+            else f"registered v{version.version}",
             tracker,
             version,
             Decision(False, f"v{version.version} is already the champion"),
@@ -99,6 +105,7 @@ def registered_model(
     champion_metrics = evaluate(tracker.predict(champion.version, features), truth) if champion else None
     decision = decide_promotion(challenger_metrics, champion_metrics, cfg.ml.quality_floor_r2, cfg.ml.min_improvement)
     if decision.promote:
+        tracker.approve(version.version)  # before the alias moves: the service loads only approved files
         tracker.set_champion(version.version)
     tracker.tag(version.version, {"decision": decision.reason, "holdout_rmse_log": challenger_metrics.rmse_log})
     change = (
@@ -130,6 +137,7 @@ def _result(
         "model": tracker.model_name,
         "version": version.version,
         "champion_version": current.version if current else "none",
+        "artifact_sha256": (tracker.approved_digest(current.version) or "none") if current else "none",
         "decision": decision.reason,
         "registry_url": dg.MetadataValue.url(f"{tracker.url}/#/models/{tracker.model_name}"),
     }

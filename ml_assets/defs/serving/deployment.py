@@ -141,6 +141,25 @@ def serves_registry_predictions(
     )
 
 
+@dg.asset_check(
+    asset=deployed_model,
+    blocking=True,
+    description="The champion's files in the artifact store are the ones the promotion gate approved (sha256).",
+)
+@check_errors_fail
+def champion_files_approved(mlflow_resource: MlflowResource) -> dg.AssetCheckResult:
+    tracker = ModelTracker.of(mlflow_resource)
+    champion = tracker.champion()
+    if champion is None:
+        return dg.AssetCheckResult(passed=False, description="no version carries the champion alias")
+    approved, stored = tracker.approved_digest(champion.version), tracker.stored_digest(champion.version)
+    return dg.AssetCheckResult(
+        passed=approved is not None and approved == stored,
+        description=f"champion v{champion.version}: its files' sha256 {stored}, approved {approved or 'none'}",
+        metadata={"artifact_sha256": stored},
+    )
+
+
 def serving_definitions(cfg: PlatformConfig) -> dg.Definitions:
     """The inference service (supervised here, or Argo CD's pod in the k3s target) and the champion deployed in it."""
     if cfg.target == "k3s":
@@ -149,4 +168,7 @@ def serving_definitions(cfg: PlatformConfig) -> dg.Definitions:
         local_checks = []
     else:
         service, local_checks = inference_service, [inference_loopback_only]
-    return dg.Definitions(assets=[service, deployed_model], asset_checks=[*local_checks, serves_registry_predictions])
+    return dg.Definitions(
+        assets=[service, deployed_model],
+        asset_checks=[*local_checks, serves_registry_predictions, champion_files_approved],
+    )

@@ -1,0 +1,53 @@
+"""A served model is the approved model.
+
+Whoever can write to the registry's artifact store could swap a champion's files (a cloudpickled pyfunc: code run
+by the inference service). So the promotion gate records the sha256 of the version's files in its registry tags
+when it approves it, and the inference service loads only files with that digest: it hashes the very files it
+then loads, and refuses anything else while it keeps serving what it had.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import mlflow
+
+DIGEST_TAG = "artifact_sha256"  # on the registry version: the digest the promotion gate approved
+
+
+class ModelRejected(RuntimeError):
+    """A version's files are not the ones the promotion gate approved (or it approved none)."""
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every file below `root`: its relative path and its content's sha256, in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode() + b"\n")
+    return digest.hexdigest()
+
+
+def download_version(tracking_uri: str, name: str, version: str, destination: Path) -> Path:
+    """The registry version's files, downloaded into `destination` (by number: an alias may move meanwhile)."""
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{version}",
+        dst_path=str(destination),
+        tracking_uri=tracking_uri,
+        registry_uri=tracking_uri,
+    )
+    return Path(local)
+
+
+def verified(root: Path, name: str, version: str, tags: dict[str, str]) -> str:
+    """The digest of the files at `root`, if it is the approved one; else one line naming both digests."""
+    expected = tags.get(DIGEST_TAG)
+    actual = tree_digest(root)
+    if expected is None:
+        raise ModelRejected(f"model {name} v{version} has no approved digest ({DIGEST_TAG}): not loaded")
+    if actual != expected:
+        raise ModelRejected(
+            f"model {name} v{version}: its files' sha256 {actual} is not the approved {expected}: not loaded"
+        )
+    return actual
