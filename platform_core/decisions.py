@@ -22,6 +22,7 @@ from typing import Any, Literal
 import dagster as dg
 
 Decide = Callable[..., str]
+UNKNOWN_YET = "cannot tell yet"  # a data decision failing: what it reads is made by an upstream asset first
 Target = Literal["local", "k3s"]
 
 
@@ -32,6 +33,8 @@ class Decision:
     reads: tuple[str, ...]  # service assets the answer is read through: while one is down, plan says so instead
     partitioned: bool  # decided per partition (`partition` parameter); plan lists the partitions per change
     when_down: str | None  # what to say while a read service is down ("would create s3://x"), else "would run"
+    unknown: str  # what an error while deciding means: "blocked" (the step would fail the same way) or, for data
+    # that upstream assets make first, "cannot tell yet"
 
 
 _REGISTRY: dict[tuple[str, Target | None], Decision] = {}
@@ -43,11 +46,12 @@ def decides(
     target: Target | None = None,
     partitioned: bool = False,
     when_down: str | None = None,
+    unknown: str = "blocked",
 ) -> Callable[[Decide], Decide]:
     """Register the decorated function as `asset`'s decision (in `target` only, or in both)."""
 
     def register(decide: Decide) -> Decide:
-        _REGISTRY[(asset, target)] = Decision(asset, decide, reads, partitioned, when_down)
+        _REGISTRY[(asset, target)] = Decision(asset, decide, reads, partitioned, when_down, unknown)
         return decide
 
     return register

@@ -17,6 +17,7 @@ from typing import Any
 
 import dagster as dg
 
+from ml_assets.defs.serving.observe import OBSERVED_ONLY
 from platform_assets.defs.host.assets import LOCAL_HOST
 from platform_core.catalog import SERVICES
 from platform_core.config import PlatformConfig
@@ -88,7 +89,7 @@ def answer(looking: Looking, decision: Decision, partitions: list[str] | None, u
         for partition in partitions:
             by_change.setdefault(looking.decide(decision, partition), []).append(partition)
     except Exception as err:  # what blocks one asset does not hide the others
-        return f"blocked: {first_line(err)}"
+        return f"{decision.unknown}: {first_line(err)}"
     todo = [f"{change} days {', '.join(keys)}" for change, keys in by_change.items() if change != NO_CHANGE]
     return "; ".join(todo) or NO_CHANGE
 
@@ -105,7 +106,7 @@ def exit_code(lines: list[str]) -> int:
     changes = [line.split(": ", 1)[1] for line in lines]
     if any(change.startswith("blocked:") for change in changes):
         return 1
-    return 0 if all(change in (NO_CHANGE, LOCAL_HOST) for change in changes) else 2
+    return 0 if all(change in (NO_CHANGE, LOCAL_HOST, OBSERVED_ONLY) for change in changes) else 2
 
 
 def plan(cfg: PlatformConfig, state: StateDir, cfg_path: Path, selection: list[str] | None) -> list[str]:

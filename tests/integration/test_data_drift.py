@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 import requests
 import yaml
+from mlflow import MlflowClient
 
 from ml_assets.definitions import build_definitions
 from platform_core.results import NO_CHANGE
@@ -244,3 +245,25 @@ def test_a_fresh_stacks_prediction_log_is_fresh_from_its_deployment(env: DriftEn
     assert log_fresh() is True  # fresh for the window after the deployment
     (record,) = fresh.fetch_observations(dg.AssetKey("prediction_log"), limit=5).records
     assert "dagster/last_updated_timestamp" in record.asset_observation.metadata
+    # the scheduled observation that follows keeps it fresh: files or not, the deployment is the floor
+    observe = dg.define_asset_job("observe_log", selection=dg.AssetSelection.assets("prediction_log"))
+    observed = dg.Definitions(assets=[prediction_log], jobs=[observe], resources=env.defs.resources)
+    observed.resolve_job_def("observe_log").execute_in_process(instance=fresh)
+    latest = fresh.fetch_observations(dg.AssetKey("prediction_log"), limit=1).records[0]
+    assert "dagster/last_updated_timestamp" in latest.asset_observation.metadata
+    assert log_fresh() is True
+
+
+def test_a_champion_from_before_approvals_is_approved_by_the_next_registration(env: DriftEnv) -> None:
+    from ml_assets.model.approval import DIGEST_TAG
+
+    mlflow = env.resource("mlflow_resource")
+    name = env.resource("datasets").cfg.ml.model_name
+    client = MlflowClient(tracking_uri=mlflow.url)
+    champion = client.get_model_version_by_alias(name, "champion").version
+    client.delete_model_version_tag(name, champion, DIGEST_TAG)  # as a stack upgraded from before the rule
+    report = env.run_assets(["registered_model"])
+    assert report.status == "SUCCESS", report.failures
+    assert f"recorded v{champion}'s artifact digest" in report.changes["registered_model"]
+    assert client.get_model_version(name, champion).tags[DIGEST_TAG]
+    assert env.run_assets(["registered_model"]).changes["registered_model"] == "no change"

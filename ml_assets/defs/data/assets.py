@@ -14,7 +14,7 @@ from platform_core.alerting.service_drift import service_change
 from platform_core.catalog import ML_OWNERS
 from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
 from platform_core.config import PlatformConfig
-from platform_core.decisions import decides
+from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.host.resource import HostResource
 from platform_core.results import NO_CHANGE, check_errors_fail, service_result
 
@@ -86,14 +86,14 @@ def validated_params(datasets: DatasetsResource, day: int) -> dict[str, object]:
     }
 
 
-@decides("raw_batches", reads=("seaweedfs",), partitioned=True)
+@decides("raw_batches", reads=("seaweedfs",), partitioned=True, unknown=UNKNOWN_YET)
 def raw_batch_change(datasets: DatasetsResource, partition: str) -> str:
     """A day not stored yet is fetched. A stored day is asked for again all the same (only asking tells whether the
     API's answer changed) and stored only if it did, which for a batch API is no change."""
     return NO_CHANGE if datasets.store().stored_hash(datasets.raw_key(int(partition))) else "would fetch"
 
 
-@decides("validated_batches", reads=("seaweedfs",), partitioned=True)
+@decides("validated_batches", reads=("seaweedfs",), partitioned=True, unknown=UNKNOWN_YET)
 def validated_batch_change(datasets: DatasetsResource, partition: str, previous: dict[str, object]) -> str:
     """No change while the validated copy still holds the raw batch it was made from: that very content passed
     validation then, so nothing is read and no pod starts."""

@@ -14,7 +14,7 @@ from ml_assets.model.tracking import CHAMPION, ModelTracker, Version
 from ml_assets.schema import TARGET
 from ml_assets.steps.train import Metrics, evaluate, listing_columns
 from platform_core.catalog import ML_OWNERS
-from platform_core.decisions import decides
+from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.results import NO_CHANGE, check_errors_fail
 from platform_core.services.mlflow import MlflowResource
 
@@ -48,16 +48,19 @@ def decide_promotion(
     )
 
 
-@decides("registered_model", reads=("seaweedfs", "mlflow_server"))
+@decides("registered_model", reads=("seaweedfs", "mlflow_server"), unknown=UNKNOWN_YET)
 def registered_model_change(mlflow_resource: MlflowResource, latest: Callable[[str], dict[str, object]]) -> str:
     """The latest trained run has a registry version, or it would be registered and scored against the champion
     (registering is idempotent; the alias moves only for a better model)."""
     run_id = latest(trained_model.key.to_user_string()).get("run_id")
     if run_id is None:
         return "blocked: trained_model has never been materialized"
-    if ModelTracker.of(mlflow_resource).version_of_run(str(run_id)) is not None:
-        return NO_CHANGE
-    return f"would register run {run_id}; the champion alias moves only if it scores better"
+    tracker = ModelTracker.of(mlflow_resource)
+    champion = tracker.champion()
+    changes = [] if tracker.version_of_run(str(run_id)) is not None else [f"would register run {run_id}"]
+    if champion is not None and tracker.approved_digest(champion.version) is None:
+        changes.append(f"would record v{champion.version}'s artifact digest")
+    return "; ".join(changes) or NO_CHANGE
 
 
 def _latest_training_run(context: dg.AssetExecutionContext) -> tuple[str, str]:
@@ -83,15 +86,12 @@ def registered_model(
     run_id, model_uri = _latest_training_run(context)
     version, created = tracker.register(run_id, model_uri)
     champion = tracker.champion()
+    # a champion from before approvals were recorded: its files as they are now become the approved ones, whatever
+    # this run registers (else the service refuses it at its next start)
+    backfill = _approve_unapproved(tracker, champion)
     if champion is not None and champion.version == version.version:
-        # a champion from before approvals were recorded: its files as they are now become the approved ones
-        backfilled = tracker.approved_digest(version.version) is None and bool(tracker.approve(version.version))
         return _result(
-            f"recorded v{version.version}'s artifact digest"
-            if backfilled
-            else "no change"
-            if not created
-            else f"registered v{version.version}",
+            backfill or ("no change" if not created else f"registered v{version.version}"),
             tracker,
             version,
             Decision(False, f"v{version.version} is already the champion"),
@@ -115,7 +115,17 @@ def registered_model(
         if created
         else NO_CHANGE
     )
+    if backfill:
+        change = backfill if change == NO_CHANGE else f"{change}; {backfill}"
     return _result(change, tracker, version, decision, challenger_metrics, champion_metrics)
+
+
+def _approve_unapproved(tracker: ModelTracker, champion: Version | None) -> str:
+    """Approve a champion that carries no approved digest yet; what was done, or ""."""
+    if champion is None or tracker.approved_digest(champion.version) is not None:
+        return ""
+    tracker.approve(champion.version)
+    return f"recorded v{champion.version}'s artifact digest"
 
 
 def _holdout(datasets: DatasetsResource) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from ml_assets.model.tracking import ModelTracker
 from ml_assets.step_runner import StepRunner, materialize_result
 from ml_assets.steps.train import TRAIN, drop_price_outliers, holdout_mask
 from platform_core.catalog import ML_OWNERS
-from platform_core.decisions import decides
+from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.results import NO_CHANGE, previous_metadata
 from platform_core.services.mlflow import MlflowResource
 
@@ -44,7 +44,7 @@ def features(datasets: DatasetsResource) -> dg.MaterializeResult:
     )
 
 
-@decides("features", reads=("seaweedfs",))
+@decides("features", reads=("seaweedfs",), unknown=UNKNOWN_YET)
 def features_change(datasets: DatasetsResource) -> str:
     """The table every validated batch makes now against the stored one (`TableStore.holds`, as `put` decides)."""
     table, days, _ = features_table(datasets)
@@ -94,7 +94,7 @@ def trained_model(
     return materialize_result(step_runner.run_step(context, TRAIN, params))
 
 
-@decides("trained_model", reads=("seaweedfs", "mlflow_server"))
+@decides("trained_model", reads=("seaweedfs", "mlflow_server"), unknown=UNKNOWN_YET)
 def trained_model_change(
     datasets: DatasetsResource, mlflow_resource: MlflowResource, previous: dict[str, object]
 ) -> str:

@@ -15,7 +15,7 @@ from ml_assets.defs.model.training import features
 from ml_assets.model.tracking import ModelTracker
 from ml_assets.schema import DRIFT_COLUMNS
 from platform_core.catalog import ML_OWNERS
-from platform_core.decisions import decides
+from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.results import NO_CHANGE, check_errors_fail
 from platform_core.services.mlflow import MlflowResource
 
@@ -90,7 +90,7 @@ def reference_profile(
     )
 
 
-@decides("reference_profile", reads=("mlflow_server",))
+@decides("reference_profile", reads=("mlflow_server",), unknown=UNKNOWN_YET)
 def reference_profile_change(mlflow_resource: MlflowResource, previous: dict[str, object]) -> str:
     """The champion against the one last profiled (the profile's write is a no-op on an equal digest)."""
     champion = ModelTracker.of(mlflow_resource).champion()

@@ -7,6 +7,7 @@ presigned link to the report (signing needs no network) and its local copy.
 """
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -18,7 +19,7 @@ from ml_assets.step_runner import StepRunner, check_results, materialize_result
 from ml_assets.steps.base import StepResult
 from ml_assets.steps.drift_report import DRIFT, DRIFT_CHECK, LABEL_CHECK, no_reference
 from platform_core.catalog import ML_OWNERS
-from platform_core.decisions import decides
+from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.results import NO_CHANGE
 
 
@@ -73,11 +74,16 @@ def report_links(reports: ReportsResource, key: str, result: StepResult) -> dict
     return {"report_url": dg.MetadataValue.url(reports.link(key)), "report_path": dg.MetadataValue.path(str(path))}
 
 
-@decides("drift_report", reads=("seaweedfs",), partitioned=True)
-def drift_report_change(datasets: DatasetsResource, partition: str, previous: dict[str, object]) -> str:
-    """A stored batch with no report yet gets one (data_drift_sensor requests it for each new batch)."""
-    stored = datasets.store().stored_hash(datasets.raw_key(int(partition)))
-    return "would report" if stored and not previous else NO_CHANGE
+@decides("drift_report", reads=("seaweedfs",), partitioned=True, unknown=UNKNOWN_YET)
+def drift_report_change(
+    datasets: DatasetsResource, partition: str, previous: dict[str, object], latest: Callable[[str], dict[str, object]]
+) -> str:
+    """A stored batch gets a report against the current reference (the champion's profile; "none" before the
+    first); one already made against that reference would come out the same."""
+    if not datasets.store().stored_hash(datasets.raw_key(int(partition))):
+        return NO_CHANGE  # no batch for that day yet: nothing to report on
+    reference = str(latest(reference_profile.key.to_user_string()).get("champion_version", "none"))
+    return NO_CHANGE if previous and str(previous.get("reference_version")) == reference else "would report"
 
 
 def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:

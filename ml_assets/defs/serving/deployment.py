@@ -16,7 +16,7 @@ from platform_core.alerting.service_drift import service_change
 from platform_core.catalog import ML_OWNERS
 from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
 from platform_core.config import PlatformConfig
-from platform_core.decisions import decides
+from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.host.resource import HostResource
 from platform_core.results import NO_CHANGE, check_errors_fail, loopback_only, service_result
 from platform_core.services.mlflow import MlflowResource
@@ -96,7 +96,7 @@ def deployed_model(
     )
 
 
-@decides("deployed_model", reads=("mlflow_server",))
+@decides("deployed_model", reads=("mlflow_server",), unknown=UNKNOWN_YET)
 def deployed_model_change(inference_resource: InferenceResource, mlflow_resource: MlflowResource) -> str:
     """The champion against the version the inference service serves (none while it is not up)."""
     champion = ModelTracker.of(mlflow_resource).champion()

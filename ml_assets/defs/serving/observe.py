@@ -16,7 +16,12 @@ from platform_core.services.seaweedfs import SeaweedFSResource
 OBSERVE_CRON = "*/5 * * * *"
 
 
-def observe_prediction_log(datasets: DatasetsResource) -> dg.ObserveResult:
+def _deployed_at(instance: dg.DagsterInstance) -> float | None:
+    event = instance.get_latest_materialization_event(dg.AssetKey("deployed_model"))
+    return event.timestamp if event is not None else None
+
+
+def observe_prediction_log(context: dg.AssetExecutionContext, datasets: DatasetsResource) -> dg.ObserveResult:
     cfg = datasets.cfg
     bucket = cfg.ml.predictions_bucket
     seaweed = SeaweedFSResource(config_path=datasets.config_path, state_dir=datasets.state_dir)
@@ -26,9 +31,12 @@ def observe_prediction_log(datasets: DatasetsResource) -> dg.ObserveResult:
     ]
     newest = max(objects, key=lambda obj: obj["LastModified"], default=None)
     metadata: dict[str, Any] = {"files": len(objects), "bytes": sum(obj["Size"] for obj in objects)}
+    # what build_last_update_freshness_checks reads: when the data last changed, not when we looked; an empty log
+    # counts from the latest deployment (it had nothing to write before), so a new stack is not "stale"
+    updated = newest["LastModified"].timestamp() if newest is not None else _deployed_at(context.instance)
+    if updated is not None:
+        metadata["dagster/last_updated_timestamp"] = dg.MetadataValue.timestamp(updated)
     if newest is not None:
-        # what build_last_update_freshness_checks reads: when the data last changed, not when we looked
-        metadata["dagster/last_updated_timestamp"] = dg.MetadataValue.timestamp(newest["LastModified"].timestamp())
         metadata["newest"] = f"s3://{bucket}/{newest['Key']}"
     version = f"{len(objects)}:{newest['Key'] if newest else ''}"
     return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
@@ -48,9 +56,12 @@ with warnings.catch_warnings():
     )
 
 
+OBSERVED_ONLY = "observed only: the inference service writes it"  # nothing for `up` to change
+
+
 @decides("prediction_log")
 def prediction_log_change() -> str:
-    return "observed only: the inference service writes it"
+    return OBSERVED_ONLY
 
 
 def prediction_log_observation() -> dg.Definitions:

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from platform_core.catalog import ML_OWNERS
-from platform_core.decisions import decides
+from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.results import NO_CHANGE, check_errors_fail
 from platform_core.services.mlflow import MlflowResource
 
@@ -12,7 +12,7 @@ MLFLOW_SERVER = dg.AssetKey("mlflow_server")
 GROUP = "ml_tracking"
 
 
-@decides("ml_experiment", reads=("mlflow_server",))
+@decides("ml_experiment", reads=("mlflow_server",), unknown=UNKNOWN_YET)
 def experiment_change(mlflow_resource: MlflowResource) -> str:
     """The cases `MlflowResource.ensure_experiment` acts on: missing (created), deleted (restored), active."""
     name = mlflow_resource.cfg.mlflow.experiment
