@@ -5,7 +5,8 @@ Each answer is the asset's own decision (platform_core/decisions.py), the functi
 inside `state.planning()`, the one plan switch: the state directory is read and never written (a credential a real
 run would generate first is made up for the plan and listed), host commands are recorded instead of run, and
 Kubernetes writes are server-side dry runs (k3s target). What a decision reads through a service that is down is
-said to come once it is up, instead of being asked.
+said to come once it is up, instead of being asked. Each answer is about the asset as things stand now: an asset
+below one that would change answers for what it finds today (after that change, the next plan tells).
 """
 
 from __future__ import annotations
