@@ -22,6 +22,17 @@ from typing import Any, Literal
 
 import psutil
 
+from platform_core.processes import (
+    is_live,
+    is_same_process,
+    kill_all,
+    name_of,
+    pid_tree,
+    ports_in_use,
+    signal_group,
+    wait_gone,
+)
+
 Action = Literal["started", "restarted", "unchanged"]
 
 
@@ -126,7 +137,7 @@ class Supervisor:
             return ServiceStatus(name, None, None, None, deployed=False)
         deployed = record.get("deployed", True)
         pid = record.get("pid")
-        if pid is None or not _is_same_process(pid, record["create_time"]):
+        if pid is None or not is_same_process(pid, record["create_time"]):
             return ServiceStatus(name, None, record.get("config_hash"), None, deployed=deployed)
         return ServiceStatus(name, pid, record["config_hash"], record["started_at"])
 
@@ -161,16 +172,16 @@ class Supervisor:
             self._mark_stopped(name, status.config_hash, deployed=status.deployed and not on_purpose)
         if status.pid is None:
             return _kill_orphans(record)
-        tree = _tree(status.pid)  # Postgres's children lead process groups of their own: the group is not all
+        tree = pid_tree(status.pid)  # Postgres's children lead process groups of their own: the group is not all
         for proc in tree:
             with contextlib.suppress(psutil.Error):
                 proc.resume()  # a stopped process cannot act on the stop signal
-        _signal_group(status.pid, stop_signal)
-        if not _wait_gone(status.pid, timeout):
-            _signal_group(status.pid, signal.SIGKILL)
-            _wait_gone(status.pid, 10.0)
+        signal_group(status.pid, stop_signal)
+        if not wait_gone(status.pid, timeout):
+            signal_group(status.pid, signal.SIGKILL)
+            wait_gone(status.pid, 10.0)
         _kill_orphans(record)  # members that outlived their leader (they would hold its ports or shared memory)
-        _kill_all(tree)  # and descendants outside its group, e.g. a Postgres worker that was stopped
+        kill_all(tree)  # and descendants outside its group, e.g. a Postgres worker that was stopped
         return True
 
     def stop_recorded(self, name: str) -> bool:
@@ -293,54 +304,14 @@ def probe(health: Callable[[], bool]) -> bool:
         return False
 
 
-def _is_same_process(pid: int, create_time: float) -> bool:
-    try:
-        proc = psutil.Process(pid)
-        return abs(proc.create_time() - create_time) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _is_live(pid: int) -> bool:
-    """A zombie (a dead leader its parent has not reaped yet) is as gone as an exited process."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)  # the service leads its own session, so its group id is its pid
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    try:
-        proc = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return True
-    try:
-        proc.wait(timeout)
-    except psutil.TimeoutExpired:
-        return False
-    return True
-
-
 def _wait_ports_free(name: str, ports: tuple[int, ...], timeout: float) -> None:
     """A start racing a previous instance's exit dies on a busy port, so wait for the ports first."""
     deadline = time.monotonic() + timeout
     while (busy := ports_in_use(ports)) and time.monotonic() < deadline:
         time.sleep(0.2)
     if busy:
-        held = ", ".join(f"{port} (held by {_name_of(pid)} pid {pid})" for port, pid in sorted(busy.items()))
+        held = ", ".join(f"{port} (held by {name_of(pid)} pid {pid})" for port, pid in sorted(busy.items()))
         raise ServiceStartError(f"{name} cannot start: port(s) {held} still in use after {timeout:.0f}s")
-
-
-def _name_of(pid: int | None) -> str:
-    try:
-        return psutil.Process(pid).name() if pid else "an unknown process"
-    except psutil.Error:
-        return "a process that has exited"
 
 
 def _kill_orphans(record: dict[str, Any] | None) -> bool:
@@ -350,31 +321,14 @@ def _kill_orphans(record: dict[str, Any] | None) -> bool:
     lives, no unrelated process can hold the recorded pid: when that pid is taken, there is nothing of ours.
     """
     members = _orphans(record)
-    _kill_all(members)
+    kill_all(members)
     return bool(members)
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        leader = psutil.Process(pid)
-        return [leader, *leader.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def _kill_all(procs: list[psutil.Process]) -> None:
-    """SIGKILL what is still alive of ``procs`` (psutil checks each one's start time: a recycled pid is spared)."""
-    alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=10)
 
 
 def _orphans(record: dict[str, Any] | None) -> list[psutil.Process]:
     """The live members of the recorded process group when its leader is gone (see `_kill_orphans`)."""
     pid = (record or {}).get("pid")
-    if pid is None or _is_live(pid):
+    if pid is None or is_live(pid):
         return []
     members = []
     for proc in psutil.process_iter():
@@ -382,16 +336,6 @@ def _orphans(record: dict[str, Any] | None) -> list[psutil.Process]:
             if os.getpgid(proc.pid) == pid and proc.status() != psutil.STATUS_ZOMBIE:
                 members.append(proc)
     return members
-
-
-def ports_in_use(ports: tuple[int, ...]) -> dict[int, int | None]:
-    """Listening TCP ports among `ports`, each with its owning pid where the kernel tells us."""
-    wanted = set(ports)
-    busy: dict[int, int | None] = {}
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in wanted:
-            busy[conn.laddr.port] = conn.pid
-    return busy
 
 
 def _write_private(path: Path, content: str) -> None:

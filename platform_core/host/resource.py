@@ -11,8 +11,8 @@ import psutil
 
 from platform_core.catalog import SERVICE_ASSETS
 from platform_core.config import ConfigError, load_config
+from platform_core.processes import ports_in_use
 from platform_core.resource import PlatformResource
-from platform_core.supervisor import ports_in_use
 
 MIN_FREE_DISK_BYTES = 2 * 1024**3
 
