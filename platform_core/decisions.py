@@ -8,8 +8,8 @@ both code locations, in each target, to having one, so a new asset has plan supp
 
 A decision's parameters are filled by name, as Dagster fills an asset's resources: a resource key, `previous`
 (the metadata of the asset's latest materialization), `latest` (the same for any asset, by key) and `partition`
-for a partitioned asset. It reads and never
-writes; in plan mode (`state.planning()`) the resources themselves refuse to write.
+for a partitioned asset. It reads and never writes; in plan mode (`state.planning()`) the resources themselves
+refuse to write.
 """
 
 from __future__ import annotations
