@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from platform_core.redact import redact
+from platform_core.state import StateDir
 
 if TYPE_CHECKING:
     from dagster_shared.error import SerializableErrorInfo
@@ -60,6 +61,30 @@ def root_cause_line(error: SerializableErrorInfo | None) -> str:
         error = error.cause
     lines = error.message.strip().splitlines()
     return redact(lines[0]) if lines else error.cls_name or "step failed"
+
+
+def recorded_instance(state: StateDir) -> dg.DagsterInstance | None:
+    """The stack's Dagster instance, only once it has recorded runs (opening one creates its databases)."""
+    home = state.dagster_home
+    recorded = (home / "dagster.yaml").exists() and (home / "history" / "runs.db").exists()
+    return dg.DagsterInstance.from_config(str(home)) if recorded else None
+
+
+WATCHED_DAEMONS = ("SENSOR", "SCHEDULER")  # what evaluates the alerting sensors and the health schedules
+HEARTBEAT_STALE_SECONDS = 90  # the daemon beats every 30 s: three missed beats mean it is gone
+
+
+def daemon_line(instance: dg.DagsterInstance | None, now: float) -> str:
+    """Whether anything evaluates the sensors now: the dagster-daemon's newest heartbeat, per watched daemon."""
+    beats = instance.get_daemon_heartbeats() if instance is not None else {}
+    ages = {name: now - beats[name].timestamp for name in WATCHED_DAEMONS if name in beats}
+    if not ages:
+        return "sensors    no dagster-daemon has run on this stack's instance: nothing alerts (start one: make ui)"
+    shown = ", ".join(f"{name} heartbeat {age:.0f}s ago" for name, age in ages.items())
+    stale = len(ages) < len(WATCHED_DAEMONS) or max(ages.values()) > HEARTBEAT_STALE_SECONDS
+    if stale:
+        return f"sensors    dagster-daemon DOWN ({shown}): nothing alerts until it runs again (make ui)"
+    return f"sensors    dagster-daemon up ({shown})"
 
 
 def newest_run_id() -> str | None:

@@ -227,7 +227,20 @@ def status(state: StateDir, cfg: PlatformConfig) -> int:
         findings += service_drift(services[key].supervisor, services[key].service_spec())
     for finding in findings:
         print(f"DRIFT {finding.subject}: {finding.message} [{finding.remedy}]")
+    print(sensors_status(state))
     return 1 if findings else 0
+
+
+def sensors_status(state: StateDir) -> str:
+    """Who watches the watcher: the daemon that evaluates every alerting sensor, from its heartbeats."""
+    from platform_core.runs import daemon_line, recorded_instance
+
+    instance = recorded_instance(state)
+    try:
+        return daemon_line(instance, time.time())
+    finally:
+        if instance is not None:
+            instance.dispose()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from platform_core.catalog import SERVICES
 from platform_core.config import PlatformConfig
 from platform_core.decisions import Decision, Looking, decision_of
 from platform_core.results import NO_CHANGE, first_line
+from platform_core.runs import recorded_instance
 from platform_core.state import StateDir, planning
 
 Planned = Iterator[tuple[str, str]]
@@ -93,13 +94,6 @@ def answer(looking: Looking, decision: Decision, partitions: list[str] | None, u
         return f"{decision.unknown}: {first_line(err)}"
     todo = [f"{change} days {', '.join(keys)}" for change, keys in by_change.items() if change != NO_CHANGE]
     return "; ".join(todo) or NO_CHANGE
-
-
-def recorded_instance(state: StateDir) -> dg.DagsterInstance | None:
-    """The stack's Dagster instance, only once it has recorded runs (opening one creates its databases)."""
-    home = state.dagster_home
-    recorded = (home / "dagster.yaml").exists() and (home / "history" / "runs.db").exists()
-    return dg.DagsterInstance.from_config(str(home)) if recorded else None
 
 
 def exit_code(lines: list[str]) -> int:
