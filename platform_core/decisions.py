@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import dagster as dg
 
+from platform_core.results import latest_metadata
+
 Decide = Callable[..., str]
 UNKNOWN_YET = "cannot tell yet"  # a data decision failing: what it reads is made by an upstream asset first
 Target = Literal["local", "k3s"]
@@ -72,15 +74,8 @@ class Looking:
         """Metadata values of the asset's (partition's) latest materialization, {} if none."""
         if self.instance is None:
             return {}
-        records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey.from_user_string(asset),
-                asset_partitions=[partition] if partition is not None else None,
-            ),
-            limit=1,
-        ).records
-        materialization = records[0].asset_materialization if records else None
-        return {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
+        found = latest_metadata(self.instance, dg.AssetKey.from_user_string(asset), partition)
+        return {key: value.value for key, value in found.items()}
 
     def decide(self, decision: Decision, partition: str | None = None) -> str:
         args: dict[str, Any] = {}

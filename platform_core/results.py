@@ -15,12 +15,21 @@ from platform_core.supervisor import EnsureResult, Supervisor
 NO_CHANGE = "no change"
 
 
+def latest_metadata(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None
+) -> dict[str, dg.MetadataValue]:
+    """The metadata of the asset's latest materialization (of that partition, when given), {} if none."""
+    partitions = [partition] if partition is not None else None
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    return dict(materialization.metadata) if materialization else {}
+
+
 def previous_metadata(context: dg.AssetExecutionContext) -> dict[str, object]:
     """Metadata values of this asset's latest materialization, to tell a no-op from a change."""
-    event = context.instance.get_latest_materialization_event(context.asset_key)
-    if event is None or event.asset_materialization is None:
-        return {}
-    return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+    return {key: value.value for key, value in latest_metadata(context.instance, context.asset_key).items()}
 
 
 def directory_bytes(path: Path) -> int:

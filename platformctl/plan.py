@@ -81,9 +81,8 @@ def reachable(cfg: PlatformConfig, resources: Mapping[str, Any]) -> set[str]:
 def answer(looking: Looking, decision: Decision, partitions: list[str] | None, up: set[str]) -> str:
     down = [service for service in decision.reads if service not in up]
     if down:
-        if decision.when_down:
-            return f"{decision.when_down} (once {' and '.join(down)} {'is' if len(down) == 1 else 'are'} up)"
-        return f"would run once {' and '.join(down)} {'is' if len(down) == 1 else 'are'} up"
+        waits = f"once {' and '.join(down)} {'is' if len(down) == 1 else 'are'} up"
+        return f"{decision.when_down} ({waits})" if decision.when_down else f"would run {waits}"
     try:
         if partitions is None:
             return looking.decide(decision)

@@ -6,7 +6,6 @@ import io
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +24,8 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from ml_assets.data.dataset import ames_listings
-from ml_assets.model.approval import DIGEST_TAG, download_version, tree_digest
 from ml_assets.model.estimator import HousePriceModel
+from ml_assets.model.tracking import ModelTracker
 from ml_assets.serving.prediction_log import SCHEMA
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.serving.settings import ServingSettings
@@ -90,11 +89,7 @@ def set_champion(tracking_uri: str, name: str, version: str) -> None:
 
 
 def approve(tracking_uri: str, name: str, version: str) -> str:
-    with tempfile.TemporaryDirectory(prefix="approve-") as tmp:
-        digest = tree_digest(download_version(tracking_uri, name, version, Path(tmp)))
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    client.set_model_version_tag(name, version, DIGEST_TAG, digest)
-    return digest
+    return ModelTracker(tracking_uri, EXPERIMENT, name).approve(version)
 
 
 _FIRST_VERSIONS: dict[str, Registered] = {}

@@ -16,7 +16,7 @@ from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
 from platform_core.config import PlatformConfig
 from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.host.resource import HostResource
-from platform_core.results import NO_CHANGE, check_errors_fail, service_result
+from platform_core.results import NO_CHANGE, check_errors_fail, latest_metadata, service_result
 
 GROUP = "ml_data"
 
@@ -103,15 +103,6 @@ def validated_batch_change(datasets: DatasetsResource, partition: str, previous:
     return NO_CHANGE if content is not None and stored == {content} else "would validate"
 
 
-def partition_metadata(context: dg.AssetExecutionContext) -> dict[str, dg.MetadataValue]:
-    """The metadata of this partition's latest materialization, {} if none."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[context.partition_key]), limit=1
-    ).records
-    materialization = records[0].asset_materialization if records else None
-    return dict(materialization.metadata) if materialization else {}
-
-
 def build_data_assets(
     batches: int, use_offline_api: bool, data_api_asset: dg.AssetsDefinition = data_api
 ) -> tuple[list, list]:
@@ -164,7 +155,7 @@ def build_data_assets(
         context: dg.AssetExecutionContext, datasets: DatasetsResource, step_runner: StepRunner
     ) -> dg.MaterializeResult:
         day = int(context.partition_key)  # an invalid batch: dg.Failure naming the day, from either runner
-        previous = partition_metadata(context)
+        previous = latest_metadata(context.instance, context.asset_key, context.partition_key)
         values = {k: v.value for k, v in previous.items()}
         if validated_batch_change(datasets, context.partition_key, values) == NO_CHANGE:
             version = dg.DataVersion(str(values["content_hash"]))
