@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         help="new passwords, S3 keys and tokens for everything (also the way back from a lost credentials file), "
         "then `up` to roll the services",
     )
+    sub.add_parser(
+        "bundle", help="what k3s.offline_bundle_dir must hold for this config (air-gap: nothing fetched from outside)"
+    )
     feed = sub.add_parser("ingest", help="feed one batch through the graph (fetch, validate, retrain, deploy)")
     feed.add_argument("day", type=int, help="the batch (partition) to ingest")
     args = parser.parse_args(argv)
@@ -63,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ingest" and not 0 <= args.day < cfg.ml.batches:  # refuse before any side effect
         print(f"platformctl: day {args.day} is outside ml.batches (0..{cfg.ml.batches - 1})", file=sys.stderr)
         return 2
+    if args.command == "bundle":  # reads the config and the pins only
+        from platform_core.cluster.bundle import bundle_listing
+
+        print("\n".join(bundle_listing(cfg)))
+        return 0
     if args.command == "plan":  # changes nothing, not even the state directory
         from platformctl.plan import PlanError, exit_code, plan
 

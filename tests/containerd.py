@@ -92,6 +92,12 @@ def ctr_import(host: ScriptedHost, argv: list[str]) -> None:
                 host.answers[crictl_key(tag)] = crictl_answer(tag, image_id, config, len(data))
 
 
+def present(host: ScriptedHost) -> set[str]:
+    """What K3s's containerd holds: the references `crictl inspecti` finds."""
+    prefix = shlex.join([K3S_BIN, "crictl", "inspecti", "-o", "json"]) + " "
+    return {key[len(prefix) :] for key, answer in host.answers.items() if key.startswith(prefix) and answer[0] == 0}
+
+
 def install(host: ScriptedHost, refs: list[str]) -> None:
     """Give ``host`` containerd (``refs`` absent at first) and podman, with the effects of their commands."""
     built: dict[str, tuple[bytes, dict[str, str]]] = {}  # podman's local images: ref -> (layer, labels)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from platform_core.cluster.bundle import archive_path
 from platform_core.cluster.image import BUILD_EGRESS_URLS
 from platform_core.cluster.render import SEED_NETWORK
 from platform_core.cluster.upstream import UpstreamPins
@@ -282,6 +283,20 @@ def offline_bundle(
     if platform_image:
         (root / "images").mkdir()
         (root / "images" / "platform-image.tar").write_bytes(containerd.docker_archive([platform_image], {}))
+    return root
+
+
+def bundle_images(root: Path, refs: list[str]) -> Path:
+    """``docker save`` archives of ``refs`` under ``root/images`` at the names `platformctl bundle` lists, with
+    their SHA256SUMS."""
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for ref in refs:
+        path = root / archive_path(ref)
+        path.write_bytes(containerd.docker_archive([ref], {}, layer=ref.encode()))
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}")
+    (images / "SHA256SUMS").write_text("\n".join(lines) + "\n")
     return root
 
 

@@ -242,7 +242,8 @@ def _build_apply(ref: str, digest: str, context: bytes) -> Callable[[Executor], 
     return apply
 
 
-def _bundle_apply(archive: ArchiveImage) -> Callable[[Executor], None]:
+def import_archive(archive: ArchiveImage) -> Callable[[Executor], None]:
+    """Upload a docker-archive to the host and import it into K3s's containerd (the CRI's namespace)."""
     remote = f"{WORK_DIR}/{archive.path.name}"
 
     def apply(ex: Executor) -> None:
@@ -261,7 +262,7 @@ def image_step(cfg: PlatformConfig, want: Wanted) -> HostStep:
         apply = _build_apply(ref, want.value, want.context)
         why = f"{ref} built by podman on the host from sources {want.value[:12]} and imported into K3s"
     elif want.archive is not None:
-        apply = _bundle_apply(want.archive)
+        apply = import_archive(want.archive)
         why = f"{ref} imported into K3s from {want.archive.path} ({want.value[:19]})"
     else:
         raise ValueError(f"{ref}: a bundle image without its archive")

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from platform_core.cluster.gitops_source import render_gitops_source
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.render import render_infra_tree
 from platform_core.cluster.render_argocd import argocd_server_patch, render_argocd_pre, root_application
@@ -31,7 +32,7 @@ def _identity(obj: Obj, default_ns: str) -> Identity:
 
 
 def desired(c: ClusterResource) -> list[Obj]:
-    """Everything the platform applies itself or through Argo CD from infra/."""
+    """Everything the platform applies itself (the in-cluster GitOps source too) or through Argo CD from infra/."""
     cfg = c.cfg
     identities = SeaweedFSResource(config_path=c.config_path, state_dir=c.state_dir).identities()
     mine = [
@@ -41,8 +42,10 @@ def desired(c: ClusterResource) -> list[Obj]:
         root_application(cfg),
         *render_secrets(cfg, c.state.credentials, identities),
     ]
-    from_git = [doc for text in render_infra_tree(cfg).values() for doc in yaml.safe_load_all(text) if doc]
-    return mine + from_git
+    tree = render_infra_tree(cfg)
+    from_git = [doc for text in tree.values() for doc in yaml.safe_load_all(text) if doc]
+    source = render_gitops_source(cfg, tree) if cfg.k3s.gitops.in_cluster else []
+    return mine + source + from_git
 
 
 def orphan_objects(c: ClusterResource, kube: KubeClient) -> list[Obj]:

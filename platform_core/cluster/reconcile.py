@@ -11,7 +11,7 @@ import dagster as dg
 from platform_core.catalog import PLATFORM_OWNERS
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.services import service_step
-from platform_core.cluster.steps import StepResult
+from platform_core.cluster.step_result import StepResult
 from platform_core.decisions import decides
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from platform_core.cluster.gitops_source import repo_url, revision
 from platform_core.cluster.render_base import ARGOCD_NAMESPACE, IN_CLUSTER, Obj, meta, namespace, obj
 from platform_core.config import PlatformConfig
 
@@ -29,10 +30,9 @@ def argocd_server_patch() -> Obj:
 
 
 def _application(name: str, asset: str, cfg: PlatformConfig, path: str, dest_namespace: str) -> Obj:
-    gitops = cfg.k3s.gitops
     spec = {
         "project": "default",
-        "source": {"repoURL": str(gitops.repo_url), "targetRevision": gitops.revision, "path": path},
+        "source": {"repoURL": repo_url(cfg), "targetRevision": revision(cfg), "path": path},
         "destination": {"server": IN_CLUSTER, "namespace": dest_namespace},
         "syncPolicy": SYNC_POLICY,
     }

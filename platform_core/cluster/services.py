@@ -15,7 +15,8 @@ from platform_core.cluster.render import SERVICES
 from platform_core.cluster.render_base import ARGOCD_NAMESPACE
 from platform_core.cluster.render_storage import POSTGRES_PORT
 from platform_core.cluster.resource import ClusterResource
-from platform_core.cluster.steps import StepResult, application_status
+from platform_core.cluster.step_result import StepResult
+from platform_core.cluster.steps import application_status
 from platform_core.config import PlatformConfig
 from platform_core.resource import ENDPOINTS_FILE
 

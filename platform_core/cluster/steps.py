@@ -9,9 +9,11 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from platform_core.cluster.bundle import cluster_images_step, pull_if_not_present
+from platform_core.cluster.gitops_source import NAME as GITOPS_SOURCE
+from platform_core.cluster.gitops_source import render_gitops_source, repo_url, revision
 from platform_core.cluster.image import (
     Source,
     build_egress,
@@ -31,7 +33,7 @@ from platform_core.cluster.k3s_install import (
 )
 from platform_core.cluster.kube import ApplyResult, KubeClient, KubeError
 from platform_core.cluster.orphans import APPLICATION, describe, orphan_objects, prune_application
-from platform_core.cluster.render import REPO_ROOT, SERVICES
+from platform_core.cluster.render import REPO_ROOT, SERVICES, render_infra_tree
 from platform_core.cluster.render_argocd import (
     ROOT_APP,
     argocd_server_patch,
@@ -43,6 +45,7 @@ from platform_core.cluster.render_base import ARGOCD_NAMESPACE
 from platform_core.cluster.render_metallb import render_metallb
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.secrets import render_secrets
+from platform_core.cluster.step_result import StepResult
 from platform_core.config import PlatformConfig
 from platform_core.host.facts import host_facts
 from platform_core.host.prepare import prepare_host, run_steps
@@ -56,17 +59,6 @@ MANAGER = "mlops-platform"
 # A field manager of its own: under server-side apply, the same manager applying only `type` would give up (and
 # so delete) every field of the Service that install.yaml set, and each run would flip between the two.
 ARGOCD_SERVER_MANAGER = "mlops-platform-argocd-server"
-
-
-@dataclass
-class StepResult:
-    changes: list[str] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def change(self, plan: bool) -> str:
-        if not self.changes:
-            return "no change"
-        return ("would: " if plan else "") + "; ".join(self.changes)
 
 
 def _lines(results: list[ApplyResult]) -> list[str]:
@@ -158,6 +150,7 @@ def _upstream(
     c: ClusterResource, kube: KubeClient | None, component: str, version: str
 ) -> tuple[list[Obj], dict[str, Any]]:
     manifest, objs = c.manifest(component, version)
+    objs = pull_if_not_present(objs)
     dropped: list[Obj] = []
     if kube is not None:
         objs, dropped = kube.split_unserved(objs)
@@ -345,9 +338,15 @@ def desired_applications() -> set[str]:
 def gitops_step(c: ClusterResource) -> StepResult:
     cfg = c.cfg
     kube = _cluster_or_plan(c)
+    source = f"{repo_url(cfg)}@{revision(cfg)}:{cfg.k3s.gitops.path}"
     if kube is None:
-        return StepResult([f"create Application {ROOT_APP} ({len(SERVICES)} child Applications)"], {})
-    changes = _apply(c, kube, [root_application(cfg)], ARGOCD_NAMESPACE)
+        return StepResult([f"create Application {ROOT_APP} ({len(SERVICES)} child Applications) from {source}"], {})
+    changes = []
+    if cfg.k3s.gitops.in_cluster:  # the git server first: Argo CD clones it as soon as the root exists
+        changes += _apply(c, kube, render_gitops_source(cfg, render_infra_tree(cfg)), ARGOCD_NAMESPACE)
+        if not c.plan:
+            kube.wait_available(ARGOCD_NAMESPACE, [GITOPS_SOURCE], cfg.k3s.rollout_timeout_seconds)
+    changes += _apply(c, kube, [root_application(cfg)], ARGOCD_NAMESPACE)
     live = {a["metadata"]["name"] for a in kube.list(*APPLICATION, namespace=ARGOCD_NAMESPACE)}
     orphans = sorted(live - desired_applications())
     stray = orphan_objects(c, kube)
@@ -368,7 +367,7 @@ def gitops_step(c: ClusterResource) -> StepResult:
     return StepResult(
         changes,
         {
-            "repo": f"{cfg.k3s.gitops.repo_url}@{cfg.k3s.gitops.revision}:{cfg.k3s.gitops.path}",
+            "repo": source,
             "applications": "\n".join(rows),
             "orphans": ", ".join([*orphans, *map(describe, stray)]) or "none",
         },
@@ -379,6 +378,7 @@ Step = Callable[[ClusterResource], StepResult]
 STEPS: dict[str, Step] = {
     "host": host_step,
     "k3s_cluster": k3s_step,
+    "cluster_images": cluster_images_step,
     "metallb": metallb_step,
     "argocd": argocd_step,
     "cluster_secrets": secrets_step,

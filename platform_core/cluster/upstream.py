@@ -47,6 +47,7 @@ class ManifestPin:
     tag: str
     commit: str
     files: tuple[PinnedFile, ...]
+    images: tuple[str, ...] = ()  # what the manifest's workloads run: the air-gap bundle must hold them
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,9 @@ class UpstreamPins:
         )
         if not files:
             raise UpstreamError(f"{where}: no files pinned")
-        return ManifestPin(component, version, str(entry.get("tag", version)), str(entry.get("commit", "")), files)
+        images = tuple(map(str, entry.get("images") or ()))
+        tag, commit = str(entry.get("tag", version)), str(entry.get("commit", ""))
+        return ManifestPin(component, version, tag, commit, files, images)
 
     def versions(self, component: str) -> list[str]:
         return list(self.manifests.get(component, {}))

@@ -16,11 +16,22 @@ Quantity = Annotated[str, _check(lambda v: re.fullmatch(_QUANTITY, v), "{v} is n
 
 
 class GitOpsConfig(_Model):
-    """Where Argo CD reads the platform's Applications (this repository's ``infra/``)."""
+    """Where Argo CD reads the platform's Applications (``infra/`` as rendered from this config).
 
+    in_cluster: a git server the platform runs in the cluster serves the tree it renders, so Argo CD clones
+    nothing from outside (the seed's VM had no egress). repo: Argo CD clones ``repo_url`` at ``revision``, which
+    must hold the same rendered tree (`python -m platform_core.cluster.render`, pushed). auto: repo when
+    ``repo_url`` is set in platform.yaml, else in_cluster.
+    """
+
+    source: Literal["auto", "in_cluster", "repo"] = "auto"
     repo_url: AnyUrl = AnyUrl("https://github.com/example/mlops-platform.git")
     revision: str = Field("main", min_length=1)
     path: str = Field("infra/apps", min_length=1)
+
+    @property
+    def in_cluster(self) -> bool:
+        return self.source == "in_cluster" or (self.source == "auto" and "repo_url" not in self.model_fields_set)
 
 
 class TrainingPodConfig(_Model):

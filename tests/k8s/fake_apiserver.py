@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
+import shutil
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +30,8 @@ class FakeApiServer:
 
     ``unpullable_images``: images whose pods back off (ImagePullBackOff). ``pod_runner(pod) -> (phase, log)``:
     called once per new Pod (under the server's lock, so it must not call the API itself). ``repo_root``: the
-    Argo CD "git checkout" Applications sync from; ``sync_applications()`` re-syncs after files changed.
+    checkout of the git repository at ``repo_url`` that Applications sync from (tests/k8s/fake_git.py);
+    ``sync_applications()`` re-syncs after files changed.
     """
 
     def __init__(
@@ -38,6 +40,9 @@ class FakeApiServer:
         cluster_dns: str = "10.45.0.10",
         k8s_version: str = "v1.31.4+k3s1",
         repo_root: Path = Path("/work/main"),
+        repo_url: str = "https://git.example/p.git",
+        egress: bool = True,
+        node_images: Callable[[], set[str]] | None = None,
     ) -> None:
         self.k8s_version = k8s_version
         self.repo_root = Path(repo_root)
@@ -45,6 +50,16 @@ class FakeApiServer:
         self.registry = Registry()
         self.store = Store(self.registry, service_cidr, cluster_dns)
         self.unpullable_images: set[str] = set()
+        # The node's network and containerd (tests/k8s/fake_kubelet.py): without egress nothing is pulled from a
+        # registry nor cloned from outside; node_images() is what containerd holds (None: nothing, all is pulled).
+        self.egress = egress
+        self.node_images = node_images
+        self.pulled: set[str] = set()
+        self.pulls: list[str] = []  # images pulled from a registry, in order
+        # The git repositories outside the cluster Argo CD can clone (with egress), by URL: their checkout.
+        self.git_repos: dict[str, Path] = {repo_url: Path(repo_root)}
+        self.clones: list[str] = []  # repository URLs Argo CD cloned
+        self.git_cache: Path | None = None  # checkouts of in-cluster repositories (removed by stop())
         self.pod_runner: Callable[[Obj], tuple[str, str]] | None = None
         self.pod_logs: dict[tuple[str, str], str] = {}
         # metrics-server is not ready when K3s starts: its aggregated group answers 503 this many times first
@@ -70,6 +85,9 @@ class FakeApiServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        if self.git_cache is not None:
+            shutil.rmtree(self.git_cache, ignore_errors=True)
+            self.git_cache = None
 
     def __enter__(self) -> FakeApiServer:
         return self.start()

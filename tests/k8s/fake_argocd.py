@@ -1,4 +1,4 @@
-"""Argo CD's application controller, simulated: sync an Application from files under repo_root, judge health."""
+"""Argo CD's application controller, simulated: sync an Application from its repository (fake_git), judge health."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tests.k8s.fake_git import RepoError, checkout
 from tests.k8s.fake_store import ApiError, Obj, now
 
 if TYPE_CHECKING:
     from tests.k8s.fake_apiserver import FakeApiServer
 
 _MANAGER = "argocd-controller"
-_INSTANCE = "app.kubernetes.io/instance"
+TRACKING = "argocd.argoproj.io/tracking-id"
 _ORDER = {"CustomResourceDefinition": 0, "Namespace": 1}
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -53,28 +54,24 @@ def sync(fake: FakeApiServer, app: Obj) -> Obj:
     spec = app.get("spec") or {}
     src, dest = _source(app), spec.get("destination") or {}
     status: Obj = {"reconciledAt": now(), "sync": {"comparedTo": {"source": src, "destination": dest}}}
-    root = fake.repo_root / (src.get("path") or "")
-    if not src.get("path") or not root.is_dir():
+    try:
+        root = checkout(fake, src) / (src.get("path") or "")
+        if not src.get("path") or not root.is_dir():
+            raise RepoError(f"{src.get('path')}: app path does not exist")
+    except RepoError as err:
         status["sync"]["status"] = "OutOfSync"
-        status["conditions"] = [
-            {
-                "type": "ComparisonError",
-                "lastTransitionTime": now(),
-                "message": f"Failed to load target state: {src.get('path')}: app path does not exist",
-            }
-        ]
+        status["conditions"] = [{"type": "ComparisonError", "lastTransitionTime": now(), "message": str(err)}]
         status["health"] = {"status": "Missing"}
         return status
     docs, revision = _read(root)
     options = (spec.get("syncPolicy") or {}).get("syncOptions") or []
     errors, resources = [], []
     if "CreateNamespace=true" in options and dest.get("namespace"):
-        _apply(fake, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": dest["namespace"]}}, None)
+        _apply(fake, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": dest["namespace"]}}, None, None)
     for doc in docs:
         meta = doc.setdefault("metadata", {})
-        meta.setdefault("labels", {})[_INSTANCE] = app["metadata"]["name"]
         try:
-            resources.append(_apply(fake, doc, dest.get("namespace")))
+            resources.append(_apply(fake, doc, dest.get("namespace"), app["metadata"]["name"]))
         except ApiError as err:
             errors.append(f"{doc['kind']}/{meta.get('name')}: {err.message}")
     if (spec.get("syncPolicy") or {}).get("automated", {}).get("prune"):
@@ -93,7 +90,14 @@ def sync(fake: FakeApiServer, app: Obj) -> Obj:
     return status
 
 
-def _apply(fake: FakeApiServer, doc: Obj, default_ns: str | None) -> Obj:
+def tracking_id(app: str, group: str, kind: str, namespace: str | None, name: str) -> str:
+    """Argo CD v3 tracks what an Application owns by this annotation, not by label (its default
+    ``application.resourceTrackingMethod: annotation``; argo-cd docs, user-guide/resource_tracking)."""
+    return f"{app}:{group}/{kind}:{namespace or ''}/{name}"
+
+
+def _apply(fake: FakeApiServer, doc: Obj, default_ns: str | None, app: str | None) -> Obj:
+    """Server-side apply as Argo CD's controller; ``app`` None: not tracked (CreateNamespace's namespace)."""
     rt = fake.registry.by_kind(doc.get("apiVersion", ""), doc["kind"])
     if rt is None:
         raise ApiError(
@@ -101,6 +105,8 @@ def _apply(fake: FakeApiServer, doc: Obj, default_ns: str | None) -> Obj:
         )
     meta = doc["metadata"]
     ns = (meta.get("namespace") or default_ns or "default") if rt.namespaced else None
+    if app is not None:
+        meta.setdefault("annotations", {})[TRACKING] = tracking_id(app, rt.group, rt.kind, ns, meta.get("name", ""))
     fake.store.apply(rt, ns, meta.get("name", ""), doc, _MANAGER, force=True)
     return {
         "group": rt.group,
@@ -115,8 +121,10 @@ def _apply(fake: FakeApiServer, doc: Obj, default_ns: str | None) -> Obj:
 def _prune(fake: FakeApiServer, app_name: str, keep: list[Obj]) -> None:
     wanted = {(r["kind"], r["namespace"], r["name"]) for r in keep}
     for rt in fake.registry.all():
-        for obj in fake.store.list(rt, None, f"{_INSTANCE}={app_name}"):
+        for obj in fake.store.list(rt, None):
             meta = obj["metadata"]
+            if not (meta.get("annotations") or {}).get(TRACKING, "").startswith(f"{app_name}:"):
+                continue
             if (rt.kind, meta.get("namespace", ""), meta["name"]) not in wanted:
                 fake.store.delete(rt, meta.get("namespace"), meta["name"])
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tests.k8s.fake_argocd import available, health, sync
+from tests.k8s.fake_kubelet import container_state
 from tests.k8s.fake_store import Obj, clone
 from tests.k8s.fake_types import ResourceType
 
@@ -188,7 +189,7 @@ class Controllers:
             self.fake.pod_logs[(meta["namespace"], meta["name"])] = log
             status = {"phase": phase, "hostIP": "127.0.0.1", "startTime": meta["creationTimestamp"]}
         else:
-            status = _pod_status(pod, self.fake.unpullable_images)
+            status = _pod_status(pod, self.fake)
         node = (pod.get("spec") or {}).get("nodeName")
         if pod.get("status") == status and node:
             return False
@@ -292,7 +293,11 @@ class Controllers:
         if art is None or sts is None:
             return False
         changed = False
-        for app in self.store.list(art, None):
+        for listed in self.store.list(art, None):
+            # fresh: syncing the root re-applies its children, whose listed copy would write the old spec back
+            app = self.store.find(art, listed["metadata"]["namespace"], listed["metadata"]["name"])
+            if app is None:
+                continue
             meta = app["metadata"]
             if self._synced.get(meta["uid"]) != meta.get("generation") or app.get("operation"):
                 self._synced[meta["uid"]] = meta.get("generation", 1)
@@ -308,16 +313,12 @@ def _pod_ready(pod: Obj | None) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
-def _pod_status(pod: Obj, unpullable: set[str]) -> Obj:
+def _pod_status(pod: Obj, fake: FakeApiServer) -> Obj:
     started = pod["metadata"]["creationTimestamp"]
     statuses = []
     for c in (pod.get("spec") or {}).get("containers") or []:
         image = c.get("image", "")
-        if image in unpullable:
-            msg = f'Back-off pulling image "{image}": ErrImagePull: failed to pull and unpack image "{image}"'
-            state: Obj = {"waiting": {"reason": "ImagePullBackOff", "message": msg}}
-        else:
-            state = {"running": {"startedAt": started}}
+        state = container_state(fake, c, started)
         statuses.append(
             {
                 "name": c.get("name"),

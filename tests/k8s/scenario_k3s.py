@@ -20,11 +20,18 @@ import yaml
 from platform_assets.definitions import build_definitions
 from platform_assets.defs.cluster.assets import CLUSTER_CHECKS
 from platform_assets.defs.cluster.cluster_drift import cluster_drift_sensor
+from platform_core.cluster.bundle import required_images
+from platform_core.cluster.render import render_infra_tree, write_tree
 from platform_core.cluster.resource import ClusterResource
-from tests.hosts import ScriptedHost, k3s_vm, offline_bundle
+from platform_core.config import load_config
+from platform_core.config.k3s import GitOpsConfig
+from tests import containerd
+from tests.hosts import ScriptedHost, bundle_images, k3s_vm, offline_bundle
 from tests.k8s.fake_apiserver import FakeApiServer
 
 REPO = Path(__file__).resolve().parents[2]
+# In k3s-airgap-images-amd64 (the release's k3s-images.txt): what the fake's K3s runs itself.
+K3S_IMAGES = {"docker.io/rancher/mirrored-coredns-coredns:1.12.0"}
 K3S_VERSION = "v1.31.4+k3s1"
 CLUSTER_ASSETS = [
     "host",
@@ -32,6 +39,7 @@ CLUSTER_ASSETS = [
     "metallb",
     "argocd",
     "cluster_secrets",
+    "cluster_images",
     "platform_image",
     "gitops",
     "postgres",
@@ -80,6 +88,15 @@ class Platform:
         self.config.write_text(yaml.safe_dump(self.doc, sort_keys=False))
         stamp = self.config.stat().st_mtime_ns + 1_000_000_000
         os.utime(self.config, ns=(stamp, stamp))
+
+    def push_tree(self) -> Path:
+        """gitops.source repo: render this config's infra/ into a repository the fake's Argo CD clones at the
+        configured repo_url, as a user renders and pushes it."""
+        cfg = load_config(self.config)
+        root = self.tmp / "pushed"
+        write_tree(render_infra_tree(cfg), root)
+        self.fake.git_repos[str(cfg.k3s.gitops.repo_url)] = root
+        return root
 
     def defs(self) -> dg.Definitions:
         return build_definitions(self.config)
@@ -143,7 +160,12 @@ def platform_doc(tmp: Path, bundle: Path, metallb: str = "v0.12.1") -> dict[str,
         "host": {"address": "127.0.0.1", "ssh_user": "rocky"},
         "network": dict(NETWORK),
         "versions": {"k3s": K3S_VERSION, "metallb": metallb, "argocd": "v3.5.1"},
-        "k3s": {"install": "airgap", "offline_bundle_dir": str(bundle), "gitops": {"path": "infra/apps"}},
+        "k3s": {
+            "install": "airgap",
+            "offline_bundle_dir": str(bundle),
+            "gitops": {"path": "infra/apps"},
+            "rollout_timeout_seconds": 20,  # the fake rolls out at once: a wait that lasts is a failure
+        },
     }
 
 
@@ -151,13 +173,28 @@ def make_platform(tmp: Path, monkeypatch: pytest.MonkeyPatch, metallb: str = "v0
     """A fresh VM, a fresh (started) fake API server and a k3s platform.yaml under ``tmp``; stop ``.fake`` after."""
     monkeypatch.delenv("PLATFORM_STATE_DIR", raising=False)
     bundle = offline_bundle(tmp / "bundle", K3S_VERSION, {"metallb": [metallb], "argocd": ["v3.5.1"]})
-    fake = FakeApiServer(service_cidr=NETWORK["service_cidr"], cluster_dns=NETWORK["cluster_dns"], repo_root=REPO)
+    vm: list[ScriptedHost] = []
+    # The VM has no egress: the kubelet runs only what containerd holds (K3s's own images came with its air-gap
+    # tarball at start), and Argo CD clones only what the cluster serves.
+    fake = FakeApiServer(
+        service_cidr=NETWORK["service_cidr"],
+        cluster_dns=NETWORK["cluster_dns"],
+        repo_root=REPO,
+        repo_url=str(GitOpsConfig().repo_url),
+        egress=False,
+        node_images=lambda: K3S_IMAGES | (containerd.present(vm[0]) if vm else set()),
+    )
     fake.start()
     host = k3s_vm(NETWORK["host_ip"], fake.write_kubeconfig(tmp / "k3s.yaml").read_bytes(), K3S_VERSION)
     monkeypatch.setattr("platform_core.cluster.resource.executor_for", lambda cfg, state_dir: host)
     doc = platform_doc(tmp, bundle, metallb)
     plat = Platform(tmp, fake, host, tmp / "platform.yaml", dg.DagsterInstance.ephemeral(), doc)
     plat.write_config()
+    images = [i.ref for i in required_images(load_config(plat.config)) if not i.platform]
+    bundle_images(bundle, images)
+    for ref in images:
+        containerd.absent(host, ref)  # a fresh VM's containerd
+    vm.append(host)
     return plat
 
 

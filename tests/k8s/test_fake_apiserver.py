@@ -408,7 +408,7 @@ def test_argocd_app_of_apps_sync_and_health(fake_api: FakeApiServer, api_client:
     assert apps["web"]["sync"]["status"] == "Synced" and len(apps["web"]["sync"]["revision"]) == 40
     assert apps["gone"]["sync"]["status"] == "OutOfSync" and apps["gone"]["health"]["status"] == "Missing"
     site = client.AppsV1Api(api_client).read_namespaced_deployment("site", "web")
-    assert site.metadata.labels["app.kubernetes.io/instance"] == "web"
+    assert site.metadata.annotations["argocd.argoproj.io/tracking-id"] == "web:apps/Deployment:web/site"
     assert {m.manager for m in site.metadata.managed_fields} == {"argocd-controller"}
     fake_api.unpullable_images.add("registry.invalid/site:2")
     web.write_text(_in_git(deployment("site", image="registry.invalid/site:2")))

@@ -70,11 +70,15 @@ def test_no_bundled_image_and_no_egress_stops_before_any_command(platform: Platf
 
 
 def test_registry_mode_fails_the_check_when_pods_cannot_pull_the_image(platform: Platform) -> None:
-    platform.write_config(image_source="registry")
+    # A registry on the LAN, and the tree pushed to a git server there (the in-cluster source would run the
+    # platform image too, which is the one missing here).
+    platform.write_config(image_source="registry", gitops={"path": "infra/apps", "source": "repo"})
+    platform.push_tree()
+    platform.fake.egress = True
     platform.fake.unpullable_images.add(PLATFORM_IMAGE)
     first = platform.run(raise_on_error=False)
     assert changes(first)["platform_image"] == "no change"  # the kubelet pulls; nothing on the host
-    assert "ctr -n k8s.io images import" not in " ".join(platform.host.mutations)
+    assert "platform-image.tar" not in " ".join(platform.host.mutations)
     passed, description = _check_only(platform, platform_image_present)
     assert not passed and description.startswith(f"registry {PLATFORM_IMAGE}: ")
     assert all(f" {name}-" in description or f": {name}-" in description for name in ("mlflow", "inference"))

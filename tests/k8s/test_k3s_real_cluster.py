@@ -66,7 +66,7 @@ def test_metallb_pool_waits_for_the_webhook_then_applies(tmp_path, monkeypatch: 
     try:
         assert plat.fake.metallb_webhook_refusals > 0  # the webhook refuses at first, as on a real cluster
         monkeypatch.setattr("platform_core.cluster.steps.time.sleep", lambda s: None)
-        result = plat.run(["host", "k3s_cluster", "metallb"])
+        result = plat.run(["host", "k3s_cluster", "cluster_images", "metallb"])
         assert "created IPAddressPool metallb-system/" in changes(result)["metallb"]
         assert plat.fake.metallb_webhook_refusals == 0
     finally:
@@ -78,7 +78,7 @@ def test_a_webhook_that_never_serves_is_named_when_the_wait_ends(tmp_path, monke
     try:
         plat.fake.metallb_webhook_refusals = 10**6
         plat.write_config(webhook_timeout_seconds=1)
-        result = plat.run(["host", "k3s_cluster", "metallb"], raise_on_error=False)
+        result = plat.run(["host", "k3s_cluster", "cluster_images", "metallb"], raise_on_error=False)
         failure = step_failures(result)["metallb"]
         assert "MetalLB's webhook still refuses the address pool after 1s" in failure and "x509" in failure
     finally:

@@ -17,6 +17,7 @@ from platform_assets.defs.host.assets import host_ip_on_host
 from platform_core.cluster.steps import STEPS
 from platform_core.config import ConfigError, load_config
 from platform_core.state import planning
+from tests import containerd
 from tests.hosts import K3S_CONFIG, PLATFORM_IMAGE, k3s_vm
 from tests.k8s.scenario_k3s import (
     CLUSTER_ASSETS,
@@ -55,6 +56,7 @@ def test_fresh_install_then_no_change(platform: Platform) -> None:
         "service_cidr_in_use",
         "cluster_dns_serves",
         "load_balancer_gets_pool_ip",
+        "cluster_images_present",
         "argocd_available",
         "platform_image_present",
         "applications_synced_healthy",
@@ -82,6 +84,12 @@ def test_fresh_install_then_no_change(platform: Platform) -> None:
     assert imported in platform.host.mutations and "podman" not in " ".join(platform.host.mutations)
     assert results["platform_image_present"] == (True, f"bundle {PLATFORM_IMAGE}: has id {image['digest'][:19]}")
 
+    # Air-gap: nothing pulled from a registry, nothing cloned from outside the cluster.
+    assert platform.fake.pulls == []
+    assert set(platform.fake.clones) == {"git://gitops-source.argocd.svc.cluster.local:9418/infra.git"}
+    assert results["cluster_images_present"] == (True, "7 of 7 in containerd")
+    assert metadata(first, "cluster_images")["source"] == "airgap: imported from the offline bundle"
+
     platform.host.mutations.clear()
     second = platform.run()
     assert changes(second) == dict.fromkeys(CLUSTER_ASSETS, "no change")
@@ -93,7 +101,7 @@ def test_fresh_install_then_no_change(platform: Platform) -> None:
 def test_metallb_crd_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plat = make_platform(tmp_path, monkeypatch, metallb="v0.15.3")
     try:
-        result = plat.run(["host", "k3s_cluster", "metallb"])
+        result = plat.run(["host", "k3s_cluster", "cluster_images", "metallb"])
         mlb = metadata(result, "metallb")
         assert (mlb["metallb_version"], mlb["mode"], mlb["dropped_kinds"]) == ("v0.15.3", "crd", "none")
         assert "created IPAddressPool metallb-system/" in mlb["change"]
@@ -125,9 +133,16 @@ def test_seed_cidr_conflict_refused_before_any_command(tmp_path: Path, monkeypat
         plat.fake.stop()
 
 
-def test_image_pull_failure_names_image_node_and_degraded_app(platform: Platform) -> None:
-    platform.fake.unpullable_images.add("postgres:13-alpine")
-    result = platform.run(raise_on_error=False)
+def test_image_pull_failure_names_image_node_and_degraded_app(installed: Platform) -> None:
+    """postgres:13-alpine leaves containerd (the kubelet's image GC, or `crictl rmi`) and its pod restarts: with
+    no egress the kubelet cannot pull it, as the seed's Bitnami images could not be; cluster_images heals it."""
+    platform = installed
+    containerd.absent(platform.host, "postgres:13-alpine")
+    pods = platform.fake.rtype("v1", "Pod")
+    for pod in platform.fake.store.list(pods, "mlops", "app.kubernetes.io/name=postgres"):
+        platform.fake.store.delete(pods, "mlops", pod["metadata"]["name"])
+    platform.fake.sync_applications()
+    result = platform.run(["gitops", "postgres"], raise_on_error=False)
     pulls = checks(result)["images_pull"]
     assert not pulls[0]
     assert "postgres:13-alpine on node k3s-server" in pulls[1] and "ImagePullBackOff" in pulls[1]
@@ -137,6 +152,11 @@ def test_image_pull_failure_names_image_node_and_degraded_app(platform: Platform
     assert set(failed) == {"postgres"}
     assert "Application postgres is Synced/Degraded" in failed["postgres"]
     assert "cannot pull postgres:13-alpine on k3s-server" in failed["postgres"]
+    assert "lookup registry-1.docker.io: no such host" in pulls[1]
+    assert platform.fake.pulls == []
+    healed = platform.run(["cluster_images", "gitops", "postgres"])
+    assert "image docker.io/library/postgres:13-alpine: changed" in changes(healed)["cluster_images"]
+    assert checks(healed)["images_pull"] == (True, "every image pulled")
 
 
 def test_orphan_application_is_reported_alerted_once_and_pruned_on_request(installed: Platform) -> None:
@@ -267,7 +287,10 @@ def test_plan_mode_lists_changes_and_changes_nothing(platform: Platform) -> None
     assert planned["cluster_secrets"].startswith("would: create Secrets seaweedfs-s3-identities, postgres-admin")
     assert planned["platform_image"].startswith("would: platform image: would change (")
     assert "run (sudo): /usr/local/bin/k3s ctr -n k8s.io images import" in planned["platform_image"]
-    assert planned["gitops"] == "would: create Application mlops-platform (5 child Applications)"
+    assert planned["gitops"] == (
+        "would: create Application mlops-platform (5 child Applications) "
+        "from git://gitops-source.argocd.svc.cluster.local:9418/infra.git@main:infra/apps"
+    )
 
 
 def test_plan_mode_on_an_installed_cluster_dry_runs_the_changes(installed: Platform) -> None:
@@ -344,10 +367,73 @@ def test_an_unreachable_api_server_is_one_alert_not_a_crashed_tick(platform: Pla
     assert "Kubernetes API server unreachable" in again and len(platform.alerts()) == len(fired)  # no repeat
 
 
-def test_a_config_change_not_rendered_into_infra_is_named(platform: Platform) -> None:
+def test_a_config_change_reaches_argo_cd_through_the_in_cluster_source(platform: Platform) -> None:
     platform.run()
+    platform.write_config(namespace="ml-prod")
+    result = platform.run(["gitops"])
+    change = changes(result)["gitops"]
+    assert "configured ConfigMap argocd/gitops-source" in change
+    assert "configured Deployment argocd/gitops-source" in change  # the server restarts on the new tree
+    assert checks(result)["infra_matches_config"] == (True, "ConfigMap argocd/gitops-source: differs: nothing")
+    platform.fake.sync_applications()  # Argo CD's next poll of the repository
+    app = (
+        platform.cluster()
+        .kube()
+        .get(
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Application",
+                "metadata": {"name": "postgres", "namespace": "argocd"},
+            }
+        )
+    )
+    assert app["spec"]["destination"]["namespace"] == "ml-prod"
+    assert changes(platform.run(["gitops"]))["gitops"] == "no change"
+
+
+def test_a_config_change_not_pushed_to_a_repo_source_is_named(platform: Platform) -> None:
+    platform.write_config(gitops={"path": "infra/apps", "source": "repo"})
+    platform.push_tree()
+    platform.fake.egress = True  # the repository is on a reachable git server
+    platform.run(raise_on_error=False)  # this checkout's infra/ is the seed's (in-cluster source): named too
     platform.write_config(namespace="ml-prod")  # Argo CD would still deploy what git says: namespace mlops
     result = platform.run(["gitops"], raise_on_error=False)
     passed, description = checks(result)["infra_matches_config"]
     assert not passed
     assert "infra/apps/" in description and "python -m platform_core.cluster.render" in description
+
+
+def test_air_gap_refuses_a_repository_outside_the_cluster(platform: Platform) -> None:
+    """The seed's VM reached no GitHub: Argo CD cannot clone repo_url, and the Applications say so."""
+    platform.write_config(gitops={"path": "infra/apps", "source": "repo"})
+    result = platform.run(raise_on_error=False)
+    passed, description = checks(result)["applications_synced_healthy"]
+    assert not passed
+    assert "mlops-platform OutOfSync/Missing" in description
+    app = (
+        platform.cluster()
+        .kube()
+        .get(
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Application",
+                "metadata": {"name": "mlops-platform", "namespace": "argocd"},
+            }
+        )
+    )
+    message = app["status"]["conditions"][0]["message"]
+    assert "failed to list refs" in message and "lookup github.com: no such host" in message
+    assert platform.fake.clones == [] and platform.fake.pulls == []
+
+
+def test_a_bundle_missing_an_image_is_refused_before_any_import(platform: Platform, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    (bundle / "images" / "quay.io_argoproj_argocd_v3.5.1.tar").unlink()
+    tampered = bundle / "images" / "docker.io_library_postgres_13-alpine.tar"
+    tampered.write_bytes(tampered.read_bytes() + b"\0")
+    failure = step_failures(platform.run(raise_on_error=False))["cluster_images"]
+    assert "\n" not in failure.splitlines()[0]
+    assert "images/quay.io_argoproj_argocd_v3.5.1.tar missing (docker save -o" in failure
+    assert "images/docker.io_library_postgres_13-alpine.tar sha256 " in failure
+    imports = [m for m in platform.host.mutations if "images import" in m]
+    assert all(m.endswith("/platform-image.tar") for m in imports)  # platform_image is another asset

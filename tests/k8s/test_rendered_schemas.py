@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from platform_core.cluster import render
+from platform_core.cluster.gitops_source import render_gitops_source
 from platform_core.cluster.render_base import ASSET_LABEL, MANAGED_BY
 from platform_core.cluster.upstream import drop_kinds, parse_manifest
 from platform_core.config import NetworkConfig, PlatformConfig, parse_config
@@ -46,7 +47,7 @@ def tree_objects(cfg: PlatformConfig) -> list[dict[str, Any]]:
 def cluster_objects(cfg: PlatformConfig) -> list[dict[str, Any]]:
     """What the platform applies itself (not through Argo CD)."""
     objs = render.render_argocd_pre(cfg) + render.render_argocd_post(cfg) + [render.probe_service(cfg)]
-    return objs + render.render_metallb(cfg, KEY)
+    return objs + render.render_metallb(cfg, KEY) + render_gitops_source(cfg, render.render_infra_tree(cfg))
 
 
 def _containers(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -101,8 +102,8 @@ def test_argocd_objects_and_root_application(seed: PlatformConfig) -> None:
     patch, root = render.render_argocd_post(seed)
     assert patch["spec"] == {"type": "LoadBalancer"} and patch["metadata"]["name"] == "argocd-server"
     assert (root["metadata"]["namespace"], root["metadata"]["name"]) == ("argocd", "mlops-platform")
-    assert root["spec"]["source"] == {
-        "repoURL": "https://github.com/example/mlops-platform.git",
+    assert root["spec"]["source"] == {  # the in-cluster git server: nothing cloned from outside
+        "repoURL": "git://gitops-source.argocd.svc.cluster.local:9418/infra.git",
         "targetRevision": "main",
         "path": "infra/apps",
     }
@@ -136,6 +137,29 @@ def test_child_applications_follow_the_config() -> None:
         assert app["spec"]["destination"]["namespace"] == "ml"
         assert any(p.startswith(f"infra/manifests/{svc}/") for p in tree)
     assert all(o["metadata"].get("namespace") in ("ml", "argocd") for o in tree_objects(cfg))
+
+
+def test_the_in_cluster_git_source_serves_the_rendered_tree(seed: PlatformConfig) -> None:
+    tree = render.render_infra_tree(seed)
+    cm, server, svc = render_gitops_source(seed, tree)
+    for item in (cm, server, svc):
+        validate(item)
+    pod = server["spec"]["template"]["spec"]
+    items = next(v for v in pod["volumes"] if v["name"] == "tree")["configMap"]["items"]
+    assert {i["path"]: cm["data"][i["key"]] for i in items} == tree  # every file, at its repository path
+    assert pod["containers"][0]["image"] == seed.versions.platform_image
+    assert "git daemon" in pod["containers"][0]["command"][-1] and svc["spec"]["type"] == "ClusterIP"
+    changed = render_gitops_source(seed, {**tree, "infra/apps/x.yaml": "---\n"})[1]
+    assert changed["spec"]["template"]["metadata"] != server["spec"]["template"]["metadata"]  # a new tree restarts
+    repo = parse_config(
+        {
+            "target": "k3s",
+            "host": SEED_HOST,
+            "network": render.SEED_NETWORK,
+            "k3s": {"gitops": {"repo_url": "https://git.example/p.git"}},
+        }
+    )
+    assert not repo.k3s.gitops.in_cluster  # auto: a repo_url given means that repository
 
 
 def test_containers_are_pinned_probed_bounded_and_non_root(seed: PlatformConfig) -> None:

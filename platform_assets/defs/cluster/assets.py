@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from pathlib import Path
 
 import dagster as dg
 
+from platform_core.cluster.bundle import bundle_images, required_images
+from platform_core.cluster.gitops_source import tree_config_map
 from platform_core.cluster.image import bundle_archive, desired_image, live_image, normalized_ref
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.orphans import APPLICATION
@@ -20,6 +23,7 @@ from platform_core.cluster.render_base import ARGOCD_NAMESPACE
 from platform_core.cluster.render_metallb import live_pool_problems, live_pool_strings, probe_service
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.steps import (
+    METALLB_NAMESPACE,
     STEPS,
     application_status,
     desired_applications,
@@ -32,7 +36,13 @@ LB_WAIT_SECONDS = 60
 
 CLUSTER_SPECS = [
     cluster_spec("k3s_cluster", "cluster", ["host"], "K3s with the configured CIDRs, online or air-gapped."),
-    cluster_spec("metallb", "cluster", ["k3s_cluster"], "MetalLB (ConfigMap or CRD mode) and its pool."),
+    cluster_spec(
+        "cluster_images",
+        "cluster",
+        ["k3s_cluster"],
+        "Every image the cluster runs, in K3s's containerd: imported from the offline bundle in air-gap.",
+    ),
+    cluster_spec("metallb", "cluster", ["cluster_images"], "MetalLB (ConfigMap or CRD mode) and its pool."),
     cluster_spec("argocd", "cluster", ["metallb"], "Argo CD from its pinned install.yaml, server-side applied."),
     cluster_spec("cluster_secrets", "cluster", ["k3s_cluster"], "The Secrets the platform's pods read."),
     cluster_spec(
@@ -191,14 +201,58 @@ def platform_image_present(cluster: ClusterResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=want.met_by(live), description=f"{source} {ref}: {want.describe(live)}")
 
 
-@dg.asset_check(asset="gitops", blocking=True, description="infra/ in this checkout is what platform.yaml renders.")
+@dg.asset_check(
+    asset="cluster_images",
+    blocking=True,
+    description="Air-gap: each image the cluster runs is in K3s's containerd as its bundle archive has it; "
+    "online: no platform pod fails to pull one.",
+)
+@check_errors_fail
+def cluster_images_present(cluster: ClusterResource) -> dg.AssetCheckResult:
+    images = [i for i in required_images(cluster.cfg) if not i.platform]  # platform_image_present has that one
+    if cluster.install_mode[0] == "online":
+        kube = cluster.kube()
+        failures = [f for ns in _platform_namespaces(cluster.cfg) for f in kube.image_pull_failures(ns)]
+        lines = [f"{f.image} ({f.pod}): {f.reason}" for f in failures]
+        return dg.AssetCheckResult(passed=not failures, description=f"online: {'; '.join(lines) or 'no pull failure'}")
+    archives = bundle_images(cluster.bundle_dir or Path("."), images)
+    absent = []
+    for image, archive in zip(images, archives, strict=True):
+        live = live_image(cluster.executor, image.ref)
+        if live is None or live.image_id != archive.image_id:
+            absent.append(f"{image.ref} ({'absent' if live is None else 'id ' + live.image_id[:19]})")
+    return dg.AssetCheckResult(
+        passed=not absent,
+        description=f"{len(images) - len(absent)} of {len(images)} in containerd"
+        + (f"; not as the bundle has it: {', '.join(absent)}" if absent else ""),
+    )
+
+
+def _platform_namespaces(cfg: PlatformConfig) -> list[str]:
+    return [METALLB_NAMESPACE, ARGOCD_NAMESPACE, cfg.k3s.namespace]
+
+
+@dg.asset_check(asset="gitops", blocking=True, description="What Argo CD syncs is what platform.yaml renders.")
 @check_errors_fail
 def infra_matches_config(cluster: ClusterResource) -> dg.AssetCheckResult:
-    """Argo CD deploys git, not platform.yaml: a config change must be rendered and pushed, or the cluster
-    runs something else than the config says (and hand-edit drift would never settle)."""
-    stale = diff_tree(render_infra_tree(cluster.cfg), REPO_ROOT)
-    fix = "; run `python -m platform_core.cluster.render` and push" if stale else ""
-    return dg.AssetCheckResult(passed=not stale, description=f"differs: {', '.join(stale) or 'nothing'}{fix}")
+    """Argo CD deploys git, not platform.yaml: the in-cluster source must serve this config's tree, and a repo
+    source must hold it (rendered and pushed), or the cluster runs something else than the config says."""
+    tree = render_infra_tree(cluster.cfg)
+    if not cluster.cfg.k3s.gitops.in_cluster:
+        stale = diff_tree(tree, REPO_ROOT)
+        fix = "; run `python -m platform_core.cluster.render` and push" if stale else ""
+        return dg.AssetCheckResult(passed=not stale, description=f"differs: {', '.join(stale) or 'nothing'}{fix}")
+    served = tree_config_map(tree)
+    live = cluster.kube().get(served) or {}
+    stale = sorted(
+        k for k in {*served["data"], *(live.get("data") or {})} if served["data"].get(k) != live.get("data", {}).get(k)
+    )
+    where = f"ConfigMap {ARGOCD_NAMESPACE}/{served['metadata']['name']}"
+    fix = "; materialize gitops" if stale else ""
+    return dg.AssetCheckResult(
+        passed=bool(live) and not stale,
+        description=f"{where}: {'missing' if not live else 'differs: ' + (', '.join(stale) or 'nothing')}{fix}",
+    )
 
 
 @dg.asset_check(asset="gitops", description="No pod is stuck pulling its image (the seed's Bitnami failure).")
@@ -223,6 +277,7 @@ CLUSTER_CHECKS = [
     service_cidr_in_use,
     cluster_dns_serves,
     load_balancer_gets_pool_ip,
+    cluster_images_present,
     argocd_available,
     platform_image_present,
     applications_synced_healthy,
