@@ -85,7 +85,7 @@ def tree_config_map(tree: dict[str, str]) -> Obj:
     return obj("v1", "ConfigMap", meta(NAME, ASSET, ARGOCD_NAMESPACE, NAME), data=data)
 
 
-def _pod(cfg: PlatformConfig, tree: dict[str, str]) -> dict:
+def _pod(cfg: PlatformConfig, tree: dict[str, str]) -> Obj:
     container = {
         "name": "git-daemon",
         "image": cfg.versions.platform_image,

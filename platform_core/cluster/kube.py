@@ -309,7 +309,17 @@ class KubeClient(WorkloadHealth):
                 if time.monotonic() > deadline:
                     raise KubeError(f"{describe(crd)}: not Established after {timeout:.0f}s")
                 time.sleep(0.2)
-        self.refresh()
+        # Discovery lists a CRD's types only after the apiextensions DiscoveryController resyncs, a moment after
+        # Established (kubernetes/kubectl#1117 "no matches for kind"): wait for them there too.
+        while True:
+            self.refresh()
+            missing = _crd_kinds(crds) - set(self._discover())
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                kinds = ", ".join(sorted(f"{v} {k}" for v, k in missing))
+                raise KubeError(f"discovery does not list {kinds} {timeout:.0f}s after its CRD was Established")
+            time.sleep(0.2)
 
     def diff(
         self, obj: Obj, *, field_manager: str = "mlops-platform", namespace: str | None = None

@@ -66,6 +66,7 @@ class FakeApiServer:
         self.metrics_unavailable_requests = 2
         # MetalLB's webhook serves only once its certificate is in place: this many metallb.io writes fail first
         self.metallb_webhook_refusals = 3
+        self.registry.discovery_lag = 0.5  # a new CRD's types reach discovery this long after Established
         self.controllers = Controllers(self)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None

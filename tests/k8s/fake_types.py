@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,12 @@ class Registry:
     def __init__(self) -> None:
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._by_crd: dict[str, list[ResourceType]] = {}
+        # A CRD's types are served as soon as it is Established, but discovery lists them only once the
+        # apiextensions DiscoveryController has resynced (apiextensions-apiserver pkg/apiserver/
+        # customresource_discovery_controller.go, asynchronous): clients that re-read discovery right after
+        # Established get "no matches for kind" (kubernetes/kubectl#1117). Seconds to wait; 0 turns it off.
+        self.discovery_lag = 0.0
+        self._visible_at: dict[tuple[str, str, str], float] = {}
         for rt in BUILTIN:
             self._types[(rt.group, rt.version, rt.plural)] = rt
 
@@ -129,7 +136,10 @@ class Registry:
                 "status" in (ver.get("subresources") or {}),
                 short_names=tuple(names.get("shortNames", [])),
             )
-            self._types[(rt.group, rt.version, rt.plural)] = rt
+            key = (rt.group, rt.version, rt.plural)
+            if key not in self._types:
+                self._visible_at[key] = time.monotonic() + self.discovery_lag
+            self._types[key] = rt
             added.append(rt)
         self._by_crd[crd["metadata"]["name"]] = added
 
@@ -137,11 +147,16 @@ class Registry:
         gone = self._by_crd.pop(name, [])
         for rt in gone:
             self._types.pop((rt.group, rt.version, rt.plural), None)
+            self._visible_at.pop((rt.group, rt.version, rt.plural), None)
         return gone
+
+    def _discoverable(self) -> list[ResourceType]:
+        now = time.monotonic()
+        return [rt for key, rt in self._types.items() if self._visible_at.get(key, 0.0) <= now]
 
     def groups(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for rt in self._types.values():
+        for rt in self._discoverable():
             if rt.group and rt.version not in out.setdefault(rt.group, []):
                 out[rt.group].append(rt.version)
         return out
@@ -154,7 +169,7 @@ class Registry:
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
     def resource_list(self, group: str, version: str) -> dict[str, Any] | None:
-        types = [t for t in self._types.values() if t.group == group and t.version == version]
+        types = [t for t in self._discoverable() if t.group == group and t.version == version]
         if not types:
             return None
         gv = f"{group}/{version}" if group else version

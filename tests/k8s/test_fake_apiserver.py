@@ -297,6 +297,31 @@ def test_deployment_becomes_available_or_backs_off(fake_api: FakeApiServer, api_
     assert pod.spec.node_name == "k3s-server"
 
 
+def test_without_egress_the_kubelet_runs_only_what_containerd_holds(
+    fake_api: FakeApiServer, api_client: client.ApiClient
+) -> None:
+    """IfNotPresent runs a present image; Always asks the registry even then, and :latest defaults to Always."""
+    apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
+    before = list(fake_api.pulls)  # the bootstrap CoreDNS, pulled while the fake had egress
+    fake_api.egress = False
+    fake_api.node_images = lambda: {"docker.io/library/nginx:1.27", "docker.io/library/nginx:latest"}
+    always = deployment("always")
+    always["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "Always"
+    for dep in (deployment("present"), always, deployment("latest", image="nginx"), deployment("absent", "redis:7")):
+        apps.create_namespaced_deployment("default", dep)
+
+    def state(name: str) -> str:
+        (pod,) = core.list_namespaced_pod("default", label_selector=f"app={name}").items
+        s = pod.status.container_statuses[0].state
+        return "running" if s.running else f"{s.waiting.reason}: {s.waiting.message}"
+
+    assert state("present") == "running"
+    for name in ("always", "latest", "absent"):
+        assert state(name).startswith("ImagePullBackOff: ") and ": no such host" in state(name), name
+    assert "lookup registry-1.docker.io" in state("absent")
+    assert fake_api.pulls == before  # nothing since egress went
+
+
 def _lb(core: client.CoreV1Api, name: str) -> str | None:
     """The address MetalLB gave a LoadBalancer Service (created on first use), or None while pending."""
     if not core.list_namespaced_service("default", field_selector=f"metadata.name={name}").items:

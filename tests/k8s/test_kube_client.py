@@ -13,6 +13,7 @@ from kubernetes import client
 from platform_core.cluster.kube import KubeClient, KubeError
 from tests.k8s import fake_objects
 from tests.k8s.fake_apiserver import FakeApiServer
+from tests.k8s.fake_objects import crd
 from tests.vendor import vendor_file
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -135,6 +136,22 @@ def test_upstream_metallb_native_applies_crds_and_crs_in_one_call(kube: KubeClie
     kube.apply([svc])
     live = kube.get(svc)
     assert live is not None and live["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.168.56.240"
+
+
+def test_a_crd_and_its_objects_in_one_call_wait_for_discovery(kube: KubeClient, fake_api: FakeApiServer) -> None:
+    """Discovery lists a CRD's types a moment after it is Established (the fake's lag, fake_types.Registry): a
+    client that re-reads discovery once at that point finds no such kind; apply waits until it lists them."""
+    fake_api.registry.discovery_lag = 1.0
+    gadgets = crd("example.io", "Gadget", "gadgets")
+    client.ApiextensionsV1Api(kube.api).create_custom_resource_definition(gadgets)
+    established = fake_api.store.find(
+        fake_api.rtype("apiextensions.k8s.io/v1", "CustomResourceDefinition"), None, "gadgets.example.io"
+    )
+    assert established is not None and "Established" in str(established["status"]["conditions"])
+    assert ("example.io/v1beta1", "Gadget") not in kube.served_kinds(refresh=True)
+    widget = {"apiVersion": "example.io/v1beta1", "kind": "Widget", "metadata": {"name": "w", "namespace": "default"}}
+    assert set(_actions(kube.apply([crd("example.io", "Widget", "widgets"), widget]))) == {"created"}
+    assert kube.get(widget) is not None
 
 
 def test_upstream_metallb_v012_applies_without_its_podsecuritypolicies(kube: KubeClient) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from platform_core.cluster.bundle import workload_images
 from platform_core.cluster.upstream import (
     DEFAULT_PINS,
     UpstreamError,
@@ -93,6 +94,16 @@ def test_pins_match_the_vendor_files(pins: UpstreamPins) -> None:
                     f"/{version}/{'config/' if 'native' in file.name else ''}manifests/{file.name}"
                 )
     assert [f.name for f in pins.pin("metallb", "v0.12.1").files] == ["namespace.yaml", "metallb.yaml"]
+
+
+def test_pinned_images_are_exactly_what_each_manifest_runs(pins: UpstreamPins) -> None:
+    """The air-gap bundle is listed from the pins: they must name every image the pinned manifest's workloads run."""
+    for component, versions in pins.manifests.items():
+        for version, pin in versions.items():
+            objs = [
+                o for f in pin.files for o in parse_manifest(vendor_file(f"{component}/{version}/{f.name}").read_text())
+            ]
+            assert set(workload_images(objs, component)) == set(pin.images), f"{component} {version}"
 
 
 def test_k3s_asset_urls(pins: UpstreamPins) -> None:

@@ -1,0 +1,127 @@
+"""The offline bundle's images: which a config needs, how they are checked, and the listing the README shows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from platform_core.cluster.bundle import (
+    BundleError,
+    archive_path,
+    bundle_images,
+    bundle_listing,
+    pull_if_not_present,
+    required_images,
+)
+from platform_core.cluster.render import seed_config
+from platform_core.config import parse_config
+from platformctl.cli import main
+from tests.hosts import SEED_NETWORK
+from tests.hosts import bundle_images as write_bundle_images
+from tests.k8s.schemas import vendor_file
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_a_config_needs_its_services_the_git_source_and_the_pinned_manifests_images() -> None:
+    images = {i.ref: i for i in required_images(seed_config())}
+    assert set(images) == {
+        "docker.io/chrislusf/seaweedfs:4.48",
+        "docker.io/library/postgres:13-alpine",
+        "ghcr.io/example/mlops-platform:0.1.0",
+        "quay.io/argoproj/argocd:v3.5.1",
+        "ghcr.io/dexidp/dex:v2.45.0",
+        "public.ecr.aws/docker/library/redis:8.2.3-alpine",
+        "quay.io/metallb/controller:v0.12.1",
+        "quay.io/metallb/speaker:v0.12.1",
+    }
+    platform = images["ghcr.io/example/mlops-platform:0.1.0"]
+    assert platform.platform and str(platform.archive) == "images/platform-image.tar"
+    assert "gitops: Deployment gitops-source" in platform.used_by
+    other = parse_config(
+        {
+            "target": "k3s",
+            "host": {"address": "10.43.100.94", "ssh_user": "rocky"},
+            "network": SEED_NETWORK,
+            "versions": {"metallb": "v0.15.3", "postgres_image": "postgres:16.4-alpine"},
+            "k3s": {"training": {"image": "registry.local:5000/trainer:2"}},
+        }
+    )
+    refs = {i.ref for i in required_images(other)}
+    assert {"quay.io/metallb/controller:v0.15.3", "docker.io/library/postgres:16.4-alpine"} <= refs
+    assert "registry.local:5000/trainer:2" in refs and "quay.io/metallb/controller:v0.12.1" not in refs
+
+
+def test_archive_names_are_file_names() -> None:
+    assert archive_path("postgres:13-alpine") == Path("images/docker.io_library_postgres_13-alpine.tar")
+    assert archive_path("registry.local:5000/a/b:1") == Path("images/registry.local_5000_a_b_1.tar")
+
+
+def test_the_bundle_is_checked_whole_in_one_line(tmp_path: Path) -> None:
+    images = [i for i in required_images(seed_config()) if not i.platform]
+    with pytest.raises(BundleError, match=r"images/SHA256SUMS unreadable"):
+        bundle_images(tmp_path, images)
+    write_bundle_images(tmp_path, [i.ref for i in images])
+    found = bundle_images(tmp_path, images)
+    assert [a.path for a in found] == [tmp_path / i.archive for i in images]
+    (tmp_path / images[0].archive).unlink()
+    wrong = tmp_path / images[1].archive
+    wrong.write_bytes(wrong.read_bytes() + b"\0")
+    sums = (tmp_path / "images" / "SHA256SUMS").read_text()
+    (tmp_path / "images" / "SHA256SUMS").write_text(sums.replace(images[2].archive.name, "other.tar"))
+    with pytest.raises(BundleError) as err:
+        bundle_images(tmp_path, images)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"{images[0].archive} missing (docker save -o {images[0].archive} {images[0].ref})" in message
+    assert re.search(rf"{re.escape(str(images[1].archive))} sha256 [0-9a-f]{{12}}, images/SHA256SUMS says", message)
+    assert f"{images[2].archive} has no line in images/SHA256SUMS" in message
+
+
+def test_an_archive_of_another_image_is_refused(tmp_path: Path) -> None:
+    image = next(i for i in required_images(seed_config()) if i.ref.startswith("docker.io/library/postgres"))
+    write_bundle_images(tmp_path, ["postgres:12-alpine"])
+    (tmp_path / archive_path("postgres:12-alpine")).rename(tmp_path / image.archive)
+    sums = tmp_path / "images" / "SHA256SUMS"
+    sums.write_text(sums.read_text().replace(archive_path("postgres:12-alpine").name, image.archive.name))
+    with pytest.raises(BundleError, match=r"holds postgres:12-alpine, not"):
+        bundle_images(tmp_path, [image])
+
+
+def test_upstream_always_pull_policies_become_if_not_present() -> None:
+    from platform_core.cluster.upstream import parse_manifest
+
+    objs = parse_manifest(vendor_file("argocd/v3.5.1/install.yaml").read_text())
+    policies = [
+        c.get("imagePullPolicy")
+        for o in pull_if_not_present(objs)
+        if o["kind"] in ("Deployment", "StatefulSet")
+        for c in [
+            *o["spec"]["template"]["spec"].get("initContainers", []),
+            *o["spec"]["template"]["spec"]["containers"],
+        ]
+    ]
+    assert "Always" not in policies and "IfNotPresent" in policies
+
+
+def test_the_readme_lists_what_the_code_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's bundle list is `platformctl bundle` for the seed config, generated by the same code."""
+    listing = bundle_listing(seed_config())
+    text = README.read_text()
+    block = text.split("<!-- bundle:begin -->\n```\n", 1)[1].split("```\n<!-- bundle:end -->", 1)[0]
+    assert block.splitlines() == listing
+    assert any(line.startswith("images/quay.io_argoproj_argocd_v3.5.1.tar: ") for line in listing)
+
+
+def test_platformctl_bundle_prints_the_list_for_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "platform.yaml"
+    config.write_text(
+        "target: k3s\nhost: {address: 10.43.100.94, ssh_user: rocky}\n"
+        f"state_dir: {tmp_path / 'state'}\nnetwork: {dict(SEED_NETWORK)}\nversions: {{metallb: v0.15.3}}\n"
+    )
+    assert main(["--config", str(config), "bundle"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("images/quay.io_metallb_controller_v0.15.3.tar: docker pull ") for line in out)
+    assert any(line.startswith("metallb/v0.15.3/metallb-native.yaml: ") for line in out)
