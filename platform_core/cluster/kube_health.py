@@ -71,9 +71,9 @@ class WorkloadHealth:
     def deployments_available(self, namespace: str, names: builtins.list[str]) -> dict[str, bool]:
         return {name: why is None for name, why in self.deployment_states(namespace, names).items()}
 
-    def wait_available(self, namespace: str, names: builtins.list[str], timeout: float, interval: float = 1.0) -> None:
-        """Wait until every named Deployment has rolled out, logging what is pending every 30 s; an error
-        naming the others, and why, after ``timeout`` s."""
+    def wait_available(self, namespace: str, names: builtins.list[str], timeout: float, interval: float = 0.25) -> None:
+        """Wait until every named Deployment has rolled out (polling from ``interval`` up to every 2 s), logging
+        what is pending every 30 s; an error naming the others, and why, after ``timeout`` s."""
         started = time.monotonic()
         reported = started
         while True:
@@ -88,6 +88,7 @@ class WorkloadHealth:
                 log.info("waiting %.0fs of %gs for Deployments in %s: %s", waited, timeout, namespace, shown)
                 reported = time.monotonic()
             time.sleep(interval)
+            interval = min(2 * interval, 2.0)
 
     def image_pull_failures(self, namespace: str | None = None) -> builtins.list[ImagePullFailure]:
         """Pods whose containers cannot pull their image (ErrImagePull / ImagePullBackOff)."""

@@ -4,12 +4,14 @@ the seed's MinIO Application, removed from git and still running. Found always; 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import yaml
 
 from platform_core.cluster.gitops_source import render_gitops_source
 from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.kube_error import KubeError
 from platform_core.cluster.render import render_infra_tree
 from platform_core.cluster.render_argocd import argocd_server_patch, render_argocd_pre, root_application
 from platform_core.cluster.render_base import ARGOCD_NAMESPACE, MANAGED_BY
@@ -67,14 +69,41 @@ def describe(obj: Obj) -> str:
     return f"{obj['kind']} {meta.get('namespace') + '/' if meta.get('namespace') else ''}{meta['name']}"
 
 
-def prune_application(kube: KubeClient, name: str) -> None:
-    """Delete an Application *and* what it deployed: without the finalizer Argo CD leaves the workloads."""
-    ref: dict[str, Any] = {
+def _application_ref(name: str) -> Obj:
+    return {
         "apiVersion": APPLICATION[0],
         "kind": APPLICATION[1],
         "metadata": {"name": name, "namespace": ARGOCD_NAMESPACE},
     }
+
+
+def prune_application(kube: KubeClient, name: str) -> None:
+    """Delete an Application *and* what it deployed: without the finalizer Argo CD leaves the workloads."""
+    ref = _application_ref(name)
     kube.apply(
         [{**ref, "metadata": {**ref["metadata"], "finalizers": [CASCADE]}}], field_manager="mlops-platform-prune"
     )
     kube.delete(ref)
+
+
+def application_orphans(kube: KubeClient, desired: set[str]) -> tuple[list[str], list[str]]:
+    """(orphans, being pruned): live Applications nothing desires, apart from those already deleted and waiting
+    for Argo CD's cascade (deletionTimestamp set, Terminating until their resources are gone)."""
+    live = kube.list(*APPLICATION, namespace=ARGOCD_NAMESPACE)
+    gone = {a["metadata"]["name"] for a in live if a["metadata"].get("deletionTimestamp")}
+    names = {a["metadata"]["name"] for a in live} - desired
+    return sorted(names - gone), sorted(names & gone)
+
+
+def prune_applications(kube: KubeClient, names: list[str], timeout: float, interval: float = 0.5) -> None:
+    """Prune each Application with its workloads, and wait until Argo CD has deleted them (bounded)."""
+    for name in names:
+        prune_application(kube, name)
+    deadline = time.monotonic() + timeout
+    while remaining := [n for n in names if kube.get(_application_ref(n)) is not None]:
+        if time.monotonic() > deadline:
+            raise KubeError(
+                f"Applications {', '.join(remaining)} still Terminating after {timeout:g}s: Argo CD deletes their "
+                "resources first (see each one's status)"
+            )
+        time.sleep(interval)

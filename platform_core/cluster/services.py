@@ -78,15 +78,17 @@ def _operation_running(kube: KubeClient, app: str) -> bool:
 
 def _settle(kube: KubeClient, cfg: PlatformConfig, app: str, timeout: float = SETTLE_SECONDS) -> tuple[str, str, str]:
     """Argo CD syncs asynchronously: wait until the Application is Synced and Healthy with no sync running,
-    giving up early when a pod cannot pull its image (waiting will not fix that)."""
-    deadline = time.monotonic() + timeout
+    giving up early when a pod cannot pull its image: Argo CD calls that Progressing, not Degraded, until the
+    Deployment's progress deadline (10 min), and waiting will not fix it."""
+    deadline, interval = time.monotonic() + timeout, 0.25
     while True:
         sync, health, message = application_status(kube, app)
         if (sync, health) == ("Synced", "Healthy") and not _operation_running(kube, app):
             return sync, health, message
-        if time.monotonic() > deadline or (health == "Degraded" and _pull_failures(kube, cfg)):
+        if time.monotonic() > deadline or (health != "Healthy" and _pull_failures(kube, cfg)):
             return sync, health, message
-        time.sleep(2)
+        time.sleep(interval)
+        interval = min(2 * interval, 2.0)
 
 
 def service_step(c: ClusterResource, asset: str) -> StepResult:

@@ -32,7 +32,13 @@ from platform_core.cluster.k3s_install import (
     installed_cidrs,
 )
 from platform_core.cluster.kube import ApplyResult, KubeClient, KubeError
-from platform_core.cluster.orphans import APPLICATION, describe, orphan_objects, prune_application
+from platform_core.cluster.orphans import (
+    APPLICATION,
+    application_orphans,
+    describe,
+    orphan_objects,
+    prune_applications,
+)
 from platform_core.cluster.render import REPO_ROOT, SERVICES, render_infra_tree
 from platform_core.cluster.render_argocd import (
     ROOT_APP,
@@ -347,12 +353,10 @@ def gitops_step(c: ClusterResource) -> StepResult:
         if not c.plan:
             kube.wait_available(ARGOCD_NAMESPACE, [GITOPS_SOURCE], cfg.k3s.rollout_timeout_seconds)
     changes += _apply(c, kube, [root_application(cfg)], ARGOCD_NAMESPACE)
-    live = {a["metadata"]["name"] for a in kube.list(*APPLICATION, namespace=ARGOCD_NAMESPACE)}
-    orphans = sorted(live - desired_applications())
+    orphans, pruning = application_orphans(kube, desired_applications())
     stray = orphan_objects(c, kube)
     if cfg.k3s.prune_orphans and not c.plan:
-        for name in orphans:
-            prune_application(kube, name)
+        prune_applications(kube, orphans + pruning, cfg.k3s.rollout_timeout_seconds)
         for obj in stray:
             kube.delete(obj)
         if orphans:
@@ -362,7 +366,7 @@ def gitops_step(c: ClusterResource) -> StepResult:
     rows = ["| application | sync | health |", "|---|---|---|"]
     rows += [
         f"| {name} | {' | '.join(application_status(kube, name)[:2])} |"
-        for name in sorted(live | desired_applications())
+        for name in sorted({*orphans, *pruning} | desired_applications())
     ]
     return StepResult(
         changes,

@@ -67,10 +67,13 @@ class FakeApiServer:
         # MetalLB's webhook serves only once its certificate is in place: this many metallb.io writes fail first
         self.metallb_webhook_refusals = 3
         self.registry.discovery_lag = 0.5  # a new CRD's types reach discovery this long after Established
+        self.rollout_seconds = 0.0  # K3s's own Deployments have rolled out by the time the fake answers
+        self.cascade_seconds = 1.0  # how long Argo CD takes to delete a cascade-finalized Application's resources
         self.controllers = Controllers(self)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._bootstrap(service_cidr, cluster_dns)
+        self.rollout_seconds = 0.3  # how long a Deployment's new generation takes to roll out
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> FakeApiServer:
@@ -319,6 +322,8 @@ class _Handler(BaseHTTPRequestHandler):
         if rt.namespaced and ns is None and not (method == "GET" and name is None):
             raise _page_not_found()
         dry = query.get("dryRun") == "All"
+        if fake.controllers.pending:  # time passed for what a controller waits on (a cascade deletion)
+            fake.controllers.reconcile()
         manager = query.get("fieldManager") or self.headers.get("User-Agent", "unknown").split("/")[0]
         if method == "GET" and query.get("watch", "").lower() in ("true", "1"):
             raise ApiError(405, "MethodNotAllowed", "the fake API server does not serve watch requests")

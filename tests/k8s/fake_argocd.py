@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -129,8 +129,27 @@ def _prune(fake: FakeApiServer, app_name: str, keep: list[Obj]) -> None:
                 fake.store.delete(rt, meta.get("namespace"), meta["name"])
 
 
+def deployment_health(dep: Obj) -> str | None:
+    """Why Argo CD calls a Deployment Progressing, or None when Healthy (gitops-engine pkg/health/
+    health_deployment.go, its messages). It turns Degraded only at ProgressDeadlineExceeded (spec.
+    progressDeadlineSeconds, 600 s by default), which the fake never reaches: a pod that cannot pull its image
+    leaves the Application Progressing, not Degraded."""
+    st, spec = dep.get("status") or {}, dep.get("spec") or {}
+    if st.get("observedGeneration", 0) < dep["metadata"].get("generation", 1):
+        return "Waiting for rollout to finish: observed deployment generation less than desired generation"
+    wanted, updated = spec.get("replicas", 1), st.get("updatedReplicas", 0)
+    if updated < wanted:
+        return f"Waiting for rollout to finish: {updated} out of {wanted} new replicas have been updated..."
+    if st.get("replicas", 0) > updated:
+        return f"Waiting for rollout to finish: {st['replicas'] - updated} old replicas are pending termination..."
+    if st.get("availableReplicas", 0) < updated:
+        available_now = st.get("availableReplicas", 0)
+        return f"Waiting for rollout to finish: {available_now} of {updated} updated replicas are available..."
+    return None
+
+
 def health(fake: FakeApiServer, app: Obj) -> Obj:
-    """Healthy, or Degraded naming the pod and image a workload of the app is stuck pulling."""
+    """Healthy, or Progressing with the first workload's reason (the worst of the app's resources wins)."""
     status = app.get("status") or {}
     if status.get("health", {}).get("status") == "Missing" and "resources" not in status:
         return status["health"]
@@ -139,23 +158,13 @@ def health(fake: FakeApiServer, app: Obj) -> Obj:
         if res["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
             continue
         obj = fake.store.find(fake.rtype("apps/v1", res["kind"]), res["namespace"], res["name"])
-        if obj is not None and not available(res["kind"], obj):
-            problems.append(_why(fake, res, obj))
-    if problems:
-        return {"status": "Degraded", "message": "; ".join(problems)}
-    return {"status": "Healthy"}
-
-
-def _why(fake: FakeApiServer, res: Obj, obj: Obj) -> str:
-    prt = fake.rtype("v1", "Pod")
-    for pod in fake.store.list(prt, res["namespace"]):
-        if not any(r.get("uid") == obj["metadata"]["uid"] for r in pod["metadata"].get("ownerReferences") or []):
+        if obj is None:
             continue
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            waiting: Any = cs.get("state", {}).get("waiting")
-            if waiting:
-                return (
-                    f"{res['kind']} {res['namespace']}/{res['name']}: pod {pod['metadata']['name']} container "
-                    f'{cs["name"]} image "{cs["image"]}": {waiting["reason"]}'
-                )
-    return f"{res['kind']} {res['namespace']}/{res['name']} is not available"
+        why = deployment_health(obj) if res["kind"] == "Deployment" else None
+        if why is None and not available(res["kind"], obj):
+            why = f"{res['kind']} {res['namespace']}/{res['name']} is not available"
+        if why:
+            problems.append(why)
+    if problems:
+        return {"status": "Progressing", "message": "; ".join(problems)}
+    return {"status": "Healthy"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from tests.k8s.fake_apiserver import FakeApiServer
 
 _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+CASCADE = "resources-finalizer.argocd.argoproj.io"
 _MAX_POOL = 4096
 
 
@@ -48,6 +50,9 @@ class Controllers:
         self._synced: dict[str, int] = {}  # Application uid -> generation last synced
         self._ran: set[str] = set()  # Pod uids handed to pod_runner
         self._seen: set[str] = set()  # Pod uids scheduled already
+        self._deleting: dict[str, float] = {}  # Application uid -> when its deletion was first seen
+        self._rollouts: dict[tuple[str, int], float] = {}  # (Deployment uid, generation) -> when first seen
+        self.pending = False  # something waits for time to pass: reconcile on the next request, reads too
 
     def rt(self, api_version: str, kind: str) -> ResourceType | None:
         return self.fake.registry.by_kind(api_version, kind)
@@ -57,6 +62,7 @@ class Controllers:
         return self.store.put_internal(rt, obj)["metadata"]["resourceVersion"] != before
 
     def reconcile(self) -> None:
+        self.pending = False  # set again by whatever waits for time to pass
         for _ in range(10):  # until nothing changes: a sync makes Deployments, which make Pods
             changed = self._workloads()
             changed = self._pods() or changed
@@ -104,10 +110,20 @@ class Controllers:
         for pod in pods:
             changed = self._pod(prt, pod) or changed
         ready = sum(1 for n in names if _pod_ready(self.store.find(prt, ns, n)))
-        status = self._workload_status(wrt.kind, meta.get("generation", 1), count, ready, h)
+        gen = meta.get("generation", 1)
+        status = self._workload_status(wrt.kind, gen, count, ready, h)
+        if wrt.kind == "Deployment" and self._rolling(meta["uid"], gen):
+            status = _mid_rollout(status, count, first=gen == 1)
         if w.get("status") != status:
             changed = self._put(wrt, {**w, "status": status}) or changed
         return changed
+
+    def _rolling(self, uid: str, generation: int) -> bool:
+        """A Deployment's new generation takes ``fake.rollout_seconds`` to roll out (pods start, probes pass)."""
+        started = self._rollouts.setdefault((uid, generation), time.monotonic())
+        rolling = time.monotonic() - started < self.fake.rollout_seconds
+        self.pending = self.pending or rolling
+        return rolling
 
     @staticmethod
     def _workload_status(kind: str, gen: int, count: int, ready: int, h: str) -> Obj:
@@ -299,6 +315,9 @@ class Controllers:
             if app is None:
                 continue
             meta = app["metadata"]
+            if meta.get("deletionTimestamp"):
+                changed = self._finalize(art, app) or changed
+                continue
             if self._synced.get(meta["uid"]) != meta.get("generation") or app.get("operation"):
                 self._synced[meta["uid"]] = meta.get("generation", 1)
                 app["status"] = sync(self.fake, app)
@@ -306,6 +325,37 @@ class Controllers:
             app.setdefault("status", {})["health"] = health(self.fake, app)
             changed = self._put(art, app) or changed
         return changed
+
+    def _finalize(self, art: ResourceType, app: Obj) -> bool:
+        """A deleted Application with Argo CD's cascade finalizer: after ``cascade_seconds`` (the controller
+        deletes what it tracks and waits for it, seconds on a real cluster), its resources go, then the finalizer
+        (argo-cd docs, user-guide/app_deletion; without the finalizer nothing of the app is deleted)."""
+        meta = app["metadata"]
+        started = self._deleting.setdefault(meta["uid"], time.monotonic())
+        if time.monotonic() - started < self.fake.cascade_seconds:
+            self.pending = True
+            return False
+        if CASCADE in (meta.get("finalizers") or []):
+            for res in (app.get("status") or {}).get("resources") or []:
+                rt = self.fake.registry.by_kind(f"{res['group']}/{res['version']}".lstrip("/"), res["kind"])
+                if rt is not None and self.store.find(rt, res["namespace"] or None, res["name"]) is not None:
+                    self.store.delete(rt, res["namespace"] or None, res["name"])
+        finalizers = [f for f in meta.get("finalizers") or [] if f != CASCADE]
+        return self._put(art, {**app, "metadata": {**meta, "finalizers": finalizers}})
+
+
+def _mid_rollout(status: Obj, count: int, first: bool) -> Obj:
+    """A Deployment while its new ReplicaSet rolls out, as the deployment controller reports it: a first one is
+    not Available yet; a later one stays Available on the old replicas while updatedReplicas lags behind
+    (kubernetes pkg/controller/deployment/sync.go, calculateStatus)."""
+    if first:
+        counts = {"updatedReplicas": count, "readyReplicas": 0, "availableReplicas": 0, "unavailableReplicas": count}
+        cond = {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}
+    else:
+        counts = {"replicas": 2 * count, "updatedReplicas": 0, "readyReplicas": count, "availableReplicas": count}
+        cond = {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
+    progressing = {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}
+    return {**_compact({**status, **counts}), "conditions": [cond, progressing]}
 
 
 def _pod_ready(pod: Obj | None) -> bool:

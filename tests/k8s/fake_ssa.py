@@ -1,14 +1,16 @@
 """Field ownership for the fake API server: server-side apply, managedFields (FieldsV1) and the patch formats.
 
-Simplification (the real server reads list semantics from the OpenAPI schema): a list whose items are all
-maps with a unique ``name`` is an associative list keyed by name; every other list is atomic.
+Lists merge as the real server merges them, by the OpenAPI schema's list type and map keys (fake_lists.py).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import Any
+
+from tests.k8s.fake_lists import item_key, list_keys
 
 Path = tuple[str, ...]
 _MISSING = object()
@@ -25,30 +27,43 @@ class PatchError(Exception):
     pass
 
 
-def _keyed(value: list[Any]) -> bool:
-    names = [i.get("name") for i in value if isinstance(i, dict)]
-    return (
-        bool(value)
-        and len(names) == len(value)
-        and all(isinstance(n, str) for n in names)
-        and (len(set(names)) == len(names))
-    )
+KeysFor = Callable[[tuple[str, ...]], tuple[str, ...] | None]
 
 
-def _key(item: dict[str, Any]) -> str:
-    return "k:" + json.dumps({"name": item["name"]}, separators=(",", ":"))
+def _atomic(_fields: tuple[str, ...]) -> tuple[str, ...] | None:
+    return None
 
 
-def leaves(value: Any, prefix: Path = ()) -> dict[Path, Any]:
-    """Every owned leaf of ``value``: scalars, atomic lists and empty maps, by FieldsV1 path."""
+def _item_keys(value: list[Any], keys: tuple[str, ...] | None) -> list[dict[str, Any]] | None:
+    """Each item's key when ``value`` is a map list whose items all carry distinct keys, else None (atomic)."""
+    if not keys or not value:
+        return None
+    found = [item_key(i, keys) for i in value]
+    if any(k is None for k in found):
+        return None
+    encoded = [json.dumps(k, sort_keys=True) for k in found]
+    return found if len(set(encoded)) == len(encoded) else None  # type: ignore[return-value]
+
+
+def _key(key: dict[str, Any]) -> str:
+    return "k:" + json.dumps(key, sort_keys=True, separators=(",", ":"))
+
+
+def _fields(prefix: Path) -> tuple[str, ...]:
+    return tuple(e[2:] for e in prefix if e.startswith("f:"))
+
+
+def leaves(value: Any, prefix: Path = (), keys_for: KeysFor = _atomic) -> dict[Path, Any]:
+    """Every owned leaf of ``value``: scalars, atomic lists and empty maps, by FieldsV1 path; map lists (by the
+    schema, ``keys_for``) by item key."""
     out: dict[Path, Any] = {}
     if isinstance(value, dict) and value:
         for k, v in value.items():
             if v is not None:
-                out.update(leaves(v, (*prefix, f"f:{k}")))
-    elif isinstance(value, list) and _keyed(value):
-        for item in value:
-            out.update(leaves(item, (*prefix, _key(item))))
+                out.update(leaves(v, (*prefix, f"f:{k}"), keys_for))
+    elif isinstance(value, list) and (keys := _item_keys(value, keys_for(_fields(prefix)))) is not None:
+        for item, key in zip(value, keys, strict=True):
+            out.update(leaves(item, (*prefix, _key(key)), keys_for))
     elif prefix:
         out[prefix] = value
     return out
@@ -71,14 +86,14 @@ def _step(node: Any, elem: str, create: bool) -> Any:
         if elem[2:] not in node and create:
             node[elem[2:]] = {}
         return node.get(elem[2:], _MISSING)
-    name = json.loads(elem[2:])["name"]
+    key = _item(elem)
     if not isinstance(node, list):
         return _MISSING
     for item in node:
-        if isinstance(item, dict) and item.get("name") == name:
+        if isinstance(item, dict) and item_key(item, tuple(key)) == key:
             return item
     if create:
-        node.append({"name": name})
+        node.append(dict(key))
         return node[-1]
     return _MISSING
 
@@ -116,23 +131,25 @@ def del_at(obj: dict[str, Any], path: Path) -> None:
         if nxt is _MISSING:
             return
         chain.append(nxt)
-    item_key = path[-1] == "f:name" and len(path) > 1 and path[-2].startswith("k:")
-    if not item_key and isinstance(chain[-1], dict):
-        chain[-1].pop(path[-1][2:], None)  # a keyed item's name goes with the item, below
+    in_key = len(path) > 1 and path[-2].startswith("k:") and path[-1][2:] in _item(path[-2])
+    if not in_key and isinstance(chain[-1], dict):
+        chain[-1].pop(path[-1][2:], None)  # a keyed item's key fields go with the item, below
     for depth in range(len(path) - 2, -1, -1):
         child, elem, parent = chain[depth + 1], path[depth], chain[depth]
         if elem.startswith("k:"):
-            if child != {"name": _name(elem)}:
+            key = _item(elem)
+            if not isinstance(child, dict) or set(child) - set(key):
                 return
-            parent[:] = [i for i in parent if not (isinstance(i, dict) and i.get("name") == _name(elem))]
+            parent[:] = [i for i in parent if not (isinstance(i, dict) and item_key(i, tuple(key)) == key)]
         else:
             if child not in ({}, []):
                 return
             parent.pop(elem[2:], None)
 
 
-def _name(elem: str) -> str | None:
-    return json.loads(elem[2:])["name"] if elem.startswith("k:") else None
+def _item(elem: str) -> dict[str, Any]:
+    """The key fields of a ``k:{...}`` path element."""
+    return dict(json.loads(elem[2:])) if elem.startswith("k:") else {}
 
 
 def to_fields(paths: set[Path]) -> dict[str, Any]:
@@ -184,7 +201,8 @@ def managed_fields(own: dict[tuple[str, str], tuple[str, set[Path]]], now: str) 
 def dotted(path: Path) -> str:
     out = ""
     for elem in path:
-        out += f".{elem[2:]}" if elem.startswith("f:") else f'[name="{_name(elem)}"]'
+        key = ",".join(f"{k}={json.dumps(v)}" for k, v in _item(elem).items())
+        out += f".{elem[2:]}" if elem.startswith("f:") else f"[{key}]"
     return out
 
 
@@ -195,8 +213,9 @@ def apply(
     own = owners(live)
     me = (manager, "Apply")
     prev = own.get(me, ("", set()))[1]
-    want = leaves(tracked(applied, has_status))
-    have = leaves(tracked(live, has_status))
+    keys_for = list_keys(applied)
+    want = leaves(tracked(applied, has_status), keys_for=keys_for)
+    have = leaves(tracked(live, has_status), keys_for=keys_for)
     conflicts = []
     for path, val in want.items():
         if have.get(path, _MISSING) in (_MISSING, val):
@@ -225,8 +244,9 @@ def record_update(
 ) -> dict[tuple[str, str], tuple[str, set[Path]]]:
     """A non-apply write: its manager owns what it changed; everyone loses changed and removed fields."""
     own = owners(old)
-    before = leaves(tracked(old or {}, has_status))
-    after = leaves(tracked(new, has_status))
+    keys_for = list_keys(new)
+    before = leaves(tracked(old or {}, has_status), keys_for=keys_for)
+    after = leaves(tracked(new, has_status), keys_for=keys_for)
     changed = {p for p, v in after.items() if before.get(p, _MISSING) != v}
     lost = changed | (set(before) - set(after))
     own = {k: (av, paths - lost) for k, (av, paths) in own.items()}

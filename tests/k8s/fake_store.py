@@ -28,7 +28,15 @@ from tests.k8s.fake_types import Registry, ResourceType
 
 __all__ = ["ApiError", "Obj", "Store", "clone", "decode", "now"]
 
-_SERVER_META = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
+_SERVER_META = (
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
 
 
 class Store:
@@ -178,9 +186,21 @@ class Store:
         return self._commit(rt, old, new, own, dry_run)
 
     def delete(self, rt: ResourceType, ns: str | None, name: str, dry_run: bool = False) -> Obj:
+        """An object with finalizers is only marked (deletionTimestamp: Terminating) and answered with 200 and
+        the object; it goes once its finalizers are removed (kubernetes.io/docs/concepts/overview/
+        working-with-objects/finalizers/)."""
         obj = self.find(rt, ns, name)
         if obj is None:
             raise not_found(rt, name)
+        if obj["metadata"].get("finalizers"):
+            if dry_run or obj["metadata"].get("deletionTimestamp"):
+                return self._view(rt, obj)
+            marked = clone(obj)
+            marked["metadata"].update(deletionTimestamp=now(), deletionGracePeriodSeconds=0)
+            self.rv += 1
+            marked["metadata"]["resourceVersion"] = str(self.rv)
+            self.objects[(rt.group, rt.plural, ns or "", name)] = marked
+            return self._view(rt, marked)
         if not dry_run:
             self._remove(rt, obj)
         return {
@@ -272,6 +292,9 @@ class Store:
         self._server_defaults(rt, old, new)
         if old is not None and same_object(old, new):
             return self._view(rt, old)
+        if old is not None and meta.get("deletionTimestamp") and not meta.get("finalizers") and not dry_run:
+            self._remove(rt, old)  # the last finalizer went: the object is deleted now
+            return self._view(rt, new)
         if not dry_run:
             self.rv += 1
             meta["resourceVersion"] = str(self.rv)

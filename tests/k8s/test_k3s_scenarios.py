@@ -147,10 +147,10 @@ def test_image_pull_failure_names_image_node_and_degraded_app(installed: Platfor
     assert not pulls[0]
     assert "postgres:13-alpine on node k3s-server" in pulls[1] and "ImagePullBackOff" in pulls[1]
     apps = checks(result)["applications_synced_healthy"]
-    assert not apps[0] and "postgres Synced/Degraded" in apps[1]
+    assert not apps[0] and "postgres Synced/Progressing" in apps[1]
     failed = step_failures(result)
     assert set(failed) == {"postgres"}
-    assert "Application postgres is Synced/Degraded" in failed["postgres"]
+    assert "Application postgres is Synced/Progressing" in failed["postgres"]
     assert "cannot pull postgres:13-alpine on k3s-server" in failed["postgres"]
     assert "lookup registry-1.docker.io: no such host" in pulls[1]
     assert platform.fake.pulls == []

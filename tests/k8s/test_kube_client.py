@@ -163,7 +163,8 @@ def test_upstream_metallb_v012_applies_without_its_podsecuritypolicies(kube: Kub
     }
     assert set(_actions(kube.apply(served))) == {"created"}
     assert set(_actions(kube.apply(served))) == {"unchanged"}
-    assert kube.deployments_available("metallb-system", ["controller"]) == {"controller": True}
+    assert kube.deployments_available("metallb-system", ["controller"]) == {"controller": False}  # rolling out
+    kube.wait_available("metallb-system", ["controller"], timeout=5)
 
 
 def test_image_pull_failures_and_waiting(kube: KubeClient, fake_api: FakeApiServer) -> None:
@@ -178,14 +179,27 @@ def test_image_pull_failures_and_waiting(kube: KubeClient, fake_api: FakeApiServ
     )
     assert failure.pod.startswith("bad-") and "ghcr.io/example/missing:0.1" in failure.message
     assert kube.image_pull_failures(None) == [failure] and kube.image_pull_failures("kube-system") == []
+    assert kube.deployment_states("default", ["good"]) == {"good": "0 of 1 updated replicas available"}  # rolling
+    kube.wait_available("default", ["good"], timeout=5)
     assert kube.deployments_available("default", ["good", "bad", "absent"]) == {
         "good": True,
         "bad": False,
         "absent": False,
     }
-    kube.wait_available("default", ["good"], timeout=1)
     with pytest.raises(KubeError, match=r"not available after 0\.2s: bad \(0 of 1 updated replicas available\)$"):
         kube.wait_available("default", ["good", "bad"], timeout=0.2, interval=0.05)
+
+
+def test_a_new_generation_is_pending_while_updated_replicas_lag(kube: KubeClient) -> None:
+    """The old replicas keep the Deployment Available while the new ones roll: Available alone says nothing."""
+    kube.apply([deployment("web")])
+    kube.wait_available("default", ["web"], timeout=5)
+    kube.apply([deployment("web", image="nginx:1.28")])
+    live = kube.get(deployment("web")) or {}
+    assert {c["type"]: c["status"] for c in live["status"]["conditions"]}["Available"] == "True"
+    assert kube.deployment_states("default", ["web"]) == {"web": "0 of 1 new replicas updated"}
+    kube.wait_available("default", ["web"], timeout=5)
+    assert kube.deployment_states("default", ["web"]) == {"web": None}
 
 
 def test_list_managed_and_delete(kube: KubeClient) -> None:

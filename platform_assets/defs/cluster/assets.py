@@ -15,7 +15,7 @@ from platform_core.cluster.bundle import bundle_images, required_images
 from platform_core.cluster.gitops_source import tree_config_map
 from platform_core.cluster.image import bundle_archive, desired_image, live_image, normalized_ref
 from platform_core.cluster.kube import KubeClient
-from platform_core.cluster.orphans import APPLICATION
+from platform_core.cluster.orphans import application_orphans
 from platform_core.cluster.reconcile import cluster_spec, reconcile_asset
 from platform_core.cluster.render import REPO_ROOT, diff_tree, render_infra_tree
 from platform_core.cluster.render_argocd import platform_namespace
@@ -266,9 +266,9 @@ def images_pull(cluster: ClusterResource) -> dg.AssetCheckResult:
 @dg.asset_check(asset="gitops", description="No live Application is missing from git (the seed's MinIO orphan).")
 @check_errors_fail
 def no_orphan_applications(cluster: ClusterResource) -> dg.AssetCheckResult:
-    live = {a["metadata"]["name"] for a in cluster.kube().list(*APPLICATION, namespace=ARGOCD_NAMESPACE)}
-    orphans = sorted(live - desired_applications())
+    orphans, pruning = application_orphans(cluster.kube(), desired_applications())
     hint = "; prune with k3s.prune_orphans: true" if orphans else ""
+    hint += f" (being pruned: {', '.join(pruning)})" if pruning else ""
     return dg.AssetCheckResult(passed=not orphans, description=f"orphans: {', '.join(orphans) or 'none'}{hint}")
 
 

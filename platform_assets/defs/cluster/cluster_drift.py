@@ -11,9 +11,8 @@ from platform_core.alerting.findings import Finding
 from platform_core.alerting.sensors import DRIFT_INTERVAL_SECONDS, alert_on_findings
 from platform_core.cluster.k3s_install import cidr_change, installed_cidrs
 from platform_core.cluster.kube import KubeClient, KubeError
-from platform_core.cluster.orphans import APPLICATION, describe, orphan_objects
+from platform_core.cluster.orphans import application_orphans, describe, orphan_objects
 from platform_core.cluster.render import SERVICES
-from platform_core.cluster.render_base import ARGOCD_NAMESPACE
 from platform_core.cluster.render_metallb import render_metallb
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.services import hand_edits
@@ -89,7 +88,7 @@ def _hand_edits(cluster: ClusterResource, kube: KubeClient) -> list[Finding]:
 
 
 def _orphans(cluster: ClusterResource, kube: KubeClient) -> list[Finding]:
-    live = {a["metadata"]["name"] for a in kube.list(*APPLICATION, namespace=ARGOCD_NAMESPACE)}
+    orphans, _ = application_orphans(kube, desired_applications())
     return [
         Finding(
             f"orphan_application:{name}",
@@ -98,7 +97,7 @@ def _orphans(cluster: ClusterResource, kube: KubeClient) -> list[Finding]:
             f"Application {name} is live but not in infra/ (pruned only with k3s.prune_orphans: true)",
             remedy="manual",
         )
-        for name in sorted(live - desired_applications())
+        for name in orphans
     ] + [
         Finding(
             f"orphan_object:{describe(obj)}",
