@@ -289,13 +289,8 @@ class KubeClient(WorkloadHealth):
             body=obj,
             content_type="application/apply-patch+yaml",
         )
-        if live is None:
-            action = "created"
-        elif dry_run:
-            action = "unchanged" if _settled(live) == _settled(out) else "configured"
-        else:
-            same = live["metadata"]["resourceVersion"] == out["metadata"]["resourceVersion"]
-            action = "unchanged" if same else "configured"
+        # Compared as settled, not by resourceVersion: a controller's status write between GET and PATCH moves it.
+        action = "created" if live is None else "unchanged" if _settled(live) == _settled(out) else "configured"
         return ApplyResult(key[0], key[1], ns, meta["name"], action)
 
     def _wait_established(self, crds: builtins.list[Obj], timeout: float = 60.0) -> None:

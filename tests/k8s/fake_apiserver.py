@@ -23,6 +23,7 @@ from tests.k8s import fake_metrics
 from tests.k8s.fake_controllers import Controllers
 from tests.k8s.fake_store import ApiError, Obj, Store, decode
 from tests.k8s.fake_types import Registry, ResourceType
+from tests.k8s.schemas import SchemaError, validate_served
 
 
 class FakeApiServer:
@@ -49,6 +50,7 @@ class FakeApiServer:
         self.token = secrets.token_hex(16)
         self.registry = Registry()
         self.store = Store(self.registry, service_cidr, cluster_dns)
+        self.store.check = _schema_check
         self.unpullable_images: set[str] = set()
         # The node's network and containerd (tests/k8s/fake_kubelet.py): without egress nothing is pulled from a
         # registry nor cloned from outside; node_images() is what containerd holds (None: nothing, all is pulled).
@@ -365,6 +367,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not dry:
             fake.controllers.reconcile()
         return code, out
+
+
+def _schema_check(obj: Obj) -> None:
+    """A write's object, less the status its controller owns (written, and validated, through /status)."""
+    try:
+        validate_served({k: v for k, v in obj.items() if k != "status"})
+    except SchemaError as err:
+        raise ApiError(422, "Invalid", str(err)) from None
 
 
 def _body(raw: bytes) -> Obj:

@@ -6,6 +6,7 @@ import base64
 import ipaddress
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from tests.k8s import fake_ssa as ssa
@@ -49,6 +50,9 @@ class Store:
         self.rv = 0
         self.network = ipaddress.ip_network(service_cidr)
         self.cluster_dns = cluster_dns
+        # The API server validates every write against the type's schema and refuses an invalid one with 422
+        # Invalid: set by the fake to the real 1.31 and CRD schemas (tests/k8s/schemas.py).
+        self.check: Callable[[Obj], None] | None = None
 
     # --- reads -------------------------------------------------------------------------------------------
     def find(self, rt: ResourceType, ns: str | None, name: str) -> Obj | None:
@@ -290,6 +294,8 @@ class Store:
         if own is not None:
             meta["managedFields"] = ssa.managed_fields(own, now())
         self._server_defaults(rt, old, new)
+        if own is not None and self.check is not None:
+            self.check(new)
         if old is not None and same_object(old, new):
             return self._view(rt, old)
         if old is not None and meta.get("deletionTimestamp") and not meta.get("finalizers") and not dry_run:

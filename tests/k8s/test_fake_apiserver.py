@@ -410,6 +410,7 @@ def _argocd(api: client.ApiClient) -> None:
     _ns(core, "argocd")
     sts = deployment("argocd-application-controller", "quay.io/argoproj/argocd:v3.5.1", ns="argocd")
     sts["kind"] = "StatefulSet"
+    sts["spec"]["serviceName"] = "argocd-application-controller"  # required by the 1.31 schema
     client.AppsV1Api(api).create_namespaced_stateful_set("argocd", sts)
 
 
