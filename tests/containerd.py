@@ -98,6 +98,17 @@ def present(host: ScriptedHost) -> set[str]:
     return {key[len(prefix) :] for key, answer in host.answers.items() if key.startswith(prefix) and answer[0] == 0}
 
 
+def ctr_label(host: ScriptedHost, argv: list[str]) -> None:
+    """`k3s ctr -n k8s.io images label <ref> io.cri-containerd.pinned=pinned`: crictl then reports it pinned."""
+    ref, label = argv[-2], argv[-1]
+    rc, out = host.answers[crictl_key(ref)][:2]
+    if rc != 0:
+        return  # ctr: image not found (the scripted host cannot fail a command; the probe after it does)
+    doc = json.loads(out)
+    doc["status"]["pinned"] = label == "io.cri-containerd.pinned=pinned" or doc["status"]["pinned"]
+    host.answers[crictl_key(ref)] = (0, json.dumps(doc, indent=2))
+
+
 def install(host: ScriptedHost, refs: list[str]) -> None:
     """Give ``host`` containerd (``refs`` absent at first) and podman, with the effects of their commands."""
     built: dict[str, tuple[bytes, dict[str, str]]] = {}  # podman's local images: ref -> (layer, labels)
@@ -120,6 +131,7 @@ def install(host: ScriptedHost, refs: list[str]) -> None:
         absent(host, ref)
     host.prefix_effects |= {
         shlex.join([K3S_BIN, "ctr", "-n", "k8s.io", "images", "import"]): ctr_import,
+        shlex.join([K3S_BIN, "ctr", "-n", "k8s.io", "images", "label"]): ctr_label,
         "podman build": podman_build,
         "podman save": podman_save,
         "rm -rf --": rm_rf,

@@ -35,6 +35,7 @@ from platform_core.cluster.upstream import UpstreamPins
 from platform_core.config import PlatformConfig
 from platform_core.host.executor import Executor
 from platform_core.host.prepare import HostStep, run_steps
+from platform_core.redact import redact_url
 
 Obj = dict[str, Any]
 SUMS = Path("images") / "SHA256SUMS"
@@ -182,11 +183,10 @@ def bundle_listing(cfg: PlatformConfig, pins: UpstreamPins | None = None) -> lis
         lines.append("selinux/k3s-selinux-*.el9.noarch.rpm: https://rpm.rancher.io/k3s/stable/common/centos/9/noarch")
     lines.append(f"{SUMS}: `sha256sum *.tar` in images/, a line for each archive below but platform-image.tar")
     for image in required_images(cfg, pins):
-        how = f"docker pull {image.ref} && docker save -o {image.archive} {image.ref}"
+        how = f"docker pull --platform linux/amd64 {image.ref} && docker save -o {image.archive} {image.ref}"
         if image.platform:
-            how = f"docker build -t {image.ref} -f infra/image/Dockerfile . && docker save -o {image.archive} " + (
-                f"{image.ref}; optional when the host builds it (k3s.image_source)"
-            )
+            build = f"docker build --platform linux/amd64 -t {image.ref} -f infra/image/Dockerfile ."
+            how = f"{build} && docker save -o {image.archive} {image.ref}; optional when the host builds it"
         lines.append(f"{image.archive}: {how}")
     return lines
 
@@ -196,7 +196,7 @@ def import_steps(archives: dict[str, ArchiveImage]) -> list[HostStep]:
     """Each image present in K3s's containerd with its archive's id, else imported from the archive."""
 
     def present(ref: str, image_id: str) -> Callable[[Executor], bool]:
-        return lambda ex: (live := live_image(ex, ref)) is not None and live.image_id == image_id
+        return lambda ex: (live := live_image(ex, ref)) is not None and live.image_id == image_id and live.pinned
 
     return [
         HostStep(
@@ -213,7 +213,7 @@ def cluster_images_step(c: ClusterResource) -> StepResult:
     images = required_images(cfg)
     metadata = {
         "images": "\n".join(f"{i.ref}: {', '.join(i.used_by)}" for i in images),
-        "gitops_source": repo_url(cfg),
+        "gitops_source": redact_url(repo_url(cfg)),
         "source": f"{mode}: " + ("imported from the offline bundle" if mode == "airgap" else "pulled by the kubelet"),
     }
     if mode == "online":

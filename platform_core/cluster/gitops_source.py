@@ -4,15 +4,19 @@ Air-gap means the cluster clones nothing from outside, and Argo CD only syncs fr
 OCI). So the platform puts the rendered tree into a ConfigMap and runs ``git daemon`` on the platform image
 (already in containerd): at start the pod commits the tree with a fixed author and date (the same tree always
 gives the same commit, so a restart is no new revision for Argo CD) and serves it read-only on git:// 9418.
-Argo CD reads git:// repositories (go-git lists the refs, the git CLI fetches; argo-cd#10587 serves its test
-repositories with ``git daemon``); a plain HTTP file server would not do (argo-cd#17267: no dumb HTTP).
+Argo CD reads git:// repositories (go-git lists the refs, the git CLI fetches; argo-cd#10587 is a user whose
+Applications sync from repositories served by ``git daemon``); a plain HTTP file server would not do
+(argo-cd#17267: no dumb HTTP).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 
+from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.kube_error import KubeError
 from platform_core.cluster.render_base import (
     ARGOCD_NAMESPACE,
     Obj,
@@ -35,8 +39,9 @@ TREE_DIGEST = "mlops-platform/tree-digest"  # pod-template annotation: a new tre
 UID = 10001  # the platform image's non-root user (infra/image/Dockerfile)
 _MAX_TREE_BYTES = 900 * 1024  # a ConfigMap holds at most 1 MiB
 # The mounted ConfigMap's top level holds ..data and ..<timestamp> beside the files' symlinks: tar follows the
-# symlinks and leaves those out. The commit is fixed in name and date, so it depends on the tree alone.
-_SERVE = f"""set -eu
+# symlinks and leaves those out. The commit is fixed in name and date, so it depends on the tree alone. The
+# emptyDir outlives a container restart: the previous bare repository is replaced, not cloned over.
+SERVE_SCRIPT = f"""set -eu
 work=$(mktemp -d)
 tar -C {TREE_MOUNT} -chf - --exclude='./..*' . | tar -C "$work" -xf -
 cd "$work"
@@ -44,7 +49,9 @@ git init -q -b {BRANCH} .
 git add -A
 GIT_AUTHOR_DATE=2000-01-01T00:00:00Z GIT_COMMITTER_DATE=2000-01-01T00:00:00Z \\
   git -c user.name=mlops-platform -c user.email=mlops-platform@localhost commit -q -m 'infra/ from platform.yaml'
+rm -rf /srv/git/{REPOSITORY}
 git clone -q --bare "$work" /srv/git/{REPOSITORY}
+cd /
 rm -rf "$work"
 exec git daemon --reuseaddr --export-all --base-path=/srv/git --listen=0.0.0.0 --port={PORT} /srv/git
 """
@@ -90,7 +97,7 @@ def _pod(cfg: PlatformConfig, tree: dict[str, str]) -> Obj:
         "name": "git-daemon",
         "image": cfg.versions.platform_image,
         "imagePullPolicy": "IfNotPresent",  # imported into containerd by platform_image
-        "command": ["sh", "-c", _SERVE],
+        "command": ["sh", "-c", SERVE_SCRIPT],
         "env": [{"name": "HOME", "value": "/srv/git"}],
         "ports": [{"name": "git", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": {"tcpSocket": {"port": "git"}, "periodSeconds": 5},
@@ -106,6 +113,7 @@ def _pod(cfg: PlatformConfig, tree: dict[str, str]) -> Obj:
     items = [{"key": config_map_key(p), "path": p} for p in sorted(tree)]
     return {
         "containers": [container],
+        "terminationGracePeriodSeconds": 5,  # git daemon as PID 1 leaves SIGTERM to the kubelet's kill
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "volumes": [
             {"name": "tree", "configMap": {"name": NAME, "items": items}},
@@ -121,3 +129,35 @@ def render_gitops_source(cfg: PlatformConfig, tree: dict[str, str]) -> list[Obj]
     server["spec"]["template"]["metadata"]["annotations"] = {TREE_DIGEST: tree_digest(tree)[:16]}
     ports = service(NAME, ASSET, ARGOCD_NAMESPACE, {"git": PORT}, lb=False)
     return [tree_config_map(tree), server, ports]
+
+
+REFRESH = "argocd.argoproj.io/refresh"
+REFRESH_MANAGER = "mlops-platform-refresh"
+
+
+def refresh_applications(kube: KubeClient, names: list[str], timeout: float, interval: float = 0.5) -> list[str]:
+    """Have Argo CD read the new commit now rather than at its next poll (3 min): the ``refresh`` annotation, which
+    the controller removes once it has compared the Application with git again (`argocd app get --refresh` sets
+    it and waits for that). Returns the Applications refreshed."""
+    live = [name for name in names if kube.get(application_ref(name)) is not None]
+    for name in live:
+        stamp = application_ref(name)
+        stamp["metadata"]["annotations"] = {REFRESH: "normal"}
+        kube.apply([stamp], field_manager=REFRESH_MANAGER)
+    deadline = time.monotonic() + timeout
+    while pending := [name for name in live if _refresh_pending(kube, name)]:
+        if time.monotonic() > deadline:
+            raise KubeError(f"Argo CD has not refreshed {', '.join(pending)} after {timeout:g}s")
+        time.sleep(interval)
+    return live
+
+
+def _refresh_pending(kube: KubeClient, name: str) -> bool:
+    annotations = ((kube.get(application_ref(name)) or {}).get("metadata") or {}).get("annotations") or {}
+    return REFRESH in annotations
+
+
+def application_ref(name: str) -> Obj:
+    """An Argo CD Application by name, for get/apply/delete."""
+    meta = {"name": name, "namespace": ARGOCD_NAMESPACE}
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": meta}

@@ -17,7 +17,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from platform_core.config import PlatformConfig
 from platform_core.host.executor import Executor, HostCommandError, HostError
@@ -37,6 +37,7 @@ CONTEXT_PATHS = (
     "ml_assets",
     "platformctl",
 )
+PINNED = "io.cri-containerd.pinned=pinned"
 WORK_DIR = "/var/tmp/mlops-platform-image"  # emptied before and after each build or import
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -141,27 +142,39 @@ class ArchiveImage:
     tags: tuple[str, ...]
 
 
-def read_archive(path: Path, ref: str) -> ArchiveImage:
-    """The image ``ref`` in a docker-archive (``manifest.json`` with ``RepoTags``), refused when absent."""
+def read_archive(path: Path, ref: str, arch: str = "amd64") -> ArchiveImage:
+    """The image ``ref`` in a docker-archive (``manifest.json`` with ``RepoTags``), refused when absent or built
+    for another architecture than the node's (K3s's pinned release assets are amd64)."""
     try:
         with tarfile.open(path) as tar:
             member = tar.extractfile("manifest.json")
             manifest = json.loads(member.read()) if member else None
+            entry = _entry(manifest, ref)
+            config = tar.extractfile(str(entry.get("Config", ""))) if entry else None
+            architecture = json.loads(config.read()).get("architecture") if config else None
     except (OSError, tarfile.TarError, KeyError, ValueError) as err:
         raise ImageError(
             f"{path}: not a docker-archive with manifest.json ({err}); save it with `docker save` "
             "or `podman save --format docker-archive`"
         ) from None
-    want, entries = normalized_ref(ref), manifest if isinstance(manifest, list) else []
-    for entry in entries:
-        tags = tuple(entry.get("RepoTags") or ())
-        if want in map(normalized_ref, tags):
-            digest = Path(str(entry.get("Config", ""))).name.removesuffix(".json")
-            if not re.fullmatch(r"[0-9a-f]{64}", digest):
-                raise ImageError(f"{path}: manifest.json names no config digest for {ref}")
-            return ArchiveImage(path, f"sha256:{digest}", tags)
-    found = sorted(t for entry in entries for t in entry.get("RepoTags") or [])
-    raise ImageError(f"{path} holds {', '.join(found) or 'no tagged image'}, not versions.platform_image {ref}")
+    if entry is None:
+        entries = manifest if isinstance(manifest, list) else []
+        found = sorted(t for e in entries for t in e.get("RepoTags") or [])
+        raise ImageError(f"{path} holds {', '.join(found) or 'no tagged image'}, not {ref}")
+    digest = Path(str(entry.get("Config", ""))).name.removesuffix(".json")
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ImageError(f"{path}: manifest.json names no config digest for {ref}")
+    if architecture != arch:
+        raise ImageError(f"{path}: {ref} is built for {architecture}, the node runs {arch} (docker pull --platform)")
+    return ArchiveImage(path, f"sha256:{digest}", tuple(entry.get("RepoTags") or ()))
+
+
+def _entry(manifest: Any, ref: str) -> dict[str, Any] | None:
+    want = normalized_ref(ref)
+    for entry in manifest if isinstance(manifest, list) else []:
+        if want in map(normalized_ref, entry.get("RepoTags") or ()):
+            return dict(entry)
+    return None
 
 
 # --- what containerd has ---------------------------------------------------------------------------------------
@@ -169,6 +182,7 @@ def read_archive(path: Path, ref: str) -> ArchiveImage:
 class LiveImage:
     image_id: str
     labels: dict[str, str]
+    pinned: bool = False  # safe from the kubelet's image garbage collection
 
 
 def live_image(ex: Executor, ref: str) -> LiveImage | None:
@@ -182,7 +196,8 @@ def live_image(ex: Executor, ref: str) -> LiveImage | None:
         raise HostCommandError(result, ex.describe())
     doc = json.loads(result.out)
     spec = (doc.get("info") or {}).get("imageSpec") or {}
-    return LiveImage(doc["status"]["id"], dict((spec.get("config") or {}).get("Labels") or {}))
+    labels = dict((spec.get("config") or {}).get("Labels") or {})
+    return LiveImage(doc["status"]["id"], labels, bool(doc["status"].get("pinned")))
 
 
 @dataclass(frozen=True)
@@ -195,7 +210,7 @@ class Wanted:
     context: bytes = b""  # host_build: the build context whose sha256 is ``value``
 
     def met_by(self, live: LiveImage | None) -> bool:
-        if live is None:
+        if live is None or not live.pinned:
             return False
         return (live.labels.get(SOURCE_LABEL) if self.source == "host_build" else live.image_id) == self.value
 
@@ -204,7 +219,11 @@ class Wanted:
         if live is None:
             return f"not in K3s's containerd (want {what})"
         have = live.labels.get(SOURCE_LABEL, "none")[:12] if self.source == "host_build" else live.image_id[:19]
-        return f"{'has' if self.met_by(live) else 'stale: has ' + have + ', want'} {what}"
+        if self.met_by(live):
+            return f"has {what}"
+        if self.met_by(LiveImage(live.image_id, live.labels, pinned=True)):
+            return f"has {what}, not pinned (the kubelet's image garbage collection may remove it)"
+        return f"stale: has {have}, want {what}"
 
 
 def desired_image(source: Source, archive: Path | None, ref: str, root: Path) -> Wanted:
@@ -217,9 +236,15 @@ def desired_image(source: Source, archive: Path | None, ref: str, root: Path) ->
 
 
 # --- the host steps ----------------------------------------------------------------------------------------------
-def _import(ex: Executor, tarball: str) -> None:
-    argv = [K3S_BIN, "ctr", "-n", "k8s.io", "images", "import", tarball]  # k8s.io: the CRI's namespace
-    ex.run(argv, sudo=True, timeout=_IMPORT_TIMEOUT, check=True)
+def _import(ex: Executor, tarball: str, refs: tuple[str, ...]) -> None:
+    """Import into the CRI's namespace (k8s.io), then pin each reference: the kubelet's image garbage collection
+    removes unpinned images no running container uses, and in air-gap nothing could pull them back (containerd's
+    CRI label io.cri-containerd.pinned=pinned, as K3s gives its own air-gap images)."""
+    ex.run(
+        [K3S_BIN, "ctr", "-n", "k8s.io", "images", "import", tarball], sudo=True, timeout=_IMPORT_TIMEOUT, check=True
+    )
+    for ref in refs:
+        ex.run([K3S_BIN, "ctr", "-n", "k8s.io", "images", "label", normalized_ref(ref), PINNED], sudo=True, check=True)
 
 
 def _build_apply(ref: str, digest: str, context: bytes) -> Callable[[Executor], None]:
@@ -234,7 +259,7 @@ def _build_apply(ref: str, digest: str, context: bytes) -> Callable[[Executor], 
         ex.run(build, sudo=True, timeout=_BUILD_TIMEOUT, check=True)
         save = ["podman", "save", "--format", "docker-archive", "-o", image, ref]
         ex.run(save, sudo=True, timeout=_IMPORT_TIMEOUT, check=True)  # gigabytes on a small VM disk
-        _import(ex, image)
+        _import(ex, image, (ref,))
         ex.run(["rm", "-rf", "--", WORK_DIR], sudo=True, check=True)
         # the previous build's layers, untagged by this one; the current image stays as the next build's cache
         ex.run(["podman", "image", "prune", "-f"], sudo=True, check=True)
@@ -249,7 +274,7 @@ def import_archive(archive: ArchiveImage) -> Callable[[Executor], None]:
     def apply(ex: Executor) -> None:
         ex.run(["rm", "-rf", "--", WORK_DIR], sudo=True, check=True)
         ex.write_file(remote, archive.path.read_bytes(), 0o600, sudo=True)
-        _import(ex, remote)
+        _import(ex, remote, archive.tags)
         ex.run(["rm", "-rf", "--", WORK_DIR], sudo=True, check=True)
 
     return apply

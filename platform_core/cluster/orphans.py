@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from platform_core.cluster.gitops_source import render_gitops_source
+from platform_core.cluster.gitops_source import application_ref, render_gitops_source
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.kube_error import KubeError
 from platform_core.cluster.render import render_infra_tree
@@ -69,17 +69,9 @@ def describe(obj: Obj) -> str:
     return f"{obj['kind']} {meta.get('namespace') + '/' if meta.get('namespace') else ''}{meta['name']}"
 
 
-def _application_ref(name: str) -> Obj:
-    return {
-        "apiVersion": APPLICATION[0],
-        "kind": APPLICATION[1],
-        "metadata": {"name": name, "namespace": ARGOCD_NAMESPACE},
-    }
-
-
 def prune_application(kube: KubeClient, name: str) -> None:
     """Delete an Application *and* what it deployed: without the finalizer Argo CD leaves the workloads."""
-    ref = _application_ref(name)
+    ref = application_ref(name)
     kube.apply(
         [{**ref, "metadata": {**ref["metadata"], "finalizers": [CASCADE]}}], field_manager="mlops-platform-prune"
     )
@@ -95,12 +87,16 @@ def application_orphans(kube: KubeClient, desired: set[str]) -> tuple[list[str],
     return sorted(names - gone), sorted(names & gone)
 
 
-def prune_applications(kube: KubeClient, names: list[str], timeout: float, interval: float = 0.5) -> None:
-    """Prune each Application with its workloads, and wait until Argo CD has deleted them (bounded)."""
+def prune_applications(
+    kube: KubeClient, names: list[str], terminating: list[str], timeout: float, interval: float = 0.5
+) -> None:
+    """Prune each Application with its workloads, and wait until Argo CD has deleted them and those already
+    ``terminating`` (bounded). The API server refuses a new finalizer on an object being deleted: those are
+    only waited for."""
     for name in names:
         prune_application(kube, name)
     deadline = time.monotonic() + timeout
-    while remaining := [n for n in names if kube.get(_application_ref(n)) is not None]:
+    while remaining := [n for n in [*names, *terminating] if kube.get(application_ref(n)) is not None]:
         if time.monotonic() > deadline:
             raise KubeError(
                 f"Applications {', '.join(remaining)} still Terminating after {timeout:g}s: Argo CD deletes their "

@@ -63,8 +63,14 @@ def request_sync(kube: KubeClient, app: str) -> None:
     )
 
 
-def _pull_failures(kube: KubeClient, cfg: PlatformConfig) -> list[str]:
-    return [f"{f.image} on {f.node}: {f.reason}" for f in kube.image_pull_failures(cfg.k3s.namespace)]
+def _pull_failures(kube: KubeClient, cfg: PlatformConfig, app: str) -> list[str]:
+    """The app's pods (named after its Deployment) that the kubelet has put in back-off after failed pulls: a
+    first ErrImagePull may be a transient registry error, ImagePullBackOff is retries failing."""
+    return [
+        f"{f.image} on {f.node}: {f.reason}"
+        for f in kube.image_pull_failures(cfg.k3s.namespace)
+        if f.pod.startswith(f"{app}-") and f.reason == "ImagePullBackOff"
+    ]
 
 
 def _operation_running(kube: KubeClient, app: str) -> bool:
@@ -85,7 +91,7 @@ def _settle(kube: KubeClient, cfg: PlatformConfig, app: str, timeout: float = SE
         sync, health, message = application_status(kube, app)
         if (sync, health) == ("Synced", "Healthy") and not _operation_running(kube, app):
             return sync, health, message
-        if time.monotonic() > deadline or (health != "Healthy" and _pull_failures(kube, cfg)):
+        if time.monotonic() > deadline or (health != "Healthy" and _pull_failures(kube, cfg, app)):
             return sync, health, message
         time.sleep(interval)
         interval = min(2 * interval, 2.0)
@@ -103,7 +109,7 @@ def service_step(c: ClusterResource, asset: str) -> StepResult:
             request_sync(kube, app)
     sync, health, message = application_status(kube, app) if c.plan else _settle(kube, cfg, app)
     if (sync, health) != ("Synced", "Healthy") and not c.plan:
-        pulls = _pull_failures(kube, cfg)
+        pulls = _pull_failures(kube, cfg, app)
         raise dg.Failure(
             f"Application {app} is {sync}/{health}: {message}" + (f"; cannot pull {'; '.join(pulls)}" if pulls else "")
         )

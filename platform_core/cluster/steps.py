@@ -13,7 +13,7 @@ from typing import Any
 
 from platform_core.cluster.bundle import cluster_images_step, pull_if_not_present
 from platform_core.cluster.gitops_source import NAME as GITOPS_SOURCE
-from platform_core.cluster.gitops_source import render_gitops_source, repo_url, revision
+from platform_core.cluster.gitops_source import refresh_applications, render_gitops_source, repo_url, revision
 from platform_core.cluster.image import (
     Source,
     build_egress,
@@ -55,6 +55,7 @@ from platform_core.cluster.step_result import StepResult
 from platform_core.config import PlatformConfig
 from platform_core.host.facts import host_facts
 from platform_core.host.prepare import prepare_host, run_steps
+from platform_core.redact import redact_url
 from platform_core.services.seaweedfs import SeaweedFSResource
 
 Obj = dict[str, Any]
@@ -344,7 +345,7 @@ def desired_applications() -> set[str]:
 def gitops_step(c: ClusterResource) -> StepResult:
     cfg = c.cfg
     kube = _cluster_or_plan(c)
-    source = f"{repo_url(cfg)}@{revision(cfg)}:{cfg.k3s.gitops.path}"
+    source = f"{redact_url(repo_url(cfg))}@{revision(cfg)}:{cfg.k3s.gitops.path}"
     if kube is None:
         return StepResult([f"create Application {ROOT_APP} ({len(SERVICES)} child Applications) from {source}"], {})
     changes = []
@@ -352,11 +353,14 @@ def gitops_step(c: ClusterResource) -> StepResult:
         changes += _apply(c, kube, render_gitops_source(cfg, render_infra_tree(cfg)), ARGOCD_NAMESPACE)
         if not c.plan:
             kube.wait_available(ARGOCD_NAMESPACE, [GITOPS_SOURCE], cfg.k3s.rollout_timeout_seconds)
+        if any(line.startswith("configured ConfigMap") for line in changes) and not c.plan:
+            apps = refresh_applications(kube, sorted(desired_applications()), cfg.k3s.rollout_timeout_seconds)
+            changes.append(f"Argo CD refreshed {', '.join(apps)} from the new tree")
     changes += _apply(c, kube, [root_application(cfg)], ARGOCD_NAMESPACE)
     orphans, pruning = application_orphans(kube, desired_applications())
     stray = orphan_objects(c, kube)
     if cfg.k3s.prune_orphans and not c.plan:
-        prune_applications(kube, orphans + pruning, cfg.k3s.rollout_timeout_seconds)
+        prune_applications(kube, orphans, pruning, cfg.k3s.rollout_timeout_seconds)
         for obj in stray:
             kube.delete(obj)
         if orphans:

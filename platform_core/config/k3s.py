@@ -33,6 +33,15 @@ class GitOpsConfig(_Model):
     def in_cluster(self) -> bool:
         return self.source == "in_cluster" or (self.source == "auto" and "repo_url" not in self.model_fields_set)
 
+    @model_validator(mode="after")
+    def _in_cluster_serves_main(self) -> Self:
+        """The in-cluster server serves the rendered tree on main at its own layout: nothing else to choose."""
+        if self.in_cluster:
+            for name, default in (("revision", "main"), ("path", "infra/apps")):
+                if getattr(self, name) != default:
+                    raise _FieldError(name, f"the in-cluster source serves {default!r}; set source: repo for another")
+        return self
+
 
 class TrainingPodConfig(_Model):
     """Training and batch steps run as pods (dagster-k8s Pipes) in the k3s target."""

@@ -10,12 +10,12 @@ import hashlib
 import ipaddress
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
 from tests.k8s.fake_argocd import available, health, sync
-from tests.k8s.fake_kubelet import container_state
+from tests.k8s.fake_pods import compact, mid_rollout, owned_by, pod_for, pod_ready, pod_status
 from tests.k8s.fake_store import Obj, clone
 from tests.k8s.fake_types import ResourceType
 
@@ -24,11 +24,8 @@ if TYPE_CHECKING:
 
 _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 CASCADE = "resources-finalizer.argocd.argoproj.io"
+REFRESH = "argocd.argoproj.io/refresh"
 _MAX_POOL = 4096
-
-
-def _compact(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if v not in (0, None)}  # the real server omits empty counters
 
 
 def _expand(addresses: list[str]) -> list[str]:
@@ -97,23 +94,23 @@ class Controllers:
             "StatefulSet": [f"{name}-{i}" for i in range(count)],
         }.get(wrt.kind, [f"{name}-{h[:5]}"])
         changed = False
-        for pod in [p for p in self.store.items(prt, ns) if _owned_by(p, meta["uid"])]:
+        for pod in [p for p in self.store.items(prt, ns) if owned_by(p, meta["uid"])]:
             stale = pod["metadata"].get("annotations", {}).get("fake/template-hash") != h
             if pod["metadata"]["name"] not in names or stale:
                 self.store.delete(prt, ns, pod["metadata"]["name"])
                 changed = True
         for pod_name in names:
             if self.store.find(prt, ns, pod_name) is None:
-                self.store.create(prt, ns, _pod_for(wrt.kind, w, pod_name, h), f"{wrt.kind.lower()}-controller")
+                self.store.create(prt, ns, pod_for(wrt.kind, w, pod_name, h), f"{wrt.kind.lower()}-controller")
                 changed = True
         pods = [self.store.find(prt, ns, n) for n in names]
         for pod in pods:
             changed = self._pod(prt, pod) or changed
-        ready = sum(1 for n in names if _pod_ready(self.store.find(prt, ns, n)))
+        ready = sum(1 for n in names if pod_ready(self.store.find(prt, ns, n)))
         gen = meta.get("generation", 1)
         status = self._workload_status(wrt.kind, gen, count, ready, h)
         if wrt.kind == "Deployment" and self._rolling(meta["uid"], gen):
-            status = _mid_rollout(status, count, first=gen == 1)
+            status = mid_rollout(status, count, first=gen == 1)
         if w.get("status") != status:
             changed = self._put(wrt, {**w, "status": status}) or changed
         return changed
@@ -144,7 +141,7 @@ class Controllers:
                 "message": "ReplicaSet has successfully progressed.",
             }
             return {
-                **_compact(
+                **compact(
                     {
                         "observedGeneration": gen,
                         "replicas": count,
@@ -158,7 +155,7 @@ class Controllers:
             }
         if kind == "StatefulSet":
             return {
-                **_compact(
+                **compact(
                     {
                         "observedGeneration": gen,
                         "replicas": count,
@@ -172,7 +169,7 @@ class Controllers:
                 "updateRevision": h,
                 "collisionCount": 0,
             }
-        return _compact(
+        return compact(
             {
                 "observedGeneration": gen,
                 "desiredNumberScheduled": 1,
@@ -205,7 +202,7 @@ class Controllers:
             self.fake.pod_logs[(meta["namespace"], meta["name"])] = log
             status = {"phase": phase, "hostIP": "127.0.0.1", "startTime": meta["creationTimestamp"]}
         else:
-            status = _pod_status(pod, self.fake)
+            status = pod_status(pod, self.fake)
         node = (pod.get("spec") or {}).get("nodeName")
         if pod.get("status") == status and node:
             return False
@@ -318,10 +315,14 @@ class Controllers:
             if meta.get("deletionTimestamp"):
                 changed = self._finalize(art, app) or changed
                 continue
-            if self._synced.get(meta["uid"]) != meta.get("generation") or app.get("operation"):
+            annotations = meta.get("annotations") or {}
+            refresh = REFRESH in annotations  # compare with git now; removed once done (argo-cd app refresh)
+            if self._synced.get(meta["uid"]) != meta.get("generation") or app.get("operation") or refresh:
                 self._synced[meta["uid"]] = meta.get("generation", 1)
                 app["status"] = sync(self.fake, app)
                 app.pop("operation", None)  # Argo CD clears a requested operation once it has run it
+                if refresh:
+                    meta["annotations"] = {k: v for k, v in annotations.items() if k != REFRESH}
             app.setdefault("status", {})["health"] = health(self.fake, app)
             changed = self._put(art, app) or changed
         return changed
@@ -342,81 +343,3 @@ class Controllers:
                     self.store.delete(rt, res["namespace"] or None, res["name"])
         finalizers = [f for f in meta.get("finalizers") or [] if f != CASCADE]
         return self._put(art, {**app, "metadata": {**meta, "finalizers": finalizers}})
-
-
-def _mid_rollout(status: Obj, count: int, first: bool) -> Obj:
-    """A Deployment while its new ReplicaSet rolls out, as the deployment controller reports it: a first one is
-    not Available yet; a later one stays Available on the old replicas while updatedReplicas lags behind
-    (kubernetes pkg/controller/deployment/sync.go, calculateStatus)."""
-    if first:
-        counts = {"updatedReplicas": count, "readyReplicas": 0, "availableReplicas": 0, "unavailableReplicas": count}
-        cond = {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}
-    else:
-        counts = {"replicas": 2 * count, "updatedReplicas": 0, "readyReplicas": count, "availableReplicas": count}
-        cond = {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
-    progressing = {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}
-    return {**_compact({**status, **counts}), "conditions": [cond, progressing]}
-
-
-def _pod_ready(pod: Obj | None) -> bool:
-    conditions = ((pod or {}).get("status") or {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def _pod_status(pod: Obj, fake: FakeApiServer) -> Obj:
-    started = pod["metadata"]["creationTimestamp"]
-    statuses = []
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        image = c.get("image", "")
-        state = container_state(fake, c, started)
-        statuses.append(
-            {
-                "name": c.get("name"),
-                "image": image,
-                "imageID": "",
-                "ready": "running" in state,
-                "started": "running" in state,
-                "restartCount": 0,
-                "state": state,
-            }
-        )
-    ok = all(s["ready"] for s in statuses)
-    conds = [
-        {
-            "type": t,
-            "status": "True" if ok or t in ("PodScheduled", "Initialized") else "False",
-            "lastTransitionTime": started,
-        }
-        for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-    ]
-    return {
-        "phase": "Running" if ok else "Pending",
-        "hostIP": "127.0.0.1",
-        "startTime": started,
-        "conditions": conds,
-        "containerStatuses": statuses,
-    }
-
-
-def _owned_by(obj: Obj, uid: str) -> bool:
-    return any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or [])
-
-
-def _pod_for(kind: str, w: Obj, name: str, template_hash: str) -> Obj:
-    template = (w.get("spec") or {}).get("template") or {}
-    labels = {**((template.get("metadata") or {}).get("labels") or {}), "pod-template-hash": template_hash}
-    owner = {
-        "apiVersion": "apps/v1",
-        "kind": kind,
-        "name": w["metadata"]["name"],
-        "uid": w["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-    meta = {
-        "name": name,
-        "labels": labels,
-        "annotations": {"fake/template-hash": template_hash},
-        "ownerReferences": [owner],
-    }
-    return {"metadata": meta, "spec": clone(template.get("spec") or {})}

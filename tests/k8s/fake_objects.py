@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from kubernetes import client
 
 Obj = dict[str, Any]
 
@@ -33,3 +36,12 @@ def deployment(
         "metadata": meta,
         "spec": {"replicas": replicas, "selector": {"matchLabels": selector}, "template": template},
     }
+
+
+def rolled_out(apps: client.AppsV1Api, ns: str, name: str, timeout: float = 5.0) -> Any:
+    """The Deployment once rolled out: the fake takes rollout_seconds, as pods take time to start."""
+    deadline = time.monotonic() + timeout
+    while (dep := apps.read_namespaced_deployment(name, ns)).status.available_replicas != dep.spec.replicas:
+        assert time.monotonic() < deadline, f"{ns}/{name} did not roll out"
+        time.sleep(0.05)
+    return dep

@@ -164,7 +164,7 @@ def platform_doc(tmp: Path, bundle: Path, metallb: str = "v0.12.1") -> dict[str,
             "install": "airgap",
             "offline_bundle_dir": str(bundle),
             "gitops": {"path": "infra/apps"},
-            "rollout_timeout_seconds": 20,  # the fake rolls out at once: a wait that lasts is a failure
+            "rollout_timeout_seconds": 20,  # the fake rolls out in 0.3 s: a wait that lasts is a failure
         },
     }
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,9 +14,8 @@ from kubernetes import client, dynamic
 from kubernetes.client import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from platform_core.cluster.kube import KubeClient
 from tests.k8s.fake_apiserver import FakeApiServer
-from tests.k8s.fake_objects import crd, deployment
+from tests.k8s.fake_objects import crd, deployment, rolled_out
 
 
 def _raw(
@@ -86,28 +83,6 @@ def test_discovery_serves_builtins_and_not_podsecuritypolicy(api_client: client.
     assert anonymous.value.code == 401  # the kubeconfig's bearer token is required
     with pytest.raises(ResourceNotFoundError):
         _dynamic(api_client, tmp_path).resources.get(api_version="policy/v1beta1", kind="PodSecurityPolicy")
-
-
-def test_crd_appears_in_discovery_a_moment_after_established(
-    fake_api: FakeApiServer, api_client: client.ApiClient, tmp_path: Path
-) -> None:
-    fake_api.registry.discovery_lag = 0.3
-    ext = client.ApiextensionsV1Api(api_client)
-    created = ext.create_custom_resource_definition(crd("example.com", "Widget", "widgets"))
-    assert {c.type: c.status for c in created.status.conditions}["Established"] == "True"
-    with pytest.raises(ApiException) as lagging:
-        _raw(api_client, "GET", "/apis/example.com/v1beta1")
-    assert lagging.value.status == 404
-    time.sleep(0.35)
-    doc = _raw(api_client, "GET", "/apis/example.com/v1beta1")
-    assert {r["name"]: r["namespaced"] for r in doc["resources"]} == {"widgets": True, "widgets/status": True}
-    widgets = _dynamic(api_client, tmp_path).resources.get(api_version="example.com/v1beta1", kind="Widget")
-    widgets.create(
-        body={"apiVersion": "example.com/v1beta1", "kind": "Widget", "metadata": {"name": "w"}}, namespace="default"
-    )
-    assert [w.metadata.name for w in widgets.get(namespace="default").items] == ["w"]
-    ext.delete_custom_resource_definition("widgets.example.com")
-    assert _err(_raw, api_client, "GET", "/apis/example.com/v1beta1")[0] == 404
 
 
 def test_fresh_cluster_looks_like_k3s(api_client: client.ApiClient) -> None:
@@ -295,7 +270,7 @@ def test_deployment_becomes_available_or_backs_off(fake_api: FakeApiServer, api_
     apps.create_namespaced_deployment("default", deployment("web", replicas=2))
     rolling = apps.read_namespaced_deployment("web", "default")
     assert {c.type: c.status for c in rolling.status.conditions}["Available"] == "False"  # pods still starting
-    web = _rolled_out(apps, "default", "web")
+    web = rolled_out(apps, "default", "web")
     assert (web.status.ready_replicas, web.status.available_replicas, web.status.observed_generation) == (2, 2, 1)
     assert {c.type: c.status for c in web.status.conditions}["Available"] == "True"
     pods = core.list_namespaced_pod("default", label_selector="app=web").items
@@ -309,31 +284,6 @@ def test_deployment_becomes_available_or_backs_off(fake_api: FakeApiServer, api_
     assert pod.spec.node_name == "k3s-server"
 
 
-def test_without_egress_the_kubelet_runs_only_what_containerd_holds(
-    fake_api: FakeApiServer, api_client: client.ApiClient
-) -> None:
-    """IfNotPresent runs a present image; Always asks the registry even then, and :latest defaults to Always."""
-    apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
-    before = list(fake_api.pulls)  # the bootstrap CoreDNS, pulled while the fake had egress
-    fake_api.egress = False
-    fake_api.node_images = lambda: {"docker.io/library/nginx:1.27", "docker.io/library/nginx:latest"}
-    always = deployment("always")
-    always["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "Always"
-    for dep in (deployment("present"), always, deployment("latest", image="nginx"), deployment("absent", "redis:7")):
-        apps.create_namespaced_deployment("default", dep)
-
-    def state(name: str) -> str:
-        (pod,) = core.list_namespaced_pod("default", label_selector=f"app={name}").items
-        s = pod.status.container_statuses[0].state
-        return "running" if s.running else f"{s.waiting.reason}: {s.waiting.message}"
-
-    assert state("present") == "running"
-    for name in ("always", "latest", "absent"):
-        assert state(name).startswith("ImagePullBackOff: ") and ": no such host" in state(name), name
-    assert "lookup registry-1.docker.io" in state("absent")
-    assert fake_api.pulls == before  # nothing since egress went
-
-
 def _lb(core: client.CoreV1Api, name: str) -> str | None:
     """The address MetalLB gave a LoadBalancer Service (created on first use), or None while pending."""
     if not core.list_namespaced_service("default", field_selector=f"metadata.name={name}").items:
@@ -343,21 +293,12 @@ def _lb(core: client.CoreV1Api, name: str) -> str | None:
     return ingress[0].ip if ingress else None
 
 
-def _rolled_out(apps: client.AppsV1Api, ns: str, name: str, timeout: float = 5.0) -> Any:
-    """The Deployment once rolled out: the fake takes rollout_seconds, as pods take time to start."""
-    deadline = time.monotonic() + timeout
-    while (dep := apps.read_namespaced_deployment(name, ns)).status.available_replicas != dep.spec.replicas:
-        assert time.monotonic() < deadline, f"{ns}/{name} did not roll out"
-        time.sleep(0.05)
-    return dep
-
-
 def _metallb_controller(apps: client.AppsV1Api, core: client.CoreV1Api) -> None:
     _ns(core, "metallb-system")
     apps.create_namespaced_deployment(
         "metallb-system", deployment("controller", "quay.io/metallb/controller:v0.12.1", ns="metallb-system")
     )
-    _rolled_out(apps, "metallb-system", "controller")  # MetalLB assigns nothing before its controller runs
+    rolled_out(apps, "metallb-system", "controller")  # MetalLB assigns nothing before its controller runs
 
 
 def test_load_balancer_ip_from_v012_configmap(api_client: client.ApiClient) -> None:
@@ -470,69 +411,3 @@ def test_argocd_app_of_apps_sync_and_health(fake_api: FakeApiServer, api_client:
     waiting = pod.status.container_statuses[0].state.waiting
     assert waiting.reason == "ImagePullBackOff" and "registry.invalid/site:2" in waiting.message
     assert _err(core.read_namespaced_config_map, "site-config", "web")[0] == 404  # pruned with the file's removal
-
-
-def test_finalizers_keep_an_object_terminating_and_argo_cd_cascades(
-    fake_api: FakeApiServer, api_client: client.ApiClient
-) -> None:
-    """A deleted object with finalizers stays, Terminating, until they are removed; Argo CD's cascade finalizer
-    deletes the Application's resources first, which takes a while (fake_api.cascade_seconds)."""
-    core = client.CoreV1Api(api_client)
-    held = {"metadata": {"name": "held", "finalizers": ["example.io/keep"]}, "data": {"a": "1"}}
-    core.create_namespaced_config_map("default", held)
-    core.delete_namespaced_config_map("held", "default")
-    live = core.read_namespaced_config_map("held", "default")
-    assert live.metadata.deletion_timestamp is not None
-    assert _err(core.create_namespaced_config_map, "default", held)[0] == 409
-    core.patch_namespaced_config_map("held", "default", {"metadata": {"finalizers": None}})
-    assert _err(core.read_namespaced_config_map, "held", "default")[0] == 404
-
-    root = fake_api.repo_root
-    (root / "web").mkdir(parents=True)
-    (root / "web/deploy.yaml").write_text(_in_git(deployment("site")))
-    _argocd(api_client)
-    custom = client.CustomObjectsApi(api_client)
-    args = ("argoproj.io", "v1alpha1", "argocd", "applications")
-    app = _app("web", "web", "web")
-    app["metadata"]["finalizers"] = ["resources-finalizer.argocd.argoproj.io"]
-    custom.create_namespaced_custom_object(*args, app)
-    apps = client.AppsV1Api(api_client)
-    assert apps.read_namespaced_deployment("site", "web").metadata.name == "site"
-    fake_api.cascade_seconds = 0.5
-    custom.delete_namespaced_custom_object(*args, "web")
-    terminating = custom.get_namespaced_custom_object(*args, "web")
-    assert terminating["metadata"]["deletionTimestamp"]
-    assert apps.read_namespaced_deployment("site", "web") is not None  # not yet
-    time.sleep(0.6)
-    assert _err(custom.get_namespaced_custom_object, *args, "web")[0] == 404
-    assert _err(apps.read_namespaced_deployment, "site", "web")[0] == 404
-
-
-def test_apply_merges_lists_by_the_schemas_map_keys(api_client: client.ApiClient) -> None:
-    """Service ports by port+protocol (protocol defaulted), volumeMounts by mountPath, as the OpenAPI schema's
-    x-kubernetes-list-map-keys say; a list without them (args) is atomic, owned whole by its last applier."""
-    kube = KubeClient(api_client)
-    svc = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "web", "namespace": "default"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]},
-    }
-    kube.apply([svc], field_manager="a")
-    live = kube.get(svc) or {}
-    fields = next(m["fieldsV1"] for m in live["metadata"]["managedFields"] if m["manager"] == "a")
-    assert 'k:{"port":80,"protocol":"TCP"}' in fields["f:spec"]["f:ports"]
-    dep = deployment("web")
-    pod = dep["spec"]["template"]["spec"]
-    pod["containers"][0] |= {"args": ["--a"], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
-    pod["volumes"] = [{"name": "data", "emptyDir": {}}]
-    kube.apply([dep], field_manager="a")
-    moved = copy.deepcopy(dep)
-    moved["spec"]["template"]["spec"]["containers"][0] |= {
-        "args": ["--b"],
-        "volumeMounts": [{"name": "data", "mountPath": "/var/data"}],
-    }
-    kube.apply([moved], field_manager="b")
-    container = (kube.get(dep) or {})["spec"]["template"]["spec"]["containers"][0]
-    assert sorted(m["mountPath"] for m in container["volumeMounts"]) == ["/data", "/var/data"]  # two items
-    assert container["args"] == ["--b"]  # atomic: replaced whole

@@ -37,6 +37,7 @@ from tests.hosts import PLATFORM_IMAGE, ScriptedHost, debian_host, k3s_cfg, k3s_
 WORK = "/var/tmp/mlops-platform-image"
 REF = "ghcr.io/example/mlops-platform:0.1.0"
 IMPORT = f"{K3S_BIN} ctr -n k8s.io images import"
+LABEL = f"{K3S_BIN} ctr -n k8s.io images label"
 
 
 def _installed_vm() -> ScriptedHost:
@@ -105,6 +106,7 @@ def test_host_build_runs_its_commands_in_order_then_no_change_then_rebuilds_on_a
         f"{build} -f {WORK}/context/infra/image/Dockerfile {WORK}/context",
         f"podman save --format docker-archive -o {WORK}/image.tar {REF}",
         f"{IMPORT} {WORK}/image.tar",
+        f"{LABEL} {REF} io.cri-containerd.pinned=pinned",  # safe from the kubelet's image garbage collection
         f"rm -rf -- {WORK}",
         "podman image prune -f",  # the previous build's layers; this one stays as the next build's cache
     ]
@@ -131,7 +133,9 @@ def test_bundle_imports_the_archive_once_and_again_when_it_changes(tmp_path: Pat
     assert want.value == containerd.archive_image_id(archive.read_bytes())
     assert _reconcile(host, want) == "changed"
     remote = f"{WORK}/platform-image.tar"
-    assert host.mutations == [f"rm -rf -- {WORK}", f"write {remote}", f"{IMPORT} {remote}", f"rm -rf -- {WORK}"]
+    pin = f"{LABEL} {REF} io.cri-containerd.pinned=pinned"
+    assert host.mutations == [f"rm -rf -- {WORK}", f"write {remote}", f"{IMPORT} {remote}", pin, f"rm -rf -- {WORK}"]
+    assert live_image(host, REF).pinned  # type: ignore[union-attr]
     assert live_image(host, REF).image_id == want.value  # type: ignore[union-attr]
 
     host.mutations.clear()
@@ -140,7 +144,7 @@ def test_bundle_imports_the_archive_once_and_again_when_it_changes(tmp_path: Pat
     archive.write_bytes(containerd.docker_archive([REF], {}, layer=b"a newer build"))
     newer = desired_image("bundle", archive, REF, REPO_ROOT)
     assert newer.value != want.value and _reconcile(host, newer) == "changed"
-    assert host.mutations[-2] == f"{IMPORT} {remote}"
+    assert host.mutations[-3] == f"{IMPORT} {remote}"
 
 
 def test_an_import_that_does_not_yield_the_image_fails_its_verification(tmp_path: Path) -> None:
@@ -159,7 +163,7 @@ def test_an_archive_of_another_image_or_format_is_refused_with_one_line(tmp_path
     archive.write_bytes(containerd.docker_archive(["ghcr.io/example/other:9.9"], {}))
     with pytest.raises(ImageError) as err:
         read_archive(archive, REF)
-    assert str(err.value) == f"{archive} holds ghcr.io/example/other:9.9, not versions.platform_image {REF}"
+    assert str(err.value) == f"{archive} holds ghcr.io/example/other:9.9, not {REF}"
     archive.write_bytes(b"not a tar")
     with pytest.raises(ImageError, match=r"not a docker-archive with manifest\.json") as err:
         read_archive(archive, REF)
@@ -249,3 +253,18 @@ def test_auto_keeps_an_image_already_built_from_these_sources_without_probing_eg
     )
     with pytest.raises(ImageError, match="the host has no egress to build"):
         resolve_source(cfg, tmp_path, lambda: ("airgap", ["https://pypi.org/simple/pip/: unreachable"]), lambda: False)
+
+
+def test_an_unpinned_image_is_imported_and_pinned_again(tmp_path: Path) -> None:
+    """Unpinned, the kubelet's image garbage collection may remove it, and air-gap has no registry to pull from."""
+    host = _installed_vm()
+    archive = tmp_path / "platform-image.tar"
+    archive.write_bytes(containerd.docker_archive([REF], {}))
+    want = desired_image("bundle", archive, REF, REPO_ROOT)
+    assert _reconcile(host, want) == "changed"
+    rc, out = host.answers[containerd.crictl_key(REF)][:2]
+    host.answers[containerd.crictl_key(REF)] = (rc, out.replace('"pinned": true', '"pinned": false'))
+    assert want.describe(live_image(host, REF)).endswith(
+        "not pinned (the kubelet's image garbage collection may remove it)"
+    )
+    assert _reconcile(host, want) == "changed" and live_image(host, REF).pinned  # type: ignore[union-attr]

@@ -8,11 +8,13 @@ from __future__ import annotations
 import ipaddress
 import time
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from platform_core.cluster.bundle import bundle_images, required_images
-from platform_core.cluster.gitops_source import tree_config_map
+from platform_core.cluster.gitops_source import NAME as GITOPS_SOURCE
+from platform_core.cluster.gitops_source import TREE_DIGEST, tree_config_map, tree_digest
 from platform_core.cluster.image import bundle_archive, desired_image, live_image, normalized_ref
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.orphans import application_orphans
@@ -211,16 +213,15 @@ def platform_image_present(cluster: ClusterResource) -> dg.AssetCheckResult:
 def cluster_images_present(cluster: ClusterResource) -> dg.AssetCheckResult:
     images = [i for i in required_images(cluster.cfg) if not i.platform]  # platform_image_present has that one
     if cluster.install_mode[0] == "online":
-        kube = cluster.kube()
-        failures = [f for ns in _platform_namespaces(cluster.cfg) for f in kube.image_pull_failures(ns)]
-        lines = [f"{f.image} ({f.pod}): {f.reason}" for f in failures]
-        return dg.AssetCheckResult(passed=not failures, description=f"online: {'; '.join(lines) or 'no pull failure'}")
+        lines = _pull_failures(cluster, _platform_namespaces(cluster.cfg))
+        return dg.AssetCheckResult(passed=not lines, description=f"online: {'; '.join(lines) or 'no pull failure'}")
     archives = bundle_images(cluster.bundle_dir or Path("."), images)
     absent = []
     for image, archive in zip(images, archives, strict=True):
         live = live_image(cluster.executor, image.ref)
-        if live is None or live.image_id != archive.image_id:
-            absent.append(f"{image.ref} ({'absent' if live is None else 'id ' + live.image_id[:19]})")
+        if live is None or live.image_id != archive.image_id or not live.pinned:
+            state = "absent" if live is None else f"id {live.image_id[:19]}{'' if live.pinned else ', not pinned'}"
+            absent.append(f"{image.ref} ({state})")
     return dg.AssetCheckResult(
         passed=not absent,
         description=f"{len(images) - len(absent)} of {len(images)} in containerd"
@@ -242,25 +243,43 @@ def infra_matches_config(cluster: ClusterResource) -> dg.AssetCheckResult:
         stale = diff_tree(tree, REPO_ROOT)
         fix = "; run `python -m platform_core.cluster.render` and push" if stale else ""
         return dg.AssetCheckResult(passed=not stale, description=f"differs: {', '.join(stale) or 'nothing'}{fix}")
-    served = tree_config_map(tree)
+    served, want = tree_config_map(tree), tree_digest(tree)[:16]
     live = cluster.kube().get(served) or {}
     stale = sorted(
         k for k in {*served["data"], *(live.get("data") or {})} if served["data"].get(k) != live.get("data", {}).get(k)
     )
+    # what git daemon serves is what its pod committed at start: a Ready pod must have started on this tree
+    pods = [p for p in cluster.kube().list("v1", "Pod", ARGOCD_NAMESPACE) if _serves(p, want)]
     where = f"ConfigMap {ARGOCD_NAMESPACE}/{served['metadata']['name']}"
-    fix = "; materialize gitops" if stale else ""
+    problems = ["missing"] if not live else [f"differs: {', '.join(stale)}"] if stale else []
+    problems += [] if pods else [f"no Ready {GITOPS_SOURCE} pod serves tree {want}"]
     return dg.AssetCheckResult(
-        passed=bool(live) and not stale,
-        description=f"{where}: {'missing' if not live else 'differs: ' + (', '.join(stale) or 'nothing')}{fix}",
+        passed=not problems,
+        description=f"{where}: {'; '.join(problems) + '; materialize gitops' if problems else 'served as rendered'}",
     )
+
+
+def _serves(pod: dict[str, Any], digest: str) -> bool:
+    meta = pod.get("metadata") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+    named = (meta.get("labels") or {}).get("app.kubernetes.io/name") == GITOPS_SOURCE
+    return named and ready and (meta.get("annotations") or {}).get(TREE_DIGEST) == digest
 
 
 @dg.asset_check(asset="gitops", description="No pod is stuck pulling its image (the seed's Bitnami failure).")
 @check_errors_fail
 def images_pull(cluster: ClusterResource) -> dg.AssetCheckResult:
-    failures = cluster.kube().image_pull_failures(cluster.cfg.k3s.namespace)
-    lines = [f"{f.image} on node {f.node} ({f.pod}): {f.reason}: {f.message}" for f in failures]
-    return dg.AssetCheckResult(passed=not failures, description="; ".join(lines) or "every image pulled")
+    lines = _pull_failures(cluster, [cluster.cfg.k3s.namespace])
+    return dg.AssetCheckResult(passed=not lines, description="; ".join(lines) or "every image pulled")
+
+
+def _pull_failures(cluster: ClusterResource, namespaces: list[str]) -> list[str]:
+    kube = cluster.kube()
+    failures = [f for ns in namespaces for f in kube.image_pull_failures(ns)]
+    return [f"{f.image} on node {f.node} ({f.pod}): {f.reason}: {f.message}" for f in failures]
 
 
 @dg.asset_check(asset="gitops", description="No live Application is missing from git (the seed's MinIO orphan).")
