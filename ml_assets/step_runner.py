@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from dagster_k8s import PipesK8sClient
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
 from ml_assets.data.source import source_for
 from ml_assets.steps.base import Step, StepInputs, StepRefused, StepResult
@@ -28,6 +25,9 @@ from platform_core.cluster.secrets import ml_step_env
 from platform_core.resource import PlatformResource
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.seaweedfs import SeaweedFSResource
+
+if TYPE_CHECKING:  # dagster-k8s and kubernetes load only for the k3s target's pods
+    from dagster_k8s import PipesK8sClient
 
 COMMAND = ["python", "-m", "ml_assets.pipes_step"]  # + the step's name
 APP = "ml-step"  # app.kubernetes.io/name of every step pod
@@ -117,6 +117,8 @@ class K8sPipesStepRunner(StepRunner):
         return Path(self.state_dir) / "kubeconfig"
 
     def client(self) -> PipesK8sClient:
+        from dagster_k8s import PipesK8sClient
+
         if not self.kubeconfig.is_file():
             raise dg.Failure(f"{self.kubeconfig}: no kubeconfig; install the k3s target (platform_up) first")
         return PipesK8sClient(
@@ -135,6 +137,9 @@ class K8sPipesStepRunner(StepRunner):
     def require_secrets(self, step: Step) -> None:
         """A pod whose envFrom Secret is missing waits in CreateContainerConfigError, which dagster-k8s polls
         for hours: say so at once instead, before any pod exists. Only the Secrets' existence is looked at."""
+        from kubernetes import client as k8s
+        from kubernetes import config as k8s_config
+
         namespace = self.cfg.k3s.namespace
         with k8s_config.new_client_from_config(config_file=str(self.kubeconfig)) as api:
             for name in step.secrets:

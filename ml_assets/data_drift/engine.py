@@ -32,8 +32,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.spatial import distance
 
 from ml_assets.data_drift.stattests import ks_test, wasserstein
 
@@ -237,6 +235,9 @@ class _Window:
 
 def _run_test(test: str, w: _Window) -> tuple[float, float | None]:
     """Returns (statistic, p_value or None for distance tests)."""
+    from scipy import stats  # here, not at the code location's load (scipy.stats is a third of a second)
+    from scipy.spatial import distance
+
     p = w.p
     if test == "ks":
         return ks_test(p.values, w.values)

@@ -4,13 +4,14 @@ distance. Both read the two samples' CDFs from one merge of the sorted arrays.""
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 KS_EXACT_MAX_N = 10_000  # scipy ks_2samp 'auto' uses the exact p-value up to this size
 
 
 def ks_test(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     """Two-sided two-sample KS on sorted arrays, same numbers as scipy's ks_2samp(method='auto')."""
+    from scipy import stats  # here, not at the code location's load (scipy.stats is a third of a second)
+
     n1, n2 = ref.size, cur.size
     if max(n1, n2) <= KS_EXACT_MAX_N:
         # Exact p-value branch: sizes are bounded, so delegating keeps bit-parity cheaply.

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import mlflow
-
 DIGEST_TAG = "artifact_sha256"  # on the registry version: the digest the promotion gate approved
 
 
@@ -31,6 +29,8 @@ def tree_digest(root: Path) -> str:
 
 def download_version(tracking_uri: str, name: str, version: str, destination: Path) -> Path:
     """The registry version's files, downloaded into `destination` (by number: an alias may move meanwhile)."""
+    import mlflow  # where it is used: most of a second at the code location's load
+
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{name}/{version}",
         dst_path=str(destination),

@@ -1,24 +1,29 @@
-"""The pipeline's use of MLflow: runs, the model registry and the `champion` alias, on the platform's server."""
+"""The pipeline's use of MLflow: runs, the model registry and the `champion` alias, on the platform's server.
+
+mlflow (and through the model, sklearn) is imported where it is used, not when the code location loads: the
+sensors and the UI reload the definitions, and those imports are most of a second.
+"""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
 import numpy as np
-import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
-from mlflow.pyfunc import PyFuncModel
 
 from ml_assets.model.approval import DIGEST_TAG, download_version, tree_digest
-from ml_assets.model.estimator import HousePriceModel
 from platform_core.services.mlflow import MlflowResource
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.pyfunc import PyFuncModel
+
+    from ml_assets.model.estimator import HousePriceModel
 
 CHAMPION = "champion"
 
@@ -41,7 +46,12 @@ class ModelTracker:
         self.url = url
         self.experiment = experiment
         self.model_name = model_name
-        self.client = MlflowClient(tracking_uri=url, registry_uri=url)
+
+    @cached_property
+    def client(self) -> MlflowClient:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.url, registry_uri=self.url)
 
     @classmethod
     def of(cls, resource: MlflowResource) -> ModelTracker:
@@ -49,6 +59,8 @@ class ModelTracker:
         return cls(resource.url, cfg.mlflow.experiment, cfg.ml.model_name)
 
     def run_exists(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
         try:
             return self.client.get_run(run_id).info.lifecycle_stage == "active"
         except MlflowException:
@@ -57,6 +69,9 @@ class ModelTracker:
     def log_model_run(
         self, model: HousePriceModel, params: Mapping[str, object], metrics: Mapping[str, float], example: pd.DataFrame
     ) -> LoggedRun:
+        import mlflow
+        from mlflow.models import infer_signature
+
         mlflow.set_tracking_uri(self.url)
         experiment_id = self._experiment_id()
         with mlflow.start_run(experiment_id=experiment_id) as run:
@@ -91,12 +106,16 @@ class ModelTracker:
         existing = self.version_of_run(run_id)
         if existing:
             return existing, False
+        import mlflow
+
         mlflow.set_tracking_uri(self.url)
         mlflow.set_registry_uri(self.url)
         created = mlflow.register_model(model_uri, self.model_name)  # resolves MLflow 3's models:/m-<id> URIs
         return Version(created.version, run_id), True
 
     def champion(self) -> Version | None:
+        from mlflow.exceptions import MlflowException
+
         try:
             found = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
         except MlflowException:
@@ -133,6 +152,8 @@ class ModelTracker:
 @lru_cache(maxsize=8)
 def _load(url: str, name: str, version: str) -> PyFuncModel:
     """A registered version never changes, so one load per process is enough."""
+    import mlflow
+
     mlflow.set_tracking_uri(url)
     mlflow.set_registry_uri(url)
     return mlflow.pyfunc.load_model(f"models:/{name}/{version}")

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.data.store import frame_hash
-from ml_assets.model.estimator import HousePriceModel
 from ml_assets.model.tracking import ModelTracker
 from ml_assets.schema import TARGET
 from ml_assets.steps.base import Step, StepInputs, StepResult, typed
@@ -68,6 +67,8 @@ def train_and_log(table: pd.DataFrame, tracker: ModelTracker) -> dict[str, objec
     """Train on the non-holdout rows, score on the holdout, log the run; the materialization's metadata."""
     table_hash = frame_hash(table)
     train, holdout = table[~table["holdout"]], table[table["holdout"]]
+    from ml_assets.model.estimator import HousePriceModel  # sklearn and mlflow: not at the location's load
+
     model = HousePriceModel.train(train, train[TARGET].to_numpy())
     metrics = evaluate(model.predict(None, holdout), holdout[TARGET].to_numpy())
     logged = tracker.log_model_run(
