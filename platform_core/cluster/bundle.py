@@ -23,6 +23,7 @@ from platform_core.cluster.image import (
     BUNDLE_ARCHIVE,
     ArchiveImage,
     ImageError,
+    Wanted,
     import_archive,
     live_image,
     normalized_ref,
@@ -59,19 +60,20 @@ def archive_path(ref: str) -> Path:
     return Path("images") / (re.sub(r"[^A-Za-z0-9._-]", "_", normalized_ref(ref)) + ".tar")
 
 
-def _pod_spec(o: Obj) -> Obj:
+def _containers(o: Obj) -> list[Obj]:
+    """A workload's init and main containers; none for any other kind."""
+    if o.get("kind") not in _WORKLOADS:
+        return []
     spec = o.get("spec") or {}
-    return spec if o["kind"] == "Pod" else (spec.get("template") or {}).get("spec") or {}
+    pod = spec if o["kind"] == "Pod" else (spec.get("template") or {}).get("spec") or {}
+    return [*pod.get("initContainers", []), *pod.get("containers", [])]
 
 
 def workload_images(objs: Iterable[Obj], owner: str) -> dict[str, list[str]]:
     """image -> the workloads naming it, as ``owner: Kind name``."""
     out: dict[str, list[str]] = {}
     for o in objs:
-        if o.get("kind") not in _WORKLOADS:
-            continue
-        spec = _pod_spec(o)
-        for c in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+        for c in _containers(o):
             out.setdefault(c["image"], []).append(f"{owner}: {o['kind']} {o['metadata']['name']}")
     return out
 
@@ -138,12 +140,13 @@ def read_sums(bundle: Path) -> dict[str, str]:
     return sums
 
 
-def bundle_images(bundle: Path, images: list[RequiredImage]) -> list[ArchiveImage]:
-    """The archive of each image (the platform image's excepted), sha256-checked against ``images/SHA256SUMS``
-    and holding its reference; every problem at once in one line."""
+def bundle_images(bundle: Path, images: list[RequiredImage]) -> dict[str, ArchiveImage]:
+    """Reference -> the archive of each image (the platform image's excepted: platform_image has it),
+    sha256-checked against ``images/SHA256SUMS`` and holding its reference; every problem at once in one line."""
     wanted = [i for i in images if not i.platform]
     sums = read_sums(bundle) if wanted else {}
-    found, problems = [], []
+    found: dict[str, ArchiveImage] = {}
+    problems = []
     for image in wanted:
         path, name = bundle / image.archive, image.archive.name
         if not path.is_file():
@@ -154,7 +157,7 @@ def bundle_images(bundle: Path, images: list[RequiredImage]) -> list[ArchiveImag
             problems.append(f"{image.archive} sha256 {actual[:12]}, {SUMS} says {sums[name][:12]}")
         else:
             try:
-                found.append(read_archive(path, image.ref))
+                found[image.ref] = read_archive(path, image.ref)
             except ImageError as err:
                 problems.append(str(err))
     if problems:
@@ -192,16 +195,19 @@ def bundle_listing(cfg: PlatformConfig, pins: UpstreamPins | None = None) -> lis
 
 
 # --- into containerd ---------------------------------------------------------------------------------------------
-def import_steps(archives: dict[str, ArchiveImage]) -> list[HostStep]:
-    """Each image present in K3s's containerd with its archive's id, else imported from the archive."""
+def wanted(archive: ArchiveImage) -> Wanted:
+    """What containerd must hold for an archive: its image id, pinned (as for the platform image's bundle)."""
+    return Wanted("bundle", archive.image_id, archive)
 
-    def present(ref: str, image_id: str) -> Callable[[Executor], bool]:
-        return lambda ex: (live := live_image(ex, ref)) is not None and live.image_id == image_id and live.pinned
+
+def import_steps(archives: dict[str, ArchiveImage]) -> list[HostStep]:
+    """Each image present in K3s's containerd as its archive has it, else imported from the archive."""
+
+    def present(ref: str, want: Wanted) -> Callable[[Executor], bool]:
+        return lambda ex: want.met_by(live_image(ex, ref))
 
     return [
-        HostStep(
-            f"image {ref}", present(ref, a.image_id), import_archive(a), f"{ref} from {a.path} ({a.image_id[:19]})"
-        )
+        HostStep(f"image {ref}", present(ref, wanted(a)), import_archive(a), f"{ref} from {a.path} ({a.image_id[:19]})")
         for ref, a in sorted(archives.items())
     ]
 
@@ -220,9 +226,7 @@ def cluster_images_step(c: ClusterResource) -> StepResult:
         return StepResult([], metadata)
     if c.bundle_dir is None:
         raise BundleError("k3s.offline_bundle_dir: required in air-gap (the images the cluster runs)")
-    refs = {i.ref: i for i in images if not i.platform}
-    archives = dict(zip(refs, bundle_images(c.bundle_dir, list(refs.values())), strict=True))
-    outcomes = run_steps(c.executor, import_steps(archives))
+    outcomes = run_steps(c.executor, import_steps(bundle_images(c.bundle_dir, images)))
     return StepResult([o.line() for o in outcomes if o.status != "already"], metadata)
 
 
@@ -230,12 +234,7 @@ def pull_if_not_present(objs: list[Obj]) -> list[Obj]:
     """Upstream workloads with ``imagePullPolicy: Always`` (Argo CD's) as ``IfNotPresent``: with Always the kubelet
     asks the registry at every start even when containerd holds the image (kubernetes.io/docs/concepts/containers/
     images/#image-pull-policy), so an air-gapped pod never starts. The tags are pinned, so nothing is lost online."""
-    out = []
-    for o in objs:
-        if o.get("kind") in _WORKLOADS:
-            spec = _pod_spec(o)
-            for c in [*spec.get("initContainers", []), *spec.get("containers", [])]:
-                if c.get("imagePullPolicy") == "Always":
-                    c["imagePullPolicy"] = "IfNotPresent"
-        out.append(o)
-    return out
+    for c in (c for o in objs for c in _containers(o)):
+        if c.get("imagePullPolicy") == "Always":
+            c["imagePullPolicy"] = "IfNotPresent"
+    return objs

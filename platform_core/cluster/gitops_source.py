@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 from platform_core.cluster.kube import KubeClient
-from platform_core.cluster.kube_error import KubeError
+from platform_core.cluster.kube_health import wait_until_none_left
 from platform_core.cluster.render_base import (
     ARGOCD_NAMESPACE,
     Obj,
+    application_ref,
     deployment,
     hardened,
     meta,
@@ -144,20 +144,15 @@ def refresh_applications(kube: KubeClient, names: list[str], timeout: float, int
         stamp = application_ref(name)
         stamp["metadata"]["annotations"] = {REFRESH: "normal"}
         kube.apply([stamp], field_manager=REFRESH_MANAGER)
-    deadline = time.monotonic() + timeout
-    while pending := [name for name in live if _refresh_pending(kube, name)]:
-        if time.monotonic() > deadline:
-            raise KubeError(f"Argo CD has not refreshed {', '.join(pending)} after {timeout:g}s")
-        time.sleep(interval)
+    wait_until_none_left(
+        lambda: [name for name in live if _refresh_pending(kube, name)],
+        timeout,
+        lambda left: f"Argo CD has not refreshed {left} after {timeout:g}s",
+        interval,
+    )
     return live
 
 
 def _refresh_pending(kube: KubeClient, name: str) -> bool:
     annotations = ((kube.get(application_ref(name)) or {}).get("metadata") or {}).get("annotations") or {}
     return REFRESH in annotations
-
-
-def application_ref(name: str) -> Obj:
-    """An Argo CD Application by name, for get/apply/delete."""
-    meta = {"name": name, "namespace": ARGOCD_NAMESPACE}
-    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": meta}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,24 @@ class ImagePullFailure:
     message: str
 
 
+def condition_true(obj: Obj, kind: str) -> bool:
+    """Whether the object's status reports the condition (Ready, Available...) as True."""
+    return any(
+        c.get("type") == kind and c.get("status") == "True" for c in (obj.get("status") or {}).get("conditions") or []
+    )
+
+
+def wait_until_none_left(
+    pending: Callable[[], builtins.list[str]], timeout: float, failure: Callable[[str], str], interval: float = 0.5
+) -> None:
+    """Poll ``pending`` until it lists nothing; after ``timeout`` s a KubeError from ``failure(what is left)``."""
+    deadline = time.monotonic() + timeout
+    while left := pending():
+        if time.monotonic() > deadline:
+            raise KubeError(failure(", ".join(left)))
+        time.sleep(interval)
+
+
 def rollout_pending(dep: Obj) -> str | None:
     """Why the Deployment's rollout is not complete (kubectl's words), or None when it is."""
     meta, spec, status = dep.get("metadata") or {}, dep.get("spec") or {}, dep.get("status") or {}
@@ -46,8 +65,7 @@ def rollout_pending(dep: Obj) -> str | None:
         return f"{total - updated} old replicas pending termination"
     if available < updated:
         return f"{available} of {updated} updated replicas available"
-    conditions = status.get("conditions") or []
-    if not any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions):
+    if not condition_true(dep, "Available"):
         return "not Available"
     return None
 

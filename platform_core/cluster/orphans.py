@@ -4,17 +4,16 @@ the seed's MinIO Application, removed from git and still running. Found always; 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import yaml
 
-from platform_core.cluster.gitops_source import application_ref, render_gitops_source
+from platform_core.cluster.gitops_source import render_gitops_source
 from platform_core.cluster.kube import KubeClient
-from platform_core.cluster.kube_error import KubeError
+from platform_core.cluster.kube_health import wait_until_none_left
 from platform_core.cluster.render import render_infra_tree
 from platform_core.cluster.render_argocd import argocd_server_patch, render_argocd_pre, root_application
-from platform_core.cluster.render_base import ARGOCD_NAMESPACE, MANAGED_BY
+from platform_core.cluster.render_base import APPLICATION, ARGOCD_NAMESPACE, MANAGED_BY, application_ref
 from platform_core.cluster.render_metallb import render_metallb
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.secrets import render_secrets
@@ -23,7 +22,6 @@ from platform_core.services.seaweedfs import SeaweedFSResource
 Obj = dict[str, Any]
 Identity = tuple[str, str | None, str]  # kind, namespace, name
 CASCADE = "resources-finalizer.argocd.argoproj.io"
-APPLICATION = ("argoproj.io/v1alpha1", "Application")
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 
 
@@ -95,11 +93,12 @@ def prune_applications(
     only waited for."""
     for name in names:
         prune_application(kube, name)
-    deadline = time.monotonic() + timeout
-    while remaining := [n for n in [*names, *terminating] if kube.get(application_ref(n)) is not None]:
-        if time.monotonic() > deadline:
-            raise KubeError(
-                f"Applications {', '.join(remaining)} still Terminating after {timeout:g}s: Argo CD deletes their "
-                "resources first (see each one's status)"
-            )
-        time.sleep(interval)
+    wait_until_none_left(
+        lambda: [n for n in [*names, *terminating] if kube.get(application_ref(n)) is not None],
+        timeout,
+        lambda left: (
+            f"Applications {left} still Terminating after {timeout:g}s: Argo CD deletes their resources "
+            "first (see each one's status)"
+        ),
+        interval,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from platform_core.cluster.gitops_source import repo_url, revision
-from platform_core.cluster.render_base import ARGOCD_NAMESPACE, IN_CLUSTER, Obj, meta, namespace, obj
+from platform_core.cluster.render_base import APPLICATION, ARGOCD_NAMESPACE, IN_CLUSTER, Obj, meta, namespace, obj
 from platform_core.config import PlatformConfig
 
 ASSET = "argocd"
@@ -36,7 +36,7 @@ def _application(name: str, asset: str, cfg: PlatformConfig, path: str, dest_nam
         "destination": {"server": IN_CLUSTER, "namespace": dest_namespace},
         "syncPolicy": SYNC_POLICY,
     }
-    return obj("argoproj.io/v1alpha1", "Application", meta(name, asset, ARGOCD_NAMESPACE, name), spec=spec)
+    return obj(*APPLICATION, meta(name, asset, ARGOCD_NAMESPACE, name), spec=spec)
 
 
 def root_application(cfg: PlatformConfig) -> Obj:

@@ -10,6 +10,7 @@ MANAGED_BY = "mlops-platform"
 ASSET_LABEL = "mlops-platform/asset"
 IN_CLUSTER = "https://kubernetes.default.svc"
 ARGOCD_NAMESPACE = "argocd"
+APPLICATION = ("argoproj.io/v1alpha1", "Application")  # Argo CD's kind: apiVersion, kind
 
 Obj = dict[str, Any]
 
@@ -27,6 +28,11 @@ def meta(name: str, asset: str, namespace: str | None = None, app: str | None = 
     if namespace:
         out["namespace"] = namespace
     return out
+
+
+def application_ref(name: str) -> Obj:
+    """An Argo CD Application by name, for get/apply/delete."""
+    return obj(*APPLICATION, {"name": name, "namespace": ARGOCD_NAMESPACE})
 
 
 def obj(api_version: str, kind: str, metadata: dict[str, Any], **fields: Any) -> Obj:

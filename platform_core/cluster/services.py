@@ -10,9 +10,8 @@ from typing import Any
 import dagster as dg
 
 from platform_core.cluster.kube import KubeClient
-from platform_core.cluster.orphans import APPLICATION
 from platform_core.cluster.render import SERVICES
-from platform_core.cluster.render_base import ARGOCD_NAMESPACE
+from platform_core.cluster.render_base import application_ref
 from platform_core.cluster.render_storage import POSTGRES_PORT
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.step_result import StepResult
@@ -53,9 +52,7 @@ def request_sync(kube: KubeClient, app: str) -> None:
     kube.apply(
         [
             {
-                "apiVersion": APPLICATION[0],
-                "kind": APPLICATION[1],
-                "metadata": {"name": app, "namespace": ARGOCD_NAMESPACE},
+                **application_ref(app),
                 "operation": {"sync": {"prune": False}, "initiatedBy": {"username": "mlops-platform"}},
             }
         ],
@@ -74,9 +71,7 @@ def _pull_failures(kube: KubeClient, cfg: PlatformConfig, app: str) -> list[str]
 
 
 def _operation_running(kube: KubeClient, app: str) -> bool:
-    live = kube.get(
-        {"apiVersion": APPLICATION[0], "kind": APPLICATION[1], "metadata": {"name": app, "namespace": ARGOCD_NAMESPACE}}
-    )
+    live = kube.get(application_ref(app))
     if (live or {}).get("operation"):  # requested, not yet picked up by the controller
         return True
     return ((live or {}).get("status", {}).get("operationState") or {}).get("phase") == "Running"

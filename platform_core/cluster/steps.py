@@ -33,7 +33,6 @@ from platform_core.cluster.k3s_install import (
 )
 from platform_core.cluster.kube import ApplyResult, KubeClient, KubeError
 from platform_core.cluster.orphans import (
-    APPLICATION,
     application_orphans,
     describe,
     orphan_objects,
@@ -47,7 +46,7 @@ from platform_core.cluster.render_argocd import (
     render_argocd_pre,
     root_application,
 )
-from platform_core.cluster.render_base import ARGOCD_NAMESPACE
+from platform_core.cluster.render_base import ARGOCD_NAMESPACE, application_ref
 from platform_core.cluster.render_metallb import render_metallb
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.secrets import render_secrets
@@ -326,13 +325,7 @@ def platform_image_step(c: ClusterResource) -> StepResult:
 
 
 def application_status(kube: KubeClient, name: str) -> tuple[str, str, str]:
-    app = kube.get(
-        {
-            "apiVersion": APPLICATION[0],
-            "kind": APPLICATION[1],
-            "metadata": {"name": name, "namespace": ARGOCD_NAMESPACE},
-        }
-    )
+    app = kube.get(application_ref(name))
     status = (app or {}).get("status", {})
     health = status.get("health", {})
     return status.get("sync", {}).get("status", "Missing"), health.get("status", "Missing"), health.get("message", "")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from platform_core.cluster.gitops_source import application_ref
+from platform_core.cluster.render_base import application_ref
 from tests.k8s.scenario_k3s import Platform, changes, checks, step_failures
 
 

@@ -65,7 +65,7 @@ def test_the_bundle_is_checked_whole_in_one_line(tmp_path: Path) -> None:
         bundle_images(tmp_path, images)
     write_bundle_images(tmp_path, [i.ref for i in images])
     found = bundle_images(tmp_path, images)
-    assert [a.path for a in found] == [tmp_path / i.archive for i in images]
+    assert {ref: a.path for ref, a in found.items()} == {i.ref: tmp_path / i.archive for i in images}
     (tmp_path / images[0].archive).unlink()
     wrong = tmp_path / images[1].archive
     wrong.write_bytes(wrong.read_bytes() + b"\0")

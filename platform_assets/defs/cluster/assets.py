@@ -12,11 +12,12 @@ from typing import Any
 
 import dagster as dg
 
-from platform_core.cluster.bundle import bundle_images, required_images
+from platform_core.cluster.bundle import bundle_images, required_images, wanted
 from platform_core.cluster.gitops_source import NAME as GITOPS_SOURCE
 from platform_core.cluster.gitops_source import TREE_DIGEST, tree_config_map, tree_digest
 from platform_core.cluster.image import bundle_archive, desired_image, live_image, normalized_ref
 from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.kube_health import condition_true
 from platform_core.cluster.orphans import application_orphans
 from platform_core.cluster.reconcile import cluster_spec, reconcile_asset
 from platform_core.cluster.render import REPO_ROOT, diff_tree, render_infra_tree
@@ -71,12 +72,7 @@ def _get(cluster: ClusterResource, api_version: str, kind: str, name: str, names
 @check_errors_fail
 def node_ready(cluster: ClusterResource) -> dg.AssetCheckResult:
     nodes = cluster.kube().list("v1", "Node")
-    ready = {
-        n["metadata"]["name"]: any(
-            c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", [])
-        )
-        for n in nodes
-    }
+    ready = {n["metadata"]["name"]: condition_true(n, "Ready") for n in nodes}
     return dg.AssetCheckResult(passed=bool(ready) and all(ready.values()), description=f"nodes: {ready or 'none'}")
 
 
@@ -211,20 +207,19 @@ def platform_image_present(cluster: ClusterResource) -> dg.AssetCheckResult:
 )
 @check_errors_fail
 def cluster_images_present(cluster: ClusterResource) -> dg.AssetCheckResult:
-    images = [i for i in required_images(cluster.cfg) if not i.platform]  # platform_image_present has that one
     if cluster.install_mode[0] == "online":
         lines = _pull_failures(cluster, _platform_namespaces(cluster.cfg))
         return dg.AssetCheckResult(passed=not lines, description=f"online: {'; '.join(lines) or 'no pull failure'}")
-    archives = bundle_images(cluster.bundle_dir or Path("."), images)
+    # the platform image's archive is platform_image_present's
+    archives = bundle_images(cluster.bundle_dir or Path("."), required_images(cluster.cfg))
     absent = []
-    for image, archive in zip(images, archives, strict=True):
-        live = live_image(cluster.executor, image.ref)
-        if live is None or live.image_id != archive.image_id or not live.pinned:
-            state = "absent" if live is None else f"id {live.image_id[:19]}{'' if live.pinned else ', not pinned'}"
-            absent.append(f"{image.ref} ({state})")
+    for ref, archive in archives.items():
+        want, live = wanted(archive), live_image(cluster.executor, ref)
+        if not want.met_by(live):
+            absent.append(f"{ref} ({want.describe(live)})")
     return dg.AssetCheckResult(
         passed=not absent,
-        description=f"{len(images) - len(absent)} of {len(images)} in containerd"
+        description=f"{len(archives) - len(absent)} of {len(archives)} in containerd"
         + (f"; not as the bundle has it: {', '.join(absent)}" if absent else ""),
     )
 
@@ -261,12 +256,8 @@ def infra_matches_config(cluster: ClusterResource) -> dg.AssetCheckResult:
 
 def _serves(pod: dict[str, Any], digest: str) -> bool:
     meta = pod.get("metadata") or {}
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (pod.get("status") or {}).get("conditions") or []
-    )
     named = (meta.get("labels") or {}).get("app.kubernetes.io/name") == GITOPS_SOURCE
-    return named and ready and (meta.get("annotations") or {}).get(TREE_DIGEST) == digest
+    return named and condition_true(pod, "Ready") and (meta.get("annotations") or {}).get(TREE_DIGEST) == digest
 
 
 @dg.asset_check(asset="gitops", description="No pod is stuck pulling its image (the seed's Bitnami failure).")
