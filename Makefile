@@ -24,9 +24,8 @@ down:  ## stop every service; data stays in the state directory
 status:
 	$(BIN)/platformctl status
 
-ui: $(STAMP)  ## the Dagster UI and daemon (sensors) on this stack's instance
-	DAGSTER_HOME=$$($(BIN)/python -c "from platform_core.state import load_platform; print(load_platform()[1].dagster_home)") \
-	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
+ui: $(STAMP)  ## where the Dagster UI answers (`make up` runs it, with the daemon, until `make down`)
+	$(BIN)/platformctl ui
 
 test: $(STAMP)  ## unit, integration (real services) and end-to-end tests
 	scripts/system-packages test

@@ -9,6 +9,8 @@ from platform_assets.defs.cluster.assets import cluster_definitions
 from platform_assets.defs.cluster.cluster_drift import cluster_drift_sensor
 from platform_assets.defs.host.assets import host_definitions
 from platform_assets.defs.monitoring.infra_drift import infra_drift_sensor
+from platform_assets.defs.orchestrator.assets import GROUP as ORCHESTRATOR
+from platform_assets.defs.orchestrator.assets import orchestrator_definitions
 from platform_assets.defs.storage.assets import storage_definitions
 from platform_assets.defs.tracking.assets import tracking_definitions
 from platform_core.alerting.freshness_alerts import freshness_alert_sensor
@@ -36,11 +38,21 @@ def health_schedule(job_name: str, window_minutes: int) -> dg.ScheduleDefinition
 def build_definitions(path: Path) -> dg.Definitions:
     config_errors_in_one_line()
     cfg, state = load_platform(path)
+    # Not the orchestrator's own services: the health schedule launches this job from the daemon, and a run
+    # cannot restart the process it runs under (`platformctl up` brings those up, last).
     platform_up = dg.define_asset_job(
-        "platform_up", selection=dg.AssetSelection.all(), description="Bring up (or heal) every platform service."
+        "platform_up",
+        selection=dg.AssetSelection.all() - dg.AssetSelection.groups(ORCHESTRATOR),
+        description="Bring up (or heal) every platform service.",
     )
     # each domain picks its own assets for the target
-    domains = [host_definitions(cfg), storage_definitions(cfg), tracking_definitions(cfg), cluster_definitions(cfg)]
+    domains = [
+        host_definitions(cfg),
+        storage_definitions(cfg),
+        tracking_definitions(cfg),
+        cluster_definitions(cfg),
+        orchestrator_definitions(cfg),
+    ]
     drift = [cluster_drift_sensor] if cfg.target == "k3s" else [infra_drift_sensor]
     common = dg.Definitions(
         jobs=[platform_up],

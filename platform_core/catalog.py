@@ -27,7 +27,14 @@ SERVICES = (
     Service("data_api", "data_api", "data_api_resource"),
     Service("inference", "inference_service", "inference_resource"),
 )
-SERVICE_ASSETS = {service.name: service.asset for service in SERVICES}  # both code locations
+# The orchestrator's own processes (platform_core/orchestrator/): supervisor name -> asset. Last, so that
+# `platformctl down`, which stops dependents first, stops the watchdog before anything it would restart.
+ORCHESTRATOR_SERVICES = {
+    "dagster_webserver": "dagster_webserver",
+    "dagster_daemon": "dagster_daemon",
+    "watchdog": "orchestrator_watchdog",
+}
+SERVICE_ASSETS = {**{service.name: service.asset for service in SERVICES}, **ORCHESTRATOR_SERVICES}
 
 
 def bucket_key(name: str) -> dg.AssetKey:

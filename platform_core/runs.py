@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import dagster as dg
+import psycopg2
+import sqlalchemy.exc
 
+from platform_core.config import PlatformConfig
 from platform_core.redact import redact
 from platform_core.state import StateDir
 
@@ -63,45 +69,55 @@ def root_cause_line(error: SerializableErrorInfo | None) -> str:
     return redact(lines[0]) if lines else error.cls_name or "step failed"
 
 
-def recorded_instance(state: StateDir) -> dg.DagsterInstance | None:
-    """The stack's Dagster instance, only once it has recorded runs (opening one creates its databases)."""
-    home = state.dagster_home
-    recorded = (home / "dagster.yaml").exists() and (home / "history" / "runs.db").exists()
-    return dg.DagsterInstance.from_config(str(home)) if recorded else None
+@contextmanager
+def recorded_instance(cfg: PlatformConfig, state: StateDir) -> Iterator[dg.DagsterInstance | None]:
+    """The stack's Dagster instance, or None when there is none to read: never set up here (opening one would
+    create it), or its Postgres is down."""
+    from platform_core.orchestrator.instance import instance_file, load_instance
+
+    if not instance_file(state).exists() or not state.secrets_file.exists():
+        yield None
+        return
+    try:
+        instance = load_instance(cfg, state)
+    except (sqlalchemy.exc.OperationalError, psycopg2.OperationalError):
+        yield None
+        return
+    try:
+        yield instance
+    finally:
+        instance.dispose()
 
 
-WATCHED_DAEMONS = ("SENSOR", "SCHEDULER")  # what evaluates the alerting sensors and the health schedules
-HEARTBEAT_STALE_SECONDS = 90  # the daemon beats every 30 s: three missed beats mean it is gone
+def daemon_line(beats: dict[str, float] | None, now: float) -> str:
+    """Whether anything evaluates the sensors now: the dagster-daemon's newest heartbeat, per watched daemon
+    (None: the instance cannot be read)."""
+    from platform_core.orchestrator.services import HEARTBEAT_STALE_SECONDS, WATCHED_DAEMONS
 
-
-def daemon_line(instance: dg.DagsterInstance | None, now: float) -> str:
-    """Whether anything evaluates the sensors now: the dagster-daemon's newest heartbeat, per watched daemon."""
-    beats = instance.get_daemon_heartbeats() if instance is not None else {}
-    ages = {name: now - beats[name].timestamp for name in WATCHED_DAEMONS if name in beats}
+    if beats is None:
+        return "sensors    the Dagster instance cannot be read (is postgres up?): nothing alerts but the watchdog"
+    ages = {name: now - beats[name] for name in WATCHED_DAEMONS if name in beats}
     if not ages:
-        return "sensors    no dagster-daemon has run on this stack's instance: nothing alerts (start one: make ui)"
+        return "sensors    no dagster-daemon has run on this stack's instance: nothing alerts (start it: make up)"
     shown = ", ".join(f"{name} heartbeat {age:.0f}s ago" for name, age in ages.items())
     stale = len(ages) < len(WATCHED_DAEMONS) or max(ages.values()) > HEARTBEAT_STALE_SECONDS
     if stale:
-        return f"sensors    dagster-daemon DOWN ({shown}): nothing alerts until it runs again (make ui)"
+        return f"sensors    dagster-daemon DOWN ({shown}): nothing alerts until it runs again (make up)"
     return f"sensors    dagster-daemon up ({shown})"
 
 
-def newest_run_id() -> str | None:
-    """The newest run in the instance that DAGSTER_HOME points at."""
-    with dg.DagsterInstance.get() as instance:
-        runs = instance.get_runs(limit=1)
-        return runs[0].run_id if runs else None
+# Runs the daemon launches on its own (sensors, schedules, backfills) carry one of these tags; a run of a command
+# (`dagster asset materialize`) carries none.
+AUTOMATION_TAGS = {"dagster/sensor_name", "dagster/schedule_name", "dagster/backfill"}
 
 
-def newest_run_report(after: str | None = None) -> RunReport | None:
-    """The newest run's report, or None when there is none newer than the run ``after`` (the command failed
-    before it started one, e.g. while loading definitions)."""
-    with dg.DagsterInstance.get() as instance:
-        runs = instance.get_runs(limit=1)
-        if not runs or runs[0].run_id == after:
-            return None
-        return run_report(instance, runs[0].run_id)
+def command_run_report(instance: dg.DagsterInstance, since: datetime) -> RunReport | None:
+    """The report of the newest run a command started after `since`, or None when it started none (it failed
+    before, e.g. while loading definitions). The daemon's own runs in the meantime are not it."""
+    for run in instance.get_runs(filters=dg.RunsFilter(created_after=since), limit=50):
+        if not AUTOMATION_TAGS & run.tags.keys():
+            return run_report(instance, run.run_id)
+    return None
 
 
 def report_lines(report: RunReport) -> list[str]:

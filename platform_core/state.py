@@ -193,11 +193,19 @@ class Credentials:
             data = self._load()  # re-read under the lock: another process may have just created it
             value = data.get(section, {}).get(name)
             if value is None:
+                self._refuse_regenerating(f"{section}/{name}")
                 value = make()
                 data.setdefault(section, {})[name] = value
                 self._save(data)
         self._remember(f"{section}/{name}", value)
         return value
+
+    def _refuse_regenerating(self, key: str) -> None:
+        """A credential the data was made with is never generated again: the file lost it (deleted while a
+        long-running process, the watchdog say, was reading it). Only rotation replaces it."""
+        if self.record is not None and key in read_record(self.record):
+            problem = mismatch(self.record, self.path) or f"{key} is missing from {self.path}"
+            raise ConfigError(str(self.path), key, problem)
 
     def _remember(self, key: str, value: str, only_if_new: bool = False) -> None:
         """Record the credential's digest beside the data it is about to make (never in a plan). A key seen

@@ -9,16 +9,18 @@ Stopping is graceful with a short bound, then SIGKILL to the service's own proce
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import psutil
 
@@ -149,7 +151,14 @@ class Supervisor:
         return ServiceState(status, spec.config_hash, edited_files(spec), stopped, healthy)
 
     def ensure(self, spec: ServiceSpec) -> EnsureResult:
-        """Start the service, or restart it if its config changed, or leave it be (and say so)."""
+        """Start the service, or restart it if its config changed, or leave it be (and say so). One caller at a
+        time per service: a run and the watchdog may both find it dead."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / f"{spec.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._ensure(spec)
+
+    def _ensure(self, spec: ServiceSpec) -> EnsureResult:
         state = self.inspect(spec)
         if state.action == "keep" and state.status.pid:
             return EnsureResult("unchanged", state.status.pid, spec.config_hash, state.reason)
@@ -192,11 +201,11 @@ class Supervisor:
 
     def _mark_stopped(self, name: str, config_hash: str | None, deployed: bool) -> None:
         stopped = {"pid": None, "config_hash": config_hash, "deployed": deployed, "stopped_at": time.time()}
-        _write_private(self.pid_file(name), json.dumps(stopped, indent=2))
+        write_private(self.pid_file(name), json.dumps(stopped, indent=2))
 
     def _start(self, spec: ServiceSpec) -> int:
         for path, content in spec.files.items():
-            _write_private(path, content)
+            write_private(path, content)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         _kill_orphans(self._read_record(spec.name))  # children of a leader that died still hold its ports
@@ -204,38 +213,28 @@ class Supervisor:
         log = self.log_file(spec.name).open("ab")
         log.write(f"\n--- starting {spec.name} at {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
         log.flush()
-        proc = subprocess.Popen(
-            list(spec.argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **spec.env},
-            user=spec.run_as,
-            cwd=spec.cwd,
-            start_new_session=True,
-        )
+        pid = _spawn_detached(spec, log)
         log.close()
+        create_time = psutil.Process(pid).create_time()
         record = {
-            "pid": proc.pid,
-            "create_time": psutil.Process(proc.pid).create_time(),
+            "pid": pid,
+            "create_time": create_time,
             "config_hash": spec.config_hash,
             "started_at": time.time(),
             "argv": list(spec.argv),
             "stop_signal": int(spec.stop_signal),  # so a stop needs nothing but this record (`platformctl down`)
             "stop_timeout": spec.stop_timeout,
         }
-        _write_private(self.pid_file(spec.name), json.dumps(record, indent=2))
-        self._wait_healthy(spec, proc)
-        return proc.pid
+        write_private(self.pid_file(spec.name), json.dumps(record, indent=2))
+        self._wait_healthy(spec, pid, create_time)
+        return pid
 
-    def _wait_healthy(self, spec: ServiceSpec, proc: subprocess.Popen[bytes]) -> None:
+    def _wait_healthy(self, spec: ServiceSpec, pid: int, create_time: float) -> None:
         deadline = time.monotonic() + spec.start_timeout
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if not is_same_process(pid, create_time):
                 self._mark_stopped(spec.name, spec.config_hash, deployed=True)  # wanted up, so it is down
-                raise ServiceStartError(
-                    f"{spec.name} exited with code {proc.returncode} while starting: {self.log_tail(spec.name)}"
-                )
+                raise ServiceStartError(f"{spec.name} exited while starting: {self.log_tail(spec.name)}")
             if probe(spec.health):
                 return
             time.sleep(0.2)
@@ -292,6 +291,52 @@ class Supervisor:
             return None
 
 
+# Forks the service and exits: the service is nobody's child (init, or the nearest subreaper, adopts it), like a
+# systemd unit. A service started by a long-lived process (the watchdog, a run of the daemon) is then neither
+# its zombie when it dies nor part of its process tree when that process is stopped.
+_DETACH = """
+import os, pwd, sys
+fd, user, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+pid = os.fork()
+if pid:
+    os.write(fd, str(pid).encode())
+    os._exit(0)
+os.close(fd)
+os.setsid()  # its own session and process group, led by itself: stopped by group, never by name
+if user:  # Postgres refuses to run as root: drop to its user here, not in the launcher (Python may be root-only)
+    entry = pwd.getpwnam(user)
+    os.initgroups(user, entry.pw_gid)
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+os.execvp(argv[0], argv)
+"""
+
+
+def _spawn_detached(spec: ServiceSpec, log: IO[bytes]) -> int:
+    read_end, write_end = os.pipe()
+    try:
+        launcher = subprocess.Popen(
+            [sys.executable, "-c", _DETACH, str(write_end), spec.run_as or "", *spec.argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **spec.env},
+            cwd=spec.cwd,
+            pass_fds=(write_end,),
+        )
+        os.close(write_end)
+        write_end = -1
+        pid = os.read(read_end, 32)
+        launcher.wait(timeout=30)
+    finally:
+        os.close(read_end)
+        if write_end != -1:
+            os.close(write_end)
+    if not pid:
+        raise ServiceStartError(f"{spec.name} could not be started (exit code {launcher.returncode})")
+    return int(pid)
+
+
 def edited_files(spec: ServiceSpec) -> list[Path]:
     """Rendered config files whose content on disk is not what the spec renders."""
     return [path for path, content in spec.files.items() if not path.exists() or path.read_text() != content]
@@ -338,7 +383,7 @@ def _orphans(record: dict[str, Any] | None) -> list[psutil.Process]:
     return members
 
 
-def _write_private(path: Path, content: str) -> None:
+def write_private(path: Path, content: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # the mode of os.open only applies to a new file

@@ -8,6 +8,7 @@ from platform_core.alerting.alerts import AlertsResource
 from platform_core.cluster.resource import ClusterResource
 from platform_core.config import PlatformConfig
 from platform_core.host.resource import HostResource
+from platform_core.orchestrator.services import DagsterResource
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.postgres import PostgresResource
 from platform_core.services.seaweedfs import SeaweedFSResource
@@ -35,5 +36,6 @@ def build_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) -> 
         "postgres_resource": PostgresResource(**where),
         "seaweedfs_resource": SeaweedFSResource(**where),
         "mlflow_resource": MlflowResource(**where),
+        "dagster_resource": DagsterResource(**where),
         "alerts": alerts,
     }

@@ -1,7 +1,8 @@
 """`platformctl`: bring the local stack up (platform location, then ML location), tear it down, show status.
 
 `up` materializes each code location with `dagster asset materialize`, the same command a person would run,
-into the Dagster instance kept in the state directory, so `dagster dev` afterwards shows those runs.
+into the stack's Dagster instance (stored in the platform's Postgres), then starts Dagster's webserver and daemon,
+so the UI shows those runs and the sensors run until `down`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from platform_core.catalog import SERVICE_ASSETS
 from platform_core.config import ConfigError, PlatformConfig
@@ -21,11 +24,8 @@ from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV, config_path
 from platform_core.state import StateDir, load_platform
 from platform_core.supervisor import Supervisor
 
-DAGSTER_YAML = """\
-# Written by platformctl: the Dagster instance of this stack lives beside its services.
-telemetry:
-  enabled: false
-"""
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="materialize the platform location, then the ML location")
     sub.add_parser("down", help="stop every service (data stays in the state directory)")
     sub.add_parser("status", help="services, and any drift between platform.yaml and what runs")
+    sub.add_parser("ui", help="where the Dagster UI of this stack answers (started by up)")
     planned = sub.add_parser(
         "plan",
         help="what `up` would change in every asset of both locations, writing nothing "
@@ -86,16 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         return ingest(state, cfg, args.day)
     if args.command == "rotate-credentials":
         return rotate_credentials(state, cfg)
-    return {"up": up, "down": down, "status": status}[args.command](state, cfg)
+    return {"up": up, "down": down, "status": status, "ui": ui}[args.command](state, cfg)
 
 
-def dagster_env(state: StateDir) -> dict[str, str]:
-    """The environment every dagster command of this stack runs with."""
-    home = state.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    return {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(config_path()), STATE_DIR_ENV: str(state.root)}
+def dagster_env(state: StateDir, cfg: PlatformConfig) -> dict[str, str]:
+    """The environment every dagster command of this stack runs with (the instance's password included)."""
+    from platform_core.orchestrator.instance import instance_env
+
+    return {**os.environ, **instance_env(cfg, state, config_path())}
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,11 @@ class Step:
         return argv + (["--partition", self.partition] if self.partition is not None else [])
 
 
-PLATFORM = Step("platform services", "platform_assets.definitions", "*")
+PLATFORM = Step("platform services", "platform_assets.definitions", "not group:orchestrator")
+# last: the daemon's sensors judge a stack that is whole (the UI and the watchdog with it)
+ORCHESTRATOR = Step(
+    "orchestrator: dagster webserver, daemon, watchdog", "platform_assets.definitions", "group:orchestrator"
+)
 ML_MODEL = Step(
     "model: features, training, registry, serving",
     "ml_assets.definitions",
@@ -131,7 +134,8 @@ def drift_step(day: int) -> Step:
 
 def up(state: StateDir, cfg: PlatformConfig) -> int:
     """The platform, then the first batch, the model on it, and the batch's drift report against that model."""
-    code = run_steps(state, "up", [PLATFORM, ingest_step(0, with_drift_report=False), ML_MODEL, drift_step(0)])
+    steps = [PLATFORM, ingest_step(0, with_drift_report=False), ML_MODEL, drift_step(0), ORCHESTRATOR]
+    code = run_steps(state, cfg, "up", steps)
     if code == 0:
         _print_where(state, cfg)
     return code
@@ -140,7 +144,7 @@ def up(state: StateDir, cfg: PlatformConfig) -> int:
 def ingest(state: StateDir, cfg: PlatformConfig, day: int) -> int:
     """Feed one more batch through the graph: fetch, validate, drift-test against the serving champion, retrain,
     promote only if better, deploy."""
-    return run_steps(state, f"ingest-day{day}", [ingest_step(day), ML_MODEL])
+    return run_steps(state, cfg, f"ingest-day{day}", [ingest_step(day), ML_MODEL])
 
 
 def rotate_credentials(state: StateDir, cfg: PlatformConfig) -> int:
@@ -155,31 +159,44 @@ def rotate_credentials(state: StateDir, cfg: PlatformConfig) -> int:
     return up(state, cfg)  # every service whose credentials changed restarts; role passwords are reset
 
 
-def run_steps(state: StateDir, command: str, steps: list[Step]) -> int:
-    env = dagster_env(state)
-    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]  # this process reads the runs back from the same instance
-    from platform_core.runs import newest_run_id, newest_run_report, report_lines
+def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[Step]) -> int:
+    from platform_core.orchestrator.bootstrap import BootstrapError, bootstrap_instance
+    from platform_core.orchestrator.instance import open_instance
+
+    try:
+        for line in bootstrap_instance(cfg, state, config_path()):
+            print(f"==> {line}", flush=True)
+    except BootstrapError as err:
+        print(f"platformctl: {err}", file=sys.stderr)
+        return 1
+    env = dagster_env(state, cfg)
+    with open_instance(cfg, state) as instance:  # each step's run is read back from the same instance
+        for number, step in enumerate(steps, start=1):
+            if not _run_step(instance, env, state.logs / f"{command}-{number}-{step.location.split('.')[0]}.log", step):
+                return 1
+    return 0
+
+
+def _run_step(instance: DagsterInstance, env: dict[str, str], log: Path, step: Step) -> bool:
+    from platform_core.runs import command_run_report, report_lines
 
     dagster = str(Path(sys.executable).parent / "dagster")
-    for number, step in enumerate(steps, start=1):
-        log = state.logs / f"{command}-{number}-{step.location.split('.')[0]}.log"
-        started = time.monotonic()
-        print(f"==> {step.title} ({step.location}; log: {log})", flush=True)
-        before = newest_run_id()
-        with log.open("w") as handle:
-            code = subprocess.call(
-                step.argv(dagster), env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=config_path().parent
-            )
-        print(f"    {'ok' if code == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s", flush=True)
-        report = newest_run_report(after=before)
-        for line in report_lines(report) if report else []:
-            print(f"    {line}")
-        if code != 0:
-            cause = next(iter(report.failures.values()), None) if report else None
-            print(f"platformctl: {step.title} failed: {cause or redact(last_error_line(log))}", file=sys.stderr)
-            print(f"platformctl: the whole log: {log}", file=sys.stderr)
-            return 1
-    return 0
+    started = time.monotonic()
+    print(f"==> {step.title} ({step.location}; log: {log})", flush=True)
+    since = datetime.now(UTC)
+    with log.open("w") as handle:
+        code = subprocess.call(
+            step.argv(dagster), env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=config_path().parent
+        )
+    print(f"    {'ok' if code == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s", flush=True)
+    report = command_run_report(instance, since)
+    for line in report_lines(report) if report else []:
+        print(f"    {line}")
+    if code != 0:
+        cause = next(iter(report.failures.values()), None) if report else None
+        print(f"platformctl: {step.title} failed: {cause or redact(last_error_line(log))}", file=sys.stderr)
+        print(f"platformctl: the whole log: {log}", file=sys.stderr)
+    return code == 0
 
 
 def last_error_line(log: Path) -> str:
@@ -196,7 +213,7 @@ The platform is up. State directory: {state.root}
   MLflow UI:        http://127.0.0.1:{services.mlflow.port}
   S3 endpoint:      http://127.0.0.1:{services.seaweedfs.s3_port}  (credentials: {state.secrets_file})
   Postgres:         127.0.0.1:{services.postgres.port}  (passwords: {state.secrets_file})
-  Dagster UI:       DAGSTER_HOME={state.dagster_home} dagster dev -w workspace.yaml   (or: make ui)
+  Dagster UI:       http://127.0.0.1:{services.dagster.webserver_port}   (sensors and schedules run until make down)
   Inference API:    http://127.0.0.1:{services.inference.port}   (a page to try it at /, the API at /docs)
   Alerts log:       {state.root / cfg.alerts.log_file}
   Stop everything:  make down   (data stays; `make up` brings it back)""")
@@ -221,34 +238,45 @@ def down(state: StateDir, cfg: PlatformConfig) -> int:
 
 def status(state: StateDir, cfg: PlatformConfig) -> int:
     from platform_core.alerting.service_drift import local_findings, service_drift
+    from platform_core.orchestrator.services import DagsterResource
 
     services = _services(state, cfg)
-    for resource in reversed(services.values()):
-        name = resource.service_spec().name
-        current = resource.supervisor.status(name)
+    dagster = DagsterResource(config_path=str(config_path()), state_dir=str(state.root))
+    specs = [resource.service_spec() for resource in reversed(services.values())]
+    specs += [dagster.webserver_spec(), dagster.daemon_spec(), dagster.watchdog_spec()]
+    supervisor = Supervisor(state.run, state.logs)
+    for spec in specs:
+        current = supervisor.status(spec.name)
         shown = f"running (pid {current.pid})" if current.running else ("down" if current.deployed else "stopped")
-        print(f"{name:10} {shown}")
+        print(f"{spec.name:17} {shown}")
     findings = local_findings(
         services["postgres_resource"], services["seaweedfs_resource"], services["mlflow_resource"]
     )
-    for key in ("data_api_resource", "inference_resource"):
-        findings += service_drift(services[key].supervisor, services[key].service_spec())
+    for spec in [services[key].service_spec() for key in ("data_api_resource", "inference_resource")] + specs[-3:]:
+        findings += service_drift(supervisor, spec)
     for finding in findings:
         print(f"DRIFT {finding.subject}: {finding.message} [{finding.remedy}]")
-    print(sensors_status(state))
+    print(sensors_status(state, cfg))
     return 1 if findings else 0
 
 
-def sensors_status(state: StateDir) -> str:
+def sensors_status(state: StateDir, cfg: PlatformConfig) -> str:
     """Who watches the watcher: the daemon that evaluates every alerting sensor, from its heartbeats."""
     from platform_core.runs import daemon_line, recorded_instance
 
-    instance = recorded_instance(state)
-    try:
-        return daemon_line(instance, time.time())
-    finally:
-        if instance is not None:
-            instance.dispose()
+    with recorded_instance(cfg, state) as instance:
+        beats = {n: b.timestamp for n, b in instance.get_daemon_heartbeats().items()} if instance else None
+    return daemon_line(beats, time.time())
+
+
+def ui(state: StateDir, cfg: PlatformConfig) -> int:
+    """Where the UI answers: the webserver is a service of the stack (`up` starts it), so nothing is opened here."""
+    url = f"http://127.0.0.1:{cfg.services.dagster.webserver_port}"
+    if Supervisor(state.run, state.logs).status("dagster_webserver").running:
+        print(f"Dagster UI: {url}")
+        return 0
+    print(f"Dagster UI: not running; `make up` starts it at {url}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

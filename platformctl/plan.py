@@ -124,16 +124,12 @@ def answers(
     picked: set[str],
 ) -> Planned:
     resources: dict[str, Any] = {k: v for location in defs for k, v in (location.resources or {}).items()}
-    instance = recorded_instance(state)
-    try:
+    with recorded_instance(cfg, state) as instance:
         looking, up = Looking(resources, instance), reachable(cfg, resources)
         for asset, partitions in assets.items():
             decision = decision_of(asset, cfg.target)
             if asset in picked:
                 yield asset, answer(looking, decision, partitions, up) if decision else "blocked: no decision"
-    finally:
-        if instance is not None:
-            instance.dispose()
     cluster = resources.get("cluster")
     for line in getattr(cluster.executor, "planned", []) if cluster is not None else []:
         yield "host commands", line

@@ -41,10 +41,13 @@ class Supervised(Protocol):
 
 def service_change(resource: Supervised, host: HostResource) -> str:
     """A local service asset's decision (`Supervisor.inspect`, which `ensure` acts on), in plan's words."""
-    spec, supervisor = resource.service_spec(), resource.supervisor
+    return spec_change(resource.supervisor, resource.service_spec(), host)
+
+
+def spec_change(supervisor: Supervisor, spec: ServiceSpec, host: HostResource) -> str:
     if not supervisor.status(spec.name).running:
         # a port held by a process that is not ours: the start would fail, as the host's ports check says
-        conflict = next((c for c in host.port_conflicts() if c.field.split(".")[1] == spec.name), None)
+        conflict = next((c for c in host.port_conflicts() if c.port in spec.ports), None)
         return f"blocked: {conflict}" if conflict else f"would start {spec.name}"
     findings = service_drift(supervisor, spec)
     return "; ".join(f"would fix: {f.message}" for f in findings) or NO_CHANGE

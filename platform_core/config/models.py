@@ -22,6 +22,7 @@ from pydantic import (
 from platform_core.config.base import ConfigError, Port, _check, _FieldError, _Model
 from platform_core.config.k3s import K3sConfig
 from platform_core.config.network import NetworkConfig
+from platform_core.config.orchestrator import DagsterService, OrchestratorConfig
 from platform_core.config.pins import unpinned
 from platform_core.redact import redact_url
 
@@ -132,6 +133,7 @@ class ServicesConfig(_Model):
     mlflow: MlflowService = Field(default_factory=MlflowService)
     inference: InferenceService = Field(default_factory=InferenceService)
     data_api: DataApiService = Field(default_factory=DataApiService)
+    dagster: DagsterService = Field(default_factory=DagsterService)
 
     def ports(self) -> dict[str, int]:
         """``"services.<svc>.<field>"`` -> port, in declaration order."""
@@ -277,9 +279,11 @@ class PlatformConfig(_Model):
         default_factory=lambda: [
             DatabaseConfig(name="mlflow", owner="mlflow"),
             DatabaseConfig(name="mldata", owner="ml"),
+            DatabaseConfig(name="dagster", owner="dagster"),
         ]
     )
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     freshness: FreshnessConfig = Field(default_factory=FreshnessConfig)
     ml: MlConfig = Field(default_factory=MlConfig)
@@ -299,17 +303,22 @@ class PlatformConfig(_Model):
             if not self.host.ssh_user and not _is_loopback(self.host.address):
                 msg = f"required when target is k3s and host {self.host.address} is remote"
                 raise _FieldError("host.ssh_user", msg)
-        for field, key, items in (
-            ("buckets", "artifact_bucket", self.buckets),
-            ("databases", "database", self.databases),
+        for field, needed, items in (
+            ("buckets", {"mlflow.artifact_bucket": self.mlflow.artifact_bucket}, self.buckets),
+            (
+                "databases",
+                {"mlflow.database": self.mlflow.database, "orchestrator.database": self.orchestrator.database},
+                self.databases,
+            ),
         ):
             names = [item.name for item in items]
             for i, name in enumerate(names):
                 if name in names[:i]:
                     raise _FieldError((field, i, "name"), f"duplicate name {name!r}")
-            if (want := getattr(self.mlflow, key)) not in names:
-                msg = f"must include mlflow.{key} {want!r} (has: {', '.join(names)})"
-                raise _FieldError(field, msg)
+            for key, want in needed.items():
+                if want not in names:
+                    raise _FieldError(field, f"must include {key} {want!r} (has: {', '.join(names)})")
+        self._own_database_roles()
         if self.ml.source_url is None and self.ml.batch_rows > self.ml.max_batch_rows:
             limit = self.ml.max_batch_rows
             raise _FieldError(("ml", "batch_rows"), f"{self.ml.batch_rows} is over ml.max_batch_rows ({limit})")
@@ -318,6 +327,14 @@ class PlatformConfig(_Model):
             if (want := getattr(self.ml, key)) not in buckets:
                 raise _FieldError(("ml", key), f"bucket {want!r} is not declared in buckets")
         return self
+
+    def _own_database_roles(self) -> None:
+        """The instance's role owns nothing else: its password is in every Dagster process's environment."""
+        role = next(db.owner for db in self.databases if db.name == self.orchestrator.database)
+        shared = [db.name for db in self.databases if db.owner == role and db.name != self.orchestrator.database]
+        if shared:
+            msg = f"role {role!r} owns orchestrator.database and also {', '.join(shared)}: give each its own role"
+            raise _FieldError("databases", msg)
 
     @model_validator(mode="after")
     def _training_image(self) -> Self:

@@ -32,6 +32,7 @@ def valid() -> dict[str, Any]:
         "databases": [
             {"name": "mlflow", "owner": "mlflow"},
             {"name": "mldata", "owner": "ml"},
+            {"name": "dagster", "owner": "dagster"},
         ],
     }
 
@@ -368,7 +369,7 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
     (
         "duplicate-db",
         _append("databases", {"name": "mldata", "owner": "ml"}),
-        "databases.2.name",
+        "databases.3.name",
         "duplicate name 'mldata'",
     ),
     (
@@ -377,6 +378,19 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
         "databases",
         "must include mlflow.database 'tracking'",
     ),
+    (
+        "orchestrator-db-missing",
+        lambda cfg: cfg["databases"].pop(2),
+        "databases",
+        "must include orchestrator.database 'dagster' (has: mlflow, mldata)",
+    ),
+    (
+        "orchestrator-role-shared",
+        _set("databases.2.owner", "ml"),
+        "databases",
+        "role 'ml' owns orchestrator.database and also mldata: give each its own role",
+    ),
+    ("watchdog-too-fast", _set("orchestrator.watchdog_seconds", 1), "orchestrator.watchdog_seconds", "greater than"),
     # --- versions ---
     (
         "image-tag-latest",
@@ -489,7 +503,9 @@ def test_defaults() -> None:
     assert [(d.name, d.owner) for d in config.databases] == [
         ("mlflow", "mlflow"),
         ("mldata", "ml"),
+        ("dagster", "dagster"),
     ]
+    assert (config.orchestrator.database, config.services.dagster.webserver_port) == ("dagster", 3000)
     assert config.mlflow.experiment == "housing-prices"
     assert config.alerts.webhook_url is None
     assert (config.alerts.timeout_seconds, config.alerts.retries) == (5, 3)
@@ -508,6 +524,7 @@ def test_defaults() -> None:
         "services.mlflow.port": 5000,
         "services.inference.port": 8000,
         "services.data_api.port": 8001,
+        "services.dagster.webserver_port": 3000,
     }
 
 

@@ -1,0 +1,145 @@
+"""The orchestrator on the platform it builds (local target): Dagster's webserver and daemon as supervised
+services on the instance in the platform's Postgres, and the watchdog that restarts them (and Postgres) when
+they die, since no sensor can notice that the daemon evaluating it has stopped."""
+
+import time
+
+import dagster as dg
+
+from platform_assets.defs.storage.assets import postgres_databases
+from platform_core.alerting.service_drift import spec_change
+from platform_core.catalog import PLATFORM_OWNERS
+from platform_core.config import PlatformConfig
+from platform_core.decisions import decides
+from platform_core.host.resource import HostResource
+from platform_core.orchestrator.services import HEARTBEAT_STALE_SECONDS, LOCATIONS, WATCHED_DAEMONS, DagsterResource
+from platform_core.results import check_errors_fail, loopback_only, service_result
+from platform_core.supervisor import ServiceSpec
+
+GROUP = "orchestrator"
+WEBSERVER, DAEMON, WATCHDOG = "dagster_webserver", "dagster_daemon", "orchestrator_watchdog"
+
+
+def _ensure(dagster_resource: DagsterResource, spec: ServiceSpec, metadata: dict[str, object]) -> dg.MaterializeResult:
+    supervisor = dagster_resource.supervisor
+    if supervisor.inspect(spec).action == "restart":
+        dagster_resource.refuse_self_restart(spec.name)  # a run launched by this very service
+    return service_result(supervisor, spec.name, supervisor.ensure(spec), metadata)
+
+
+@dg.asset(
+    name=WEBSERVER,
+    group_name=GROUP,
+    kinds={"dagster"},
+    owners=PLATFORM_OWNERS,
+    deps=[postgres_databases],
+    description="dagster-webserver (the UI and GraphQL API) on 127.0.0.1, on the instance in Postgres.",
+)
+def dagster_webserver(dagster_resource: DagsterResource) -> dg.MaterializeResult:
+    return _ensure(
+        dagster_resource, dagster_resource.webserver_spec(), {"url": dg.MetadataValue.url(dagster_resource.url)}
+    )
+
+
+@dg.asset(
+    name=DAEMON,
+    group_name=GROUP,
+    kinds={"dagster"},
+    owners=PLATFORM_OWNERS,
+    deps=[postgres_databases],
+    description="dagster-daemon: runs every sensor (drift, freshness, failed checks) and the health schedule.",
+)
+def dagster_daemon(dagster_resource: DagsterResource) -> dg.MaterializeResult:
+    return _ensure(dagster_resource, dagster_resource.daemon_spec(), {"watched_daemons": ", ".join(WATCHED_DAEMONS)})
+
+
+@dg.asset(
+    name=WATCHDOG,
+    group_name=GROUP,
+    kinds={"python"},
+    owners=PLATFORM_OWNERS,
+    deps=[DAEMON, WEBSERVER],
+    description="Restarts Postgres, the daemon and the webserver when they die, and alerts: outside Dagster.",
+)
+def orchestrator_watchdog(dagster_resource: DagsterResource) -> dg.MaterializeResult:
+    interval = dagster_resource.cfg.orchestrator.watchdog_seconds
+    return _ensure(dagster_resource, dagster_resource.watchdog_spec(), {"interval_seconds": interval})
+
+
+def _decision(asset: str, spec_of: str) -> None:
+    def change(dagster_resource: DagsterResource, host_resource: HostResource) -> str:
+        return spec_change(dagster_resource.supervisor, getattr(dagster_resource, spec_of)(), host_resource)
+
+    decides(asset, reads=("postgres",), target="local", when_down=f"would start {asset}")(change)
+
+
+for _asset, _spec in ((WEBSERVER, "webserver_spec"), (DAEMON, "daemon_spec"), (WATCHDOG, "watchdog_spec")):
+    _decision(_asset, _spec)
+
+
+@dg.asset_check(
+    asset=WEBSERVER,
+    blocking=True,
+    description="The webserver answers a GraphQL query listing both code locations, loaded, and the daemon healthy.",
+)
+@check_errors_fail
+def webserver_serves_both_locations(dagster_resource: DagsterResource) -> dg.AssetCheckResult:
+    data = dagster_resource.graphql()
+    entries = data["workspaceOrError"]["locationEntries"]  # type: ignore[index]
+    loaded = {e["name"]: e["locationOrLoadError"]["__typename"] for e in entries}
+    problems = [
+        f"{name}: {loaded.get(name, 'missing')}" for name in LOCATIONS if loaded.get(name) != "RepositoryLocation"
+    ]
+    daemons = data["instance"]["daemonHealth"]["allDaemonStatuses"]  # type: ignore[index]
+    unhealthy = [d["daemonType"] for d in daemons if d["required"] and not d["healthy"]]
+    problems += [f"daemon {name} unhealthy" for name in unhealthy if name in WATCHED_DAEMONS]
+    return dg.AssetCheckResult(
+        passed=not problems,
+        description="; ".join(problems) or f"locations {', '.join(sorted(loaded))} loaded; daemons healthy",
+    )
+
+
+@dg.asset_check(asset=WEBSERVER, blocking=True, description="The webserver listens on 127.0.0.1 only.")
+@check_errors_fail
+def webserver_loopback_only(dagster_resource: DagsterResource) -> dg.AssetCheckResult:
+    return loopback_only(dagster_resource.supervisor, "dagster_webserver")
+
+
+@dg.asset_check(
+    asset=DAEMON, blocking=True, description="The sensor and schedule daemons' heartbeats in the instance are fresh."
+)
+@check_errors_fail
+def daemon_heartbeats_fresh(dagster_resource: DagsterResource) -> dg.AssetCheckResult:
+    beats, now = dagster_resource.heartbeats(), time.time()
+    ages = {name: now - beats[name] for name in WATCHED_DAEMONS if name in beats}
+    stale = [name for name in WATCHED_DAEMONS if ages.get(name, float("inf")) > HEARTBEAT_STALE_SECONDS]
+    shown = ", ".join(f"{name} {age:.0f}s ago" for name, age in ages.items()) or "no heartbeat at all"
+    return dg.AssetCheckResult(
+        passed=not stale, description=f"heartbeats: {shown}" + (f"; stale: {stale}" if stale else "")
+    )
+
+
+@dg.asset_check(asset=WATCHDOG, blocking=True, description="The watchdog completed a round within three intervals.")
+@check_errors_fail
+def watchdog_rounds_fresh(dagster_resource: DagsterResource) -> dg.AssetCheckResult:
+    beat = dagster_resource.watchdog_beat()
+    age = time.time() - float(beat.get("time", 0.0))  # type: ignore[arg-type]
+    fresh = age <= 3 * dagster_resource.cfg.orchestrator.watchdog_seconds
+    return dg.AssetCheckResult(
+        passed=fresh, description=f"last round {age:.0f}s ago; findings then: {beat.get('findings') or 'none'}"
+    )
+
+
+def orchestrator_definitions(cfg: PlatformConfig) -> dg.Definitions:
+    """Local target only: in k3s the orchestrator is deployed by Argo CD (issue 12, not yet here)."""
+    if cfg.target != "local":
+        return dg.Definitions()
+    return dg.Definitions(
+        assets=[dagster_webserver, dagster_daemon, orchestrator_watchdog],
+        asset_checks=[
+            webserver_serves_both_locations,
+            webserver_loopback_only,
+            daemon_heartbeats_fresh,
+            watchdog_rounds_fresh,
+        ],
+    )

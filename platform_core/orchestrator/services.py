@@ -1,0 +1,126 @@
+"""Dagster's webserver and daemon as supervised services of the stack, and the probes that test their function:
+the webserver answers GraphQL for both code locations, the daemon's heartbeats in the instance are fresh."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+from platform_core.orchestrator.instance import instance_env, instance_file, instance_yaml, open_instance
+from platform_core.resource import PlatformResource
+from platform_core.supervisor import ServiceSpec
+
+LOCATIONS = {"platform_assets": "platform_assets.definitions", "ml_assets": "ml_assets.definitions"}
+WATCHED_DAEMONS = ("SENSOR", "SCHEDULER")  # what evaluates the alerting sensors and the health schedule
+HEARTBEAT_STALE_SECONDS = 90  # the daemon beats every 30 s: three missed beats mean it is gone
+
+WATCHDOG_BEAT = "watchdog-beat.json"  # in the run directory: the watchdog's last round (time, findings)
+
+WORKSPACE_QUERY = """{
+  workspaceOrError { __typename ... on Workspace { locationEntries {
+    name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } }
+  instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } }
+}"""
+
+
+class SelfRestartError(RuntimeError):
+    """A run launched by a Dagster service asked to restart that same service: it would kill its own run."""
+
+
+class DagsterResource(PlatformResource):
+    """The orchestrator's processes: where the UI answers, how both start, and their function probes."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.cfg.services.dagster.webserver_port}"
+
+    @property
+    def workspace_file(self) -> Path:
+        return self.state.etc / "workspace.yaml"
+
+    def _workspace_yaml(self) -> str:
+        entries = [{"python_module": {"module_name": m, "location_name": n}} for n, m in LOCATIONS.items()]
+        return yaml.safe_dump({"load_from": entries}, sort_keys=False)
+
+    def _spec(self, name: str, argv: list[str], health_timeout: float) -> ServiceSpec:
+        state = self.state
+        return ServiceSpec(
+            name=name,
+            argv=(str(Path(sys.executable).parent / argv[0]), *argv[1:]),
+            env=instance_env(self.cfg, state, Path(self.config_path)),
+            files={instance_file(state): instance_yaml(self.cfg), self.workspace_file: self._workspace_yaml()},
+            health=self.webserver_healthy if name == "dagster_webserver" else self.daemon_healthy,
+            ports=(self.cfg.services.dagster.webserver_port,) if name == "dagster_webserver" else (),
+            cwd=Path(self.config_path).parent,
+            stop_timeout=15.0,  # the daemon and webserver stop their code servers first
+            start_timeout=health_timeout,
+        )
+
+    def webserver_spec(self) -> ServiceSpec:
+        port = str(self.cfg.services.dagster.webserver_port)
+        argv = ["dagster-webserver", "-h", "127.0.0.1", "-p", port, "-w", str(self.workspace_file)]
+        return self._spec("dagster_webserver", argv, health_timeout=180.0)
+
+    def daemon_spec(self) -> ServiceSpec:
+        return self._spec("dagster_daemon", ["dagster-daemon", "run", "-w", str(self.workspace_file)], 180.0)
+
+    def watchdog_spec(self) -> ServiceSpec:
+        env = {
+            k: v for k, v in instance_env(self.cfg, self.state, Path(self.config_path)).items() if "PASSWORD" not in k
+        }
+        return ServiceSpec(
+            name="watchdog",
+            argv=(sys.executable, "-m", "platform_core.orchestrator.watchdog"),
+            env=env,
+            health=self.watchdog_healthy,
+            cwd=Path(self.config_path).parent,
+            start_timeout=60.0,
+        )
+
+    def watchdog_beat(self) -> dict[str, object]:
+        """The watchdog's last round: {"time": unix time, "findings": [keys]}, {} before its first."""
+        path = self.state.run / WATCHDOG_BEAT
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def watchdog_healthy(self) -> bool:
+        """A round since this watchdog started, within three of its intervals."""
+        started = self.supervisor.status("watchdog").started_at or 0.0
+        last = float(self.watchdog_beat().get("time", 0.0))  # type: ignore[arg-type]
+        return last >= max(started, time.time() - 3 * self.cfg.orchestrator.watchdog_seconds)
+
+    def webserver_healthy(self) -> bool:
+        return requests.get(f"{self.url}/server_info", timeout=3).status_code == 200
+
+    def daemon_healthy(self) -> bool:
+        """Every watched daemon has beaten since this daemon process started, and within the stale window."""
+        started = self.supervisor.status("dagster_daemon").started_at or 0.0
+        beats = self.heartbeats()
+        since = max(started, time.time() - HEARTBEAT_STALE_SECONDS)
+        return all(beats.get(name, 0.0) >= since for name in WATCHED_DAEMONS)
+
+    def heartbeats(self) -> dict[str, float]:
+        """Each daemon's newest heartbeat in the instance (unix time)."""
+        with open_instance(self.cfg, self.state) as instance:
+            return {name: beat.timestamp for name, beat in instance.get_daemon_heartbeats().items()}
+
+    def graphql(self) -> dict[str, object]:
+        response = requests.post(f"{self.url}/graphql", json={"query": WORKSPACE_QUERY}, timeout=30)
+        response.raise_for_status()
+        body: dict[str, object] = response.json()
+        if body.get("errors"):
+            raise RuntimeError(f"the webserver's GraphQL API answered with errors: {body['errors']}")
+        data: dict[str, object] = body["data"]  # type: ignore[assignment]
+        return data
+
+    def refuse_self_restart(self, name: str) -> None:
+        """A run launched from the webserver or the daemon lives in that service's process group: restarting the
+        service from it would kill the run halfway. Only a run from outside (`platformctl up`) may."""
+        pid = self.supervisor.status(name).pid
+        if pid is not None and os.getpgid(0) == pid:
+            raise SelfRestartError(f"{name} cannot restart itself from a run it launched: run `platformctl up`")
