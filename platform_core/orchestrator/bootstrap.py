@@ -73,6 +73,7 @@ def migrate_sqlite(cfg: PlatformConfig, state: StateDir, old: dg.DagsterInstance
         for run in reversed(old.get_runs()):  # oldest first: the newest run stays the newest
             if new.has_run(run.run_id):
                 continue
+            _copy_snapshots(old, new, run)
             new.add_run(run)
             for entry in old.all_logs(run.run_id):
                 new.store_event(entry)
@@ -91,3 +92,16 @@ def migrate_sqlite(cfg: PlatformConfig, state: StateDir, old: dg.DagsterInstance
         f"instance moved from sqlite to postgres: {runs} runs with {events} events and the sensor cursors "
         f"copied; the sqlite databases are kept in {kept}"
     )
+
+
+def _copy_snapshots(old: dg.DagsterInstance, new: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """A run refers to its job's snapshot (and that one to its parent's) and its execution plan's by id."""
+    job_ids = [run.job_snapshot_id] if run.job_snapshot_id else []
+    if job_ids and (lineage := old.get_job_snapshot(job_ids[0]).lineage_snapshot) is not None:
+        job_ids.append(lineage.parent_snapshot_id)
+    for snapshot_id in job_ids:
+        if not new.has_job_snapshot(snapshot_id):
+            new.add_snapshot(old.get_job_snapshot(snapshot_id))
+    plan_id = run.execution_plan_snapshot_id
+    if plan_id and not new.has_snapshot(plan_id):
+        new.add_snapshot(old.get_execution_plan_snapshot(plan_id))
