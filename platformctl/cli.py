@@ -250,10 +250,10 @@ def status(state: StateDir, cfg: PlatformConfig) -> int:
         shown = f"running (pid {current.pid})" if current.running else ("down" if current.deployed else "stopped")
         print(f"{spec.name:17} {shown}")
     findings = local_findings(
-        services["postgres_resource"], services["seaweedfs_resource"], services["mlflow_resource"]
+        services["postgres_resource"], services["seaweedfs_resource"], services["mlflow_resource"], dagster
     )
-    for spec in [services[key].service_spec() for key in ("data_api_resource", "inference_resource")] + specs[-3:]:
-        findings += service_drift(supervisor, spec)
+    for key in ("data_api_resource", "inference_resource"):
+        findings += service_drift(supervisor, services[key].service_spec())
     for finding in findings:
         print(f"DRIFT {finding.subject}: {finding.message} [{finding.remedy}]")
     print(sensors_status(state, cfg))

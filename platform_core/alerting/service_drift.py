@@ -7,19 +7,34 @@ from typing import Protocol
 from platform_core.alerting.findings import Finding
 from platform_core.catalog import SERVICE_ASSETS
 from platform_core.host.resource import HostResource
+from platform_core.orchestrator.services import DagsterResource
 from platform_core.results import NO_CHANGE
+from platform_core.secrets_record import mismatch
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.postgres import PostgresResource
 from platform_core.services.seaweedfs import SeaweedFSResource
+from platform_core.state import StateDir
 from platform_core.supervisor import ServiceSpec, Supervisor
 
 
-def local_findings(postgres: PostgresResource, seaweedfs: SeaweedFSResource, mlflow: MlflowResource) -> list[Finding]:
+def local_findings(
+    postgres: PostgresResource,
+    seaweedfs: SeaweedFSResource,
+    mlflow: MlflowResource,
+    dagster: DagsterResource | None = None,
+) -> list[Finding]:
+    """The platform location's services against platform.yaml; with `dagster`, the orchestrator's too (the
+    webserver and the watchdog: the daemon evaluating this cannot report itself gone, the watchdog does)."""
+    stale = credentials_finding(postgres.state)
+    if stale is not None:
+        return [stale]  # every probe would fail on it: the one finding that says why
     supervisor = postgres.supervisor
     findings: list[Finding] = []
     healthy: dict[str, bool] = {}
-    for resource in (postgres, seaweedfs, mlflow):
-        spec = resource.service_spec()
+    specs = [resource.service_spec() for resource in (postgres, seaweedfs, mlflow)]
+    if dagster is not None:
+        specs += [dagster.webserver_spec(), dagster.daemon_spec(), dagster.watchdog_spec()]
+    for spec in specs:
         service_findings = service_drift(supervisor, spec)
         findings += service_findings
         healthy[spec.name] = supervisor.status(spec.name).running and not service_findings
@@ -28,6 +43,16 @@ def local_findings(postgres: PostgresResource, seaweedfs: SeaweedFSResource, mlf
     if healthy["postgres"]:
         findings += database_drift(postgres)
     return findings
+
+
+def credentials_finding(state: StateDir) -> Finding | None:
+    """A lost or stale credentials file (secrets_record.py): no service can be probed or healed until a person
+    restores the file or rotates, and nothing that watches should touch a service meanwhile."""
+    problem = mismatch(state.credentials_record, state.secrets_file)
+    if problem is None:
+        return None
+    title = "the credentials file does not match the data"
+    return Finding("credentials_mismatch", "postgres", title, problem, remedy="manual", inhibitable=False)
 
 
 class Supervised(Protocol):

@@ -95,7 +95,8 @@ class DagsterResource(PlatformResource):
         return last >= max(started, time.time() - 3 * self.cfg.orchestrator.watchdog_seconds)
 
     def webserver_healthy(self) -> bool:
-        return requests.get(f"{self.url}/server_info", timeout=3).status_code == 200
+        # generous: while it loads both code locations, a busy 2-core machine can keep it from answering for seconds
+        return requests.get(f"{self.url}/server_info", timeout=10).status_code == 200
 
     def daemon_healthy(self) -> bool:
         """Every watched daemon has beaten since this daemon process started, and within the stale window."""

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from platform_core.alerting.alerts import AlertsResource
 from platform_core.alerting.findings import Finding, track
+from platform_core.alerting.service_drift import credentials_finding
 from platform_core.orchestrator.services import WATCHDOG_BEAT, DagsterResource
 from platform_core.redact import redact
-from platform_core.secrets_record import mismatch
 from platform_core.services.postgres import PostgresResource
 from platform_core.settings import config_path
 from platform_core.state import StateDir, load_platform
@@ -65,8 +65,9 @@ class Watchdog:
 
     def round(self) -> list[Finding]:
         """Probe each watched service in order, restart the dead, alert on what appeared or cleared."""
-        findings = self._credentials_problem()
-        for watched in [] if findings else self.watched:
+        stale = credentials_finding(self.state)  # then every probe fails: restarting would only lock owners out
+        findings = [stale] if stale else []
+        for watched in [] if stale else self.watched:
             finding = self._look(watched)
             if finding is not None:
                 findings.append(finding)
@@ -80,15 +81,6 @@ class Watchdog:
         beat = {"time": time.time(), "findings": [f.key for f in findings]}
         write_private(beat_file(self.state), json.dumps(beat))
         return findings
-
-    def _credentials_problem(self) -> list[Finding]:
-        """A lost or stale credentials file makes every probe fail: restarting then only locks the data's owners
-        out, so nothing is touched until a person restores the file or rotates (the message says how)."""
-        problem = mismatch(self.state.credentials_record, self.state.secrets_file)
-        if problem is None:
-            return []
-        title = "the credentials file does not match the data"
-        return [Finding("watchdog:credentials", "postgres", title, f"{problem} (the watchdog holds off)", "manual")]
 
     def _look(self, watched: Watched) -> Finding | None:
         spec = watched.spec()

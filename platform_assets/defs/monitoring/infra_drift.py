@@ -6,6 +6,7 @@ import dagster as dg
 from platform_core.alerting.alerts import AlertsResource
 from platform_core.alerting.sensors import DRIFT_INTERVAL_SECONDS, alert_on_findings
 from platform_core.alerting.service_drift import local_findings
+from platform_core.orchestrator.services import DagsterResource
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.postgres import PostgresResource
 from platform_core.services.seaweedfs import SeaweedFSResource
@@ -21,7 +22,8 @@ def infra_drift_sensor(
     postgres_resource: PostgresResource,
     seaweedfs_resource: SeaweedFSResource,
     mlflow_resource: MlflowResource,
+    dagster_resource: DagsterResource,
     alerts: AlertsResource,
 ) -> dg.SkipReason:
-    findings = local_findings(postgres_resource, seaweedfs_resource, mlflow_resource)
+    findings = local_findings(postgres_resource, seaweedfs_resource, mlflow_resource, dagster_resource)
     return alert_on_findings(context, findings, alerts, "infra_drift_sensor")
