@@ -76,10 +76,15 @@ class ServiceStatus:
     config_hash: str | None
     started_at: float | None
     deployed: bool = True  # False when never started here or stopped on purpose (`platformctl down`)
+    ready: bool = True  # False while its start waits for the first healthy probe
 
     @property
     def running(self) -> bool:
         return self.pid is not None
+
+    def starting(self, start_timeout: float) -> bool:
+        """Started, not yet healthy, and still within its start's bound (after which the start gives up)."""
+        return self.running and not self.ready and time.time() - (self.started_at or 0.0) < start_timeout
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class Supervisor:
         pid = record.get("pid")
         if pid is None or not is_same_process(pid, record["create_time"]):
             return ServiceStatus(name, None, record.get("config_hash"), None, deployed=deployed)
-        return ServiceStatus(name, pid, record["config_hash"], record["started_at"])
+        return ServiceStatus(name, pid, record["config_hash"], record["started_at"], ready=record.get("ready", True))
 
     def inspect(self, spec: ServiceSpec) -> ServiceState:
         """The service as it runs against `spec`; reads only (a health probe at most)."""
@@ -224,9 +229,11 @@ class Supervisor:
             "argv": list(spec.argv),
             "stop_signal": int(spec.stop_signal),  # so a stop needs nothing but this record (`platformctl down`)
             "stop_timeout": spec.stop_timeout,
+            "ready": False,  # a watcher probing it meanwhile sees a start, not an outage
         }
         write_private(self.pid_file(spec.name), json.dumps(record, indent=2))
         self._wait_healthy(spec, pid, create_time)
+        write_private(self.pid_file(spec.name), json.dumps({**record, "ready": True}, indent=2))
         return pid
 
     def _wait_healthy(self, spec: ServiceSpec, pid: int, create_time: float) -> None:

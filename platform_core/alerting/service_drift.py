@@ -94,6 +94,8 @@ def service_drift(supervisor: Supervisor, spec: ServiceSpec) -> list[Finding]:
                 inhibitable=False,  # a dead process is its own incident, even below another one
             )
         ]
+    if state.status.starting(spec.start_timeout):
+        return []  # its start is still waiting for the first healthy probe (or will time out and say so)
     findings = [
         Finding(
             f"config_edited:{spec.name}:{path.name}",

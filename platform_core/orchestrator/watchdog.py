@@ -87,9 +87,9 @@ class Watchdog:
         state = self.supervisor.inspect(spec)
         if not state.status.deployed:
             return None  # never brought up, or stopped on purpose (`platformctl down`)
-        if state.status.running and state.healthy:
+        if state.status.running and (state.healthy or state.status.starting(spec.start_timeout)):
             watched.failed_rounds = 0
-            return None
+            return None  # healthy, or a start (`make up`'s, say) still waiting for its first healthy probe
         watched.failed_rounds += 1
         if state.status.running and watched.failed_rounds < UNHEALTHY_ROUNDS:
             return None  # one failed probe under load is not yet an outage

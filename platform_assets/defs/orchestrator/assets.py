@@ -46,7 +46,7 @@ def dagster_webserver(dagster_resource: DagsterResource) -> dg.MaterializeResult
     group_name=GROUP,
     kinds={"dagster"},
     owners=PLATFORM_OWNERS,
-    deps=[postgres_databases],
+    deps=[postgres_databases, WEBSERVER],  # its sensors' first ticks judge a stack that is whole
     description="dagster-daemon: runs every sensor (drift, freshness, failed checks) and the health schedule.",
 )
 def dagster_daemon(dagster_resource: DagsterResource) -> dg.MaterializeResult:
