@@ -90,11 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     return {"up": up, "down": down, "status": status, "ui": ui}[args.command](state, cfg)
 
 
-def dagster_env(state: StateDir, cfg: PlatformConfig) -> dict[str, str]:
-    """The environment every dagster command of this stack runs with (the instance's password included)."""
+def dagster_env(state: StateDir, cfg: PlatformConfig, path: Path) -> dict[str, str]:
+    """The environment every dagster command of the stack `path` describes runs with (the instance's password
+    included)."""
     from platform_core.orchestrator.instance import instance_env
 
-    return {**os.environ, **instance_env(cfg, state, config_path())}
+    return {**os.environ, **instance_env(cfg, state, path)}
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[St
     except BootstrapError as err:
         print(f"platformctl: {err}", file=sys.stderr)
         return 1
-    env = dagster_env(state, cfg)
+    env = dagster_env(state, cfg, config_path())
     with open_instance(cfg, state) as instance:  # each step's run is read back from the same instance
         for number, step in enumerate(steps, start=1):
             if not _run_step(instance, env, state.logs / f"{command}-{number}-{step.location.split('.')[0]}.log", step):

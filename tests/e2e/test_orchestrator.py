@@ -93,7 +93,7 @@ def test_injected_drift_alerts_once_and_retrains_with_no_dagster_dev(stack_confi
     from platformctl.cli import dagster_env
 
     cfg, state = load_platform(stack_config)
-    env = dagster_env(state, cfg)
+    env = dagster_env(state, cfg, stack_config)
     data_api = DataApiResource(config_path=str(stack_config), state_dir=str(state.root))
     alerts = build_ml_definitions(stack_config).resources["alerts"]
     try:
