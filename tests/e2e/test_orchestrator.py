@@ -87,6 +87,20 @@ def test_kill_9_of_postgres_alerts_within_two_sensor_intervals_and_heals(
     assert _firing(receiver)["watchdog:postgres"] == 1
 
 
+def test_kill_9_of_the_daemon_is_alerted_and_healed_by_the_watchdog(stack_config: Path, receiver: Receiver) -> None:
+    """Who watches the watcher: the daemon cannot report its own death; the watchdog, which does not depend on
+    it, restarts it and says so."""
+    dagster = _dagster(stack_config)
+    pid = dagster.supervisor.status("dagster_daemon").pid
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)  # the daemon and the code servers it started, by its own process group
+    wait_for("daemon alert", lambda: _firing(receiver)["watchdog:dagster_daemon"], timeout=2 * SENSOR_INTERVAL)
+    wait_for("a new daemon with fresh heartbeats", dagster.daemon_healthy, timeout=3 * SENSOR_INTERVAL)
+    assert dagster.supervisor.status("dagster_daemon").pid not in (None, pid)
+    status = platformctl(stack_config, "status")
+    assert "dagster-daemon up" in status.stdout, status.stdout
+
+
 def test_injected_drift_alerts_once_and_retrains_with_no_dagster_dev(stack_config: Path, receiver: Receiver) -> None:
     from ml_assets.data.service import DataApiResource
     from platform_core.state import load_platform
