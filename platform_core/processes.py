@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -74,3 +79,65 @@ def ports_in_use(ports: tuple[int, ...]) -> dict[int, int | None]:
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in wanted:
             busy[conn.laddr.port] = conn.pid
     return busy
+
+
+# Forks the service and exits: the service is nobody's child (init, or the nearest subreaper, adopts it), like a
+# systemd unit. A service started by a long-lived process (the watchdog, a run of the daemon) is then neither
+# its zombie when it dies nor part of its process tree when that process is stopped.
+_DETACH = """
+import os, pwd, sys
+fd, user, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+pid = os.fork()
+if pid:
+    os.write(fd, str(pid).encode())
+    os._exit(0)
+os.close(fd)
+os.setsid()  # its own session and process group, led by itself: stopped by group, never by name
+if user:  # Postgres refuses to run as root: drop to its user here, not in the launcher (Python may be root-only)
+    entry = pwd.getpwnam(user)
+    os.initgroups(user, entry.pw_gid)
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+os.execvp(argv[0], argv)
+"""
+
+
+def spawn_detached(
+    argv: tuple[str, ...], env: dict[str, str], cwd: Path | None, run_as: str | None, log: IO[bytes]
+) -> int:
+    """Start `argv` as nobody's child, leading its own session, output to `log`; its pid."""
+    read_end, write_end = os.pipe()
+    try:
+        launcher = subprocess.Popen(
+            [sys.executable, "-c", _DETACH, str(write_end), run_as or "", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            pass_fds=(write_end,),
+        )
+        os.close(write_end)
+        write_end = -1
+        pid = os.read(read_end, 32)
+        launcher.wait(timeout=30)
+    finally:
+        os.close(read_end)
+        if write_end != -1:
+            os.close(write_end)
+    if not pid:
+        raise OSError(f"{argv[0]} could not be started (the launcher exited with {launcher.returncode})")
+    return int(pid)
+
+
+def wait_reaped(pid: int | None, created: float, timeout: float) -> None:
+    """A service is nobody's child, so a leader that died stays a zombie until init reaps it (a container's init
+    may take a second or two). Postgres refuses to start while the pid in its postmaster.pid exists at all."""
+    deadline = time.monotonic() + timeout
+    while pid is not None and time.monotonic() < deadline:
+        try:
+            if abs(psutil.Process(pid).create_time() - created) >= 0.01:
+                return  # the pid was recycled: ours is long gone
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.1)

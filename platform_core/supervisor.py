@@ -14,13 +14,11 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import psutil
 
@@ -32,7 +30,9 @@ from platform_core.processes import (
     pid_tree,
     ports_in_use,
     signal_group,
+    spawn_detached,
     wait_gone,
+    wait_reaped,
 )
 
 Action = Literal["started", "restarted", "unchanged"]
@@ -213,12 +213,14 @@ class Supervisor:
             write_private(path, content)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        _kill_orphans(self._read_record(spec.name))  # children of a leader that died still hold its ports
+        record = self._read_record(spec.name)
+        _kill_orphans(record)  # children of a leader that died still hold its ports
+        wait_reaped((record or {}).get("pid"), (record or {}).get("create_time", 0.0), timeout=10.0)
         _wait_ports_free(spec.name, spec.ports, timeout=15.0)
         log = self.log_file(spec.name).open("ab")
         log.write(f"\n--- starting {spec.name} at {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
         log.flush()
-        pid = _spawn_detached(spec, log)
+        pid = spawn_detached(spec.argv, {**os.environ, **spec.env}, spec.cwd, spec.run_as, log)
         log.close()
         create_time = psutil.Process(pid).create_time()
         record = {
@@ -296,52 +298,6 @@ class Supervisor:
             return record
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-
-
-# Forks the service and exits: the service is nobody's child (init, or the nearest subreaper, adopts it), like a
-# systemd unit. A service started by a long-lived process (the watchdog, a run of the daemon) is then neither
-# its zombie when it dies nor part of its process tree when that process is stopped.
-_DETACH = """
-import os, pwd, sys
-fd, user, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-pid = os.fork()
-if pid:
-    os.write(fd, str(pid).encode())
-    os._exit(0)
-os.close(fd)
-os.setsid()  # its own session and process group, led by itself: stopped by group, never by name
-if user:  # Postgres refuses to run as root: drop to its user here, not in the launcher (Python may be root-only)
-    entry = pwd.getpwnam(user)
-    os.initgroups(user, entry.pw_gid)
-    os.setgid(entry.pw_gid)
-    os.setuid(entry.pw_uid)
-os.execvp(argv[0], argv)
-"""
-
-
-def _spawn_detached(spec: ServiceSpec, log: IO[bytes]) -> int:
-    read_end, write_end = os.pipe()
-    try:
-        launcher = subprocess.Popen(
-            [sys.executable, "-c", _DETACH, str(write_end), spec.run_as or "", *spec.argv],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **spec.env},
-            cwd=spec.cwd,
-            pass_fds=(write_end,),
-        )
-        os.close(write_end)
-        write_end = -1
-        pid = os.read(read_end, 32)
-        launcher.wait(timeout=30)
-    finally:
-        os.close(read_end)
-        if write_end != -1:
-            os.close(write_end)
-    if not pid:
-        raise ServiceStartError(f"{spec.name} could not be started (exit code {launcher.returncode})")
-    return int(pid)
 
 
 def edited_files(spec: ServiceSpec) -> list[Path]:
