@@ -85,7 +85,7 @@ def ports_in_use(ports: tuple[int, ...]) -> dict[int, int | None]:
 # systemd unit. A service started by a long-lived process (the watchdog, a run of the daemon) is then neither
 # its zombie when it dies nor part of its process tree when that process is stopped.
 _DETACH = """
-import os, pwd, sys
+import os, pwd, signal, sys
 fd, user, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 pid = os.fork()
 if pid:
@@ -98,6 +98,8 @@ if user:  # Postgres refuses to run as root: drop to its user here, not in the l
     os.initgroups(user, entry.pw_gid)
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
+for ignored in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these at start; the service must not inherit it
+    signal.signal(ignored, signal.SIG_DFL)
 os.execvp(argv[0], argv)
 """
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import dagster as dg
 import psycopg2
 import sqlalchemy.exc
+from dagster_postgres.utils import DagsterPostgresException
 
 from platform_core.config import PlatformConfig
 from platform_core.redact import redact
@@ -78,15 +79,26 @@ def recorded_instance(cfg: PlatformConfig, state: StateDir) -> Iterator[dg.Dagst
     if not instance_file(state).exists() or not state.secrets_file.exists():
         yield None
         return
+    if cfg.target == "local" and not _accepts(cfg.services.postgres.port):
+        yield None  # Postgres is down: say so at once (dagster-postgres would retry for ~12 s)
+        return
     try:
         instance = load_instance(cfg, state)
-    except (sqlalchemy.exc.OperationalError, psycopg2.OperationalError):
+    except (sqlalchemy.exc.OperationalError, psycopg2.OperationalError, DagsterPostgresException):
         yield None
         return
     try:
         yield instance
     finally:
         instance.dispose()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def daemon_line(beats: dict[str, float] | None, now: float) -> str:
@@ -111,11 +123,18 @@ def daemon_line(beats: dict[str, float] | None, now: float) -> str:
 AUTOMATION_TAGS = {"dagster/sensor_name", "dagster/schedule_name", "dagster/backfill"}
 
 
-def command_run_report(instance: dg.DagsterInstance, since: datetime) -> RunReport | None:
-    """The report of the newest run a command started after `since`, or None when it started none (it failed
-    before, e.g. while loading definitions). The daemon's own runs in the meantime are not it."""
-    for run in instance.get_runs(filters=dg.RunsFilter(created_after=since), limit=50):
-        if not AUTOMATION_TAGS & run.tags.keys():
+RUN_WINDOW = 100  # the newest runs compared: a command's run is the one that is new among them
+
+
+def known_run_ids(instance: dg.DagsterInstance) -> set[str]:
+    return {run.run_id for run in instance.get_runs(limit=RUN_WINDOW)}
+
+
+def command_run_report(instance: dg.DagsterInstance, known: set[str]) -> RunReport | None:
+    """The report of the newest run a command started since `known` was taken, or None when it started none
+    (it failed before, e.g. while loading definitions). The daemon's own runs in the meantime are not it."""
+    for run in instance.get_runs(limit=RUN_WINDOW):  # the window `known` was taken over: old ones are in it
+        if run.run_id not in known and not AUTOMATION_TAGS & run.tags.keys():
             return run_report(instance, run.run_id)
     return None
 

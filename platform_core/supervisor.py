@@ -14,8 +14,9 @@ import hashlib
 import json
 import os
 import signal
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -158,23 +159,35 @@ class Supervisor:
     def ensure(self, spec: ServiceSpec) -> EnsureResult:
         """Start the service, or restart it if its config changed, or leave it be (and say so). One caller at a
         time per service: a run and the watchdog may both find it dead."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / f"{spec.name}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._locked(spec.name):
             return self._ensure(spec)
+
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / f"{name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def _ensure(self, spec: ServiceSpec) -> EnsureResult:
         state = self.inspect(spec)
         if state.action == "keep" and state.status.pid:
             return EnsureResult("unchanged", state.status.pid, spec.config_hash, state.reason)
         if state.action == "restart":
-            self.stop(spec.name, spec.stop_signal, spec.stop_timeout)
+            self._stop(spec.name, spec.stop_signal, spec.stop_timeout)
         pid = self._start(spec)
         return EnsureResult(
             "restarted" if state.action == "restart" else "started", pid, spec.config_hash, state.reason
         )
 
     def stop(self, name: str, stop_signal: int = signal.SIGTERM, timeout: float = 5.0, on_purpose: bool = True) -> bool:
+        """Stop the recorded process group, one caller at a time (see `_stop`)."""
+        with self._locked(name):
+            return self._stop(name, stop_signal, timeout, on_purpose)
+
+    def _stop(
+        self, name: str, stop_signal: int = signal.SIGTERM, timeout: float = 5.0, on_purpose: bool = True
+    ) -> bool:
         """Stop the recorded process group; returns whether anything was running.
 
         On purpose (`platformctl down`) the service counts as no longer deployed, so drift checks leave it be;
@@ -220,9 +233,14 @@ class Supervisor:
         log = self.log_file(spec.name).open("ab")
         log.write(f"\n--- starting {spec.name} at {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
         log.flush()
-        pid = spawn_detached(spec.argv, {**os.environ, **spec.env}, spec.cwd, spec.run_as, log)
-        log.close()
-        create_time = psutil.Process(pid).create_time()
+        try:
+            pid = spawn_detached(spec.argv, service_env(spec), spec.cwd, spec.run_as, log)
+            create_time = psutil.Process(pid).create_time()
+        except (OSError, psutil.Error) as err:  # exec failed at once (a missing binary): the log says why
+            self._mark_stopped(spec.name, spec.config_hash, deployed=True)
+            raise ServiceStartError(f"{spec.name} did not start ({err}): {self.log_tail(spec.name)}") from err
+        finally:
+            log.close()
         record = {
             "pid": pid,
             "create_time": create_time,
@@ -247,7 +265,7 @@ class Supervisor:
             if probe(spec.health):
                 return
             time.sleep(0.2)
-        self.stop(spec.name, spec.stop_signal, spec.stop_timeout, on_purpose=False)
+        self._stop(spec.name, spec.stop_signal, spec.stop_timeout, on_purpose=False)
         raise ServiceStartError(f"{spec.name} not healthy after {spec.start_timeout:.0f}s: {self.log_tail(spec.name)}")
 
     def process_tree(self, name: str) -> set[int]:
@@ -300,6 +318,16 @@ class Supervisor:
             return None
 
 
+# Secrets a starter may hold in its own environment (a Dagster run, the watchdog) that no service inherits: each
+# service gets exactly the ones its spec names.
+NOT_INHERITED = ("DAGSTER_PG_PASSWORD", "PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD")
+
+
+def service_env(spec: ServiceSpec) -> dict[str, str]:
+    inherited = {key: value for key, value in os.environ.items() if key not in NOT_INHERITED}
+    return {**inherited, **spec.env}
+
+
 def edited_files(spec: ServiceSpec) -> list[Path]:
     """Rendered config files whose content on disk is not what the spec renders."""
     return [path for path, content in spec.files.items() if not path.exists() or path.read_text() != content]
@@ -347,8 +375,9 @@ def _orphans(record: dict[str, Any] | None) -> list[psutil.Process]:
 
 
 def write_private(path: Path, content: str) -> None:
+    """0600, and atomic: pid records are read by other processes (the watchdog, the sensors) while rewritten."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # the mode of os.open only applies to a new file
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
     with os.fdopen(fd, "w") as handle:
         handle.write(content)
+    os.replace(tmp, path)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop every service (data stays in the state directory)")
     sub.add_parser("status", help="services, and any drift between platform.yaml and what runs")
     sub.add_parser("ui", help="where the Dagster UI of this stack answers (started by up)")
+    passthrough = sub.add_parser(
+        "dagster", help="a dagster command on this stack's instance, e.g. `platformctl dagster asset list -m ...`"
+    )
+    passthrough.add_argument("args", nargs=argparse.REMAINDER, help="the dagster command's own arguments")
     planned = sub.add_parser(
         "plan",
         help="what `up` would change in every asset of both locations, writing nothing "
@@ -53,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     feed = sub.add_parser("ingest", help="feed one batch through the graph (fetch, validate, retrain, deploy)")
     feed.add_argument("day", type=int, help="the batch (partition) to ingest")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)  # `platformctl dagster --help` belongs to dagster
+    if extra and args.command != "dagster":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.config:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     if args.state_dir:
@@ -85,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     state.ensure()
     if args.command == "ingest":
         return ingest(state, cfg, args.day)
+    if args.command == "dagster":  # its environment carries the instance's password: no export by hand
+        dagster = str(Path(sys.executable).parent / "dagster")
+        os.execve(dagster, [dagster, *extra, *args.args], dagster_env(state, cfg, config_path()))
     if args.command == "rotate-credentials":
         return rotate_credentials(state, cfg)
     return {"up": up, "down": down, "status": status, "ui": ui}[args.command](state, cfg)
@@ -135,7 +143,8 @@ def drift_step(day: int) -> Step:
 
 def up(state: StateDir, cfg: PlatformConfig) -> int:
     """The platform, then the first batch, the model on it, and the batch's drift report against that model."""
-    steps = [PLATFORM, ingest_step(0, with_drift_report=False), ML_MODEL, drift_step(0), ORCHESTRATOR]
+    steps = [PLATFORM, ingest_step(0, with_drift_report=False), ML_MODEL, drift_step(0)]
+    steps += [ORCHESTRATOR] if cfg.target == "local" else []  # k3s: the orchestrator stays here, for now
     code = run_steps(state, cfg, "up", steps)
     if code == 0:
         _print_where(state, cfg)
@@ -165,7 +174,7 @@ def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[St
     from platform_core.orchestrator.instance import open_instance
 
     try:
-        for line in bootstrap_instance(cfg, state, config_path()):
+        for line in bootstrap_instance(cfg, state, config_path(), restarts_orchestrator=ORCHESTRATOR in steps):
             print(f"==> {line}", flush=True)
     except BootstrapError as err:
         print(f"platformctl: {err}", file=sys.stderr)
@@ -179,18 +188,18 @@ def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[St
 
 
 def _run_step(instance: DagsterInstance, env: dict[str, str], log: Path, step: Step) -> bool:
-    from platform_core.runs import command_run_report, report_lines
+    from platform_core.runs import command_run_report, known_run_ids, report_lines
 
     dagster = str(Path(sys.executable).parent / "dagster")
     started = time.monotonic()
     print(f"==> {step.title} ({step.location}; log: {log})", flush=True)
-    since = datetime.now(UTC)
+    before = known_run_ids(instance)
     with log.open("w") as handle:
         code = subprocess.call(
             step.argv(dagster), env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=config_path().parent
         )
     print(f"    {'ok' if code == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s", flush=True)
-    report = command_run_report(instance, since)
+    report = command_run_report(instance, before)
     for line in report_lines(report) if report else []:
         print(f"    {line}")
     if code != 0:

@@ -23,8 +23,8 @@ def local_findings(
     mlflow: MlflowResource,
     dagster: DagsterResource | None = None,
 ) -> list[Finding]:
-    """The platform location's services against platform.yaml; with `dagster`, the orchestrator's too (the
-    webserver and the watchdog: the daemon evaluating this cannot report itself gone, the watchdog does)."""
+    """The platform location's services against platform.yaml; with `dagster`, the orchestrator's too (the daemon
+    evaluating this cannot report itself gone, but its config drift it can; the watchdog reports its death)."""
     stale = credentials_finding(postgres.state)
     if stale is not None:
         return [stale]  # every probe would fail on it: the one finding that says why

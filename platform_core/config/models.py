@@ -303,13 +303,12 @@ class PlatformConfig(_Model):
             if not self.host.ssh_user and not _is_loopback(self.host.address):
                 msg = f"required when target is k3s and host {self.host.address} is remote"
                 raise _FieldError("host.ssh_user", msg)
+        databases = {"mlflow.database": self.mlflow.database}
+        if self.target == "local":  # the Dagster instance lives there (k3s: in the state directory, for now)
+            databases["orchestrator.database"] = self.orchestrator.database
         for field, needed, items in (
             ("buckets", {"mlflow.artifact_bucket": self.mlflow.artifact_bucket}, self.buckets),
-            (
-                "databases",
-                {"mlflow.database": self.mlflow.database, "orchestrator.database": self.orchestrator.database},
-                self.databases,
-            ),
+            ("databases", databases, self.databases),
         ):
             names = [item.name for item in items]
             for i, name in enumerate(names):
@@ -318,7 +317,8 @@ class PlatformConfig(_Model):
             for key, want in needed.items():
                 if want not in names:
                     raise _FieldError(field, f"must include {key} {want!r} (has: {', '.join(names)})")
-        self._own_database_roles()
+        if self.target == "local":
+            self._own_database_roles()
         if self.ml.source_url is None and self.ml.batch_rows > self.ml.max_batch_rows:
             limit = self.ml.max_batch_rows
             raise _FieldError(("ml", "batch_rows"), f"{self.ml.batch_rows} is over ml.max_batch_rows ({limit})")

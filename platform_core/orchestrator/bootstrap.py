@@ -15,9 +15,12 @@ from pathlib import Path
 
 import dagster as dg
 import psycopg2
+import sqlalchemy.exc
+from dagster import DagsterError
 
 from platform_core.config import PlatformConfig
 from platform_core.orchestrator.instance import instance_file, open_instance, sqlite_history, write_instance_yaml
+from platform_core.orchestrator.services import DagsterResource
 from platform_core.results import change_text
 from platform_core.services.postgres import PostgresResource
 from platform_core.state import StateDir
@@ -28,20 +31,32 @@ class BootstrapError(RuntimeError):
     """The instance's storage could not be brought up: one line naming what failed."""
 
 
-def bootstrap_instance(cfg: PlatformConfig, state: StateDir, config_path: Path) -> list[str]:
-    """Make the instance's storage ready; returns what changed, a line each (nothing when nothing did)."""
-    lines: list[str] = []
-    if cfg.target == "local":
-        lines += _storage_up(cfg, state, config_path)
-    old = _sqlite_instance(state) if cfg.target == "local" else None
-    if old is None:
-        write_instance_yaml(cfg, state)
-        return lines
-    try:
-        write_instance_yaml(cfg, state)
-        lines.append(migrate_sqlite(cfg, state, old))
-    finally:
-        old.dispose()
+MIGRATING = ".dagster-postgres.yaml"  # the Postgres instance's config while the sqlite one is copied into it
+
+
+def bootstrap_instance(
+    cfg: PlatformConfig, state: StateDir, config_path: Path, restarts_orchestrator: bool
+) -> list[str]:
+    """Make the instance's storage ready; returns what changed, a line each (nothing when nothing did).
+    `restarts_orchestrator`: the command's last step starts the webserver, daemon and watchdog again."""
+    if cfg.target != "local":
+        write_instance_yaml(cfg, state)  # k3s: the instance stays in the state directory for now
+        return []
+    lines = _storage_up(cfg, state, config_path)
+    if restarts_orchestrator:
+        lines += _pause_stale_orchestrator(DagsterResource(config_path=str(config_path), state_dir=str(state.root)))
+    old = _sqlite_instance(state)
+    if old is not None:
+        try:
+            write_instance_yaml(cfg, state, MIGRATING)
+            lines.append(migrate_sqlite(cfg, state, old))
+        except (DagsterError, psycopg2.Error, sqlalchemy.exc.SQLAlchemyError, OSError) as err:
+            msg = f"copying the sqlite instance into postgres failed, nothing lost (the next run resumes): {err}"
+            raise BootstrapError(" ".join(msg.split())) from err
+        finally:
+            old.dispose()
+            (state.dagster_home / MIGRATING).unlink(missing_ok=True)
+    write_instance_yaml(cfg, state)  # only now: until the copy is whole, dagster.yaml still names the sqlite one
     return lines
 
 
@@ -61,24 +76,33 @@ def _storage_up(cfg: PlatformConfig, state: StateDir, config_path: Path) -> list
         change = postgres.ensure_database(database)
     except (ServiceStartError, psycopg2.Error) as err:
         raise BootstrapError(f"the Dagster instance's storage (postgres) did not come up: {err}") from err
-    lines = [f"instance storage: postgres {change_text(result)}"] if result.action != "unchanged" else []
-    return lines + [f"instance storage: database {database.name}: {'; '.join(change.changes)}"] * bool(change.changes)
+    lines = [] if result.action == "unchanged" else [f"instance storage: postgres {change_text(result)}"]
+    if change.changes:
+        lines.append(f"instance storage: database {database.name}: {'; '.join(change.changes)}")
+    return lines
+
+
+def _pause_stale_orchestrator(dagster: DagsterResource) -> list[str]:
+    """A webserver or daemon whose config changed (a rotated password) fails every call until the last step
+    restarts it, and the watchdog would restart it meanwhile: stop it on purpose now, the last step starts it."""
+    supervisor, lines = dagster.supervisor, []
+    for spec in (dagster.watchdog_spec(), dagster.daemon_spec(), dagster.webserver_spec()):
+        status = supervisor.status(spec.name)
+        if status.running and status.config_hash != spec.config_hash:
+            supervisor.stop(spec.name, spec.stop_signal, spec.stop_timeout)
+            lines.append(f"orchestrator: stopped {spec.name} until the last step starts it (its config changed)")
+    return lines
 
 
 def migrate_sqlite(cfg: PlatformConfig, state: StateDir, old: dg.DagsterInstance) -> str:
-    """Copy the sqlite instance's runs, events and instigator states (sensor cursors) into Postgres, then move its
-    databases aside. A run already in Postgres is skipped, so a migration cut short resumes where it stopped."""
+    """Copy the sqlite instance's runs (with their creation times), events and instigator states (sensor
+    cursors) into Postgres, then move its databases aside. A run copied whole is skipped and one cut short is
+    copied again, so a migration that failed midway resumes."""
     runs = events = 0
-    with open_instance(cfg, state) as new:
-        for run in reversed(old.get_runs()):  # oldest first: the newest run stays the newest
-            if new.has_run(run.run_id):
-                continue
-            _copy_snapshots(old, new, run)
-            new.add_run(run)
-            for entry in old.all_logs(run.run_id):
-                new.store_event(entry)
-                events += 1
-            runs += 1
+    with open_instance(cfg, state, MIGRATING) as new:
+        for record in reversed(old.get_run_records()):  # oldest first: the newest run stays the newest
+            copied = _copy_run(old, new, record)
+            runs, events = runs + bool(copied), events + copied
         for instigator in old.all_instigator_state():
             if new.get_instigator_state(instigator.instigator_origin_id, instigator.selector_id) is None:
                 new.add_instigator_state(instigator)
@@ -92,6 +116,20 @@ def migrate_sqlite(cfg: PlatformConfig, state: StateDir, old: dg.DagsterInstance
         f"instance moved from sqlite to postgres: {runs} runs with {events} events and the sensor cursors "
         f"copied; the sqlite databases are kept in {kept}"
     )
+
+
+def _copy_run(old: dg.DagsterInstance, new: dg.DagsterInstance, record: dg.RunRecord) -> int:
+    """The run and its events, unless already copied whole; returns how many events were copied."""
+    run, entries = record.dagster_run, old.all_logs(record.dagster_run.run_id)
+    if new.has_run(run.run_id):
+        if len(new.all_logs(run.run_id)) == len(entries):
+            return 0
+        new.delete_run(run.run_id)  # cut short by a failed migration: again, whole
+    _copy_snapshots(old, new, run)
+    new.run_storage.add_historical_run(run, record.create_timestamp)
+    for entry in entries:
+        new.store_event(entry)
+    return len(entries)
 
 
 def _copy_snapshots(old: dg.DagsterInstance, new: dg.DagsterInstance, run: dg.DagsterRun) -> None:

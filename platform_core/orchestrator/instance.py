@@ -20,6 +20,7 @@ from platform_core.state import StateDir
 from platform_core.supervisor import write_private
 
 PASSWORD_ENV = "DAGSTER_PG_PASSWORD"
+INSTANCE_FILE = "dagster.yaml"
 
 
 def instance_role(cfg: PlatformConfig) -> str:
@@ -27,51 +28,51 @@ def instance_role(cfg: PlatformConfig) -> str:
 
 
 def instance_yaml(cfg: PlatformConfig) -> str:
-    """`dagster.yaml`: Postgres storage (runs, events, schedules, sensor cursors). Compute logs stay Dagster's
-    default, files under `<state>/dagster_home/storage`: the state directory, not a bucket a service could lose."""
-    storage = {
-        "username": instance_role(cfg),
-        "password": {"env": PASSWORD_ENV},
-        "hostname": "127.0.0.1",
-        "db_name": cfg.orchestrator.database,
-        "port": cfg.services.postgres.port,
-        "scheme": "postgresql+psycopg2",  # SQLAlchemy's default for postgresql:// is psycopg 3, not installed
-    }
-    config = {
-        "telemetry": {"enabled": False},
-        "storage": {"postgres": {"postgres_db": storage}},
-        # a run whose worker died (a kill -9, a reboot) is marked failed instead of staying STARTED forever
-        "run_monitoring": {"enabled": True, "poll_interval_seconds": 30},
-    }
+    """`dagster.yaml`. Local: Postgres storage (runs, events, schedules, sensor cursors); compute logs stay
+    Dagster's default, files under `<state>/dagster_home/storage`. k3s: files in the state directory until the
+    instance moves into the cluster."""
+    config: dict[str, object] = {"telemetry": {"enabled": False}}
+    if cfg.target == "local":
+        storage = {
+            "username": instance_role(cfg),
+            "password": {"env": PASSWORD_ENV},
+            "hostname": "127.0.0.1",
+            "db_name": cfg.orchestrator.database,
+            "port": cfg.services.postgres.port,
+            "scheme": "postgresql+psycopg2",  # SQLAlchemy's default for postgresql:// is psycopg 3, not installed
+        }
+        config["storage"] = {"postgres": {"postgres_db": storage}}
+    # runs stuck in STARTING or CANCELING (their launch died with a killed daemon) are failed after a timeout
+    config["run_monitoring"] = {"enabled": True, "poll_interval_seconds": 30}
     header = "# Written by platformctl from platform.yaml (orchestrator.database); edits are overwritten.\n"
     return header + yaml.safe_dump(config, sort_keys=False)
 
 
 def instance_file(state: StateDir) -> Path:
-    return state.dagster_home / "dagster.yaml"
+    return state.dagster_home / INSTANCE_FILE
 
 
 def instance_env(cfg: PlatformConfig, state: StateDir, config_path: Path) -> dict[str, str]:
     """What every Dagster process of this stack needs in its environment to open the instance and the stack."""
-    return {
-        "DAGSTER_HOME": str(state.dagster_home),
-        PASSWORD_ENV: state.credentials.postgres_password(instance_role(cfg)),
-        CONFIG_ENV: str(config_path),
-        STATE_DIR_ENV: str(state.root),
-    }
+    env = {"DAGSTER_HOME": str(state.dagster_home), CONFIG_ENV: str(config_path), STATE_DIR_ENV: str(state.root)}
+    if cfg.target == "local":
+        env[PASSWORD_ENV] = state.credentials.postgres_password(instance_role(cfg))
+    return env
 
 
-def write_instance_yaml(cfg: PlatformConfig, state: StateDir) -> None:
-    write_private(instance_file(state), instance_yaml(cfg))
+def write_instance_yaml(cfg: PlatformConfig, state: StateDir, name: str = INSTANCE_FILE) -> None:
+    write_private(state.dagster_home / name, instance_yaml(cfg))
 
 
-def load_instance(cfg: PlatformConfig, state: StateDir) -> dg.DagsterInstance:
+def load_instance(cfg: PlatformConfig, state: StateDir, name: str = INSTANCE_FILE) -> dg.DagsterInstance:
     """The instance (the caller disposes of it), with the password in this process's environment only while
     Dagster reads its config."""
+    if cfg.target != "local":
+        return dg.DagsterInstance.from_config(str(state.dagster_home), config_filename=name)
     previous = os.environ.get(PASSWORD_ENV)
     os.environ[PASSWORD_ENV] = state.credentials.postgres_password(instance_role(cfg))
     try:
-        return dg.DagsterInstance.from_config(str(state.dagster_home))
+        return dg.DagsterInstance.from_config(str(state.dagster_home), config_filename=name)
     finally:
         if previous is None:
             os.environ.pop(PASSWORD_ENV, None)
@@ -80,8 +81,8 @@ def load_instance(cfg: PlatformConfig, state: StateDir) -> dg.DagsterInstance:
 
 
 @contextmanager
-def open_instance(cfg: PlatformConfig, state: StateDir) -> Iterator[dg.DagsterInstance]:
-    instance = load_instance(cfg, state)
+def open_instance(cfg: PlatformConfig, state: StateDir, name: str = INSTANCE_FILE) -> Iterator[dg.DagsterInstance]:
+    instance = load_instance(cfg, state, name)
     try:
         yield instance
     finally:

@@ -7,12 +7,13 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
 import yaml
 
-from platform_core.orchestrator.instance import instance_env, instance_file, instance_yaml, open_instance
+from platform_core.orchestrator.instance import PASSWORD_ENV, instance_env, instance_file, instance_yaml, open_instance
 from platform_core.resource import PlatformResource
 from platform_core.supervisor import ServiceSpec
 
@@ -48,32 +49,33 @@ class DagsterResource(PlatformResource):
         entries = [{"python_module": {"module_name": m, "location_name": n}} for n, m in LOCATIONS.items()]
         return yaml.safe_dump({"load_from": entries}, sort_keys=False)
 
-    def _spec(self, name: str, argv: list[str], health_timeout: float) -> ServiceSpec:
+    def _spec(self, name: str, argv: list[str], health: Callable[[], bool], ports: tuple[int, ...] = ()) -> ServiceSpec:
         state = self.state
         return ServiceSpec(
             name=name,
             argv=(str(Path(sys.executable).parent / argv[0]), *argv[1:]),
             env=instance_env(self.cfg, state, Path(self.config_path)),
             files={instance_file(state): instance_yaml(self.cfg), self.workspace_file: self._workspace_yaml()},
-            health=self.webserver_healthy if name == "dagster_webserver" else self.daemon_healthy,
-            ports=(self.cfg.services.dagster.webserver_port,) if name == "dagster_webserver" else (),
+            health=health,
+            ports=ports,
             cwd=Path(self.config_path).parent,
             stop_timeout=15.0,  # the daemon and webserver stop their code servers first
-            start_timeout=health_timeout,
+            start_timeout=180.0,  # both load the two code locations before they answer
         )
 
     def webserver_spec(self) -> ServiceSpec:
-        port = str(self.cfg.services.dagster.webserver_port)
-        argv = ["dagster-webserver", "-h", "127.0.0.1", "-p", port, "-w", str(self.workspace_file)]
-        return self._spec("dagster_webserver", argv, health_timeout=180.0)
+        port = self.cfg.services.dagster.webserver_port
+        argv = ["dagster-webserver", "-h", "127.0.0.1", "-p", str(port), "-w", str(self.workspace_file)]
+        return self._spec("dagster_webserver", argv, self.webserver_healthy, (port,))
 
     def daemon_spec(self) -> ServiceSpec:
-        return self._spec("dagster_daemon", ["dagster-daemon", "run", "-w", str(self.workspace_file)], 180.0)
+        return self._spec(
+            "dagster_daemon", ["dagster-daemon", "run", "-w", str(self.workspace_file)], self.daemon_healthy
+        )
 
     def watchdog_spec(self) -> ServiceSpec:
-        env = {
-            k: v for k, v in instance_env(self.cfg, self.state, Path(self.config_path)).items() if "PASSWORD" not in k
-        }
+        # not the instance's password: the watchdog reads the credentials itself, only when it needs them
+        env = {k: v for k, v in instance_env(self.cfg, self.state, Path(self.config_path)).items() if k != PASSWORD_ENV}
         return ServiceSpec(
             name="watchdog",
             argv=(sys.executable, "-m", "platform_core.orchestrator.watchdog"),

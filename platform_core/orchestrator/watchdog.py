@@ -40,7 +40,7 @@ class Watched:
 
     asset: str
     spec: Callable[[], ServiceSpec]
-    heal: Callable[[], object]
+    heal: Callable[[], str]  # (re)starts it if it is not running and healthy; the supervisor's action
     failed_rounds: int = 0
 
 
@@ -55,12 +55,11 @@ def cursor_file(state: StateDir) -> Path:
 class Watchdog:
     def __init__(self, postgres: PostgresResource, dagster: DagsterResource, alerts: AlertsResource) -> None:
         self.supervisor, self.state, self.alerts = postgres.supervisor, postgres.state, alerts
+        ensure = self.supervisor.ensure
         self.watched = [  # the instance's storage first: nothing else can be judged while it is down
-            Watched("postgres", postgres.service_spec, postgres.ensure_server),
-            Watched("dagster_daemon", dagster.daemon_spec, lambda: self.supervisor.ensure(dagster.daemon_spec())),
-            Watched(
-                "dagster_webserver", dagster.webserver_spec, lambda: self.supervisor.ensure(dagster.webserver_spec())
-            ),
+            Watched("postgres", postgres.service_spec, lambda: postgres.ensure_server()[0].action),
+            Watched("dagster_daemon", dagster.daemon_spec, lambda: ensure(dagster.daemon_spec()).action),
+            Watched("dagster_webserver", dagster.webserver_spec, lambda: ensure(dagster.webserver_spec()).action),
         ]
 
     def round(self) -> list[Finding]:
@@ -100,6 +99,9 @@ class Watchdog:
                 f"is stopped (pid {', '.join(map(str, state.stopped))}, SIGSTOP)" if state.stopped else "is unhealthy"
             )
         outcome = self._heal(watched)
+        if outcome == "unchanged":
+            watched.failed_rounds = 0
+            return None  # healthy again by the time it was looked at twice (a run restarted it, say)
         watched.failed_rounds = 0 if outcome == RESTARTED else watched.failed_rounds
         return Finding(
             f"watchdog:{spec.name}",
@@ -118,8 +120,8 @@ class Watchdog:
             if attempt:
                 time.sleep(2.0)
             try:
-                watched.heal()
-                return RESTARTED
+                action = watched.heal()
+                return "unchanged" if action == "unchanged" else RESTARTED
             except (ServiceStartError, OSError) as err:
                 failure = err
         return f"restart failed: {failure}"

@@ -49,6 +49,8 @@ def test_the_orchestrator_runs_as_services_of_the_stack(stack_config: Path) -> N
     status = platformctl(stack_config, "status")
     assert "dagster-daemon up (SENSOR heartbeat" in status.stdout, status.stdout
     assert platformctl(stack_config, "ui").stdout.strip() == f"Dagster UI: {dagster.url}"
+    info = platformctl(stack_config, "dagster", "instance", "info")  # any dagster command, on this instance
+    assert info.returncode == 0 and "run_monitoring" in info.stdout, info.stderr[-2000:]
 
 
 def test_a_fresh_stack_raises_no_false_alarm(stack_config: Path, receiver: Receiver) -> None:

@@ -62,7 +62,7 @@ def test_the_sqlite_history_moves_into_postgres_once(stack, tmp_path: Path) -> N
     shutil.copy(live.run / "postgres.json", state.run / "postgres.json")
     run_id = _seed(state)
 
-    lines = bootstrap_instance(cfg, state, stack.config_path)
+    lines = bootstrap_instance(cfg, state, stack.config_path, restarts_orchestrator=False)
     assert any(line.startswith("instance moved from sqlite to postgres: 1 runs with") for line in lines), lines
     assert sqlite_history(state) is None  # moved aside, kept
     assert list(state.dagster_home.glob("sqlite-before-postgres-*/history/runs.db"))
@@ -73,4 +73,6 @@ def test_the_sqlite_history_moves_into_postgres_once(stack, tmp_path: Path) -> N
         moved = new.get_instigator_state(origin.get_id(), origin.get_selector().get_id())
     assert moved is not None and moved.instigator_data.cursor == CURSOR  # type: ignore[union-attr]
 
-    assert not any("moved" in line for line in bootstrap_instance(cfg, state, stack.config_path))  # once
+    assert not any(
+        "moved" in line for line in bootstrap_instance(cfg, state, stack.config_path, restarts_orchestrator=False)
+    )  # once

@@ -380,13 +380,13 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
     ),
     (
         "orchestrator-db-missing",
-        lambda cfg: cfg["databases"].pop(2),
+        lambda cfg: (cfg["databases"].pop(2), cfg.update(target="local")),
         "databases",
         "must include orchestrator.database 'dagster' (has: mlflow, mldata)",
     ),
     (
         "orchestrator-role-shared",
-        _set("databases.2.owner", "ml"),
+        lambda cfg: (cfg["databases"][2].update(owner="ml"), cfg.update(target="local")),
         "databases",
         "role 'ml' owns orchestrator.database and also mldata: give each its own role",
     ),

@@ -66,15 +66,19 @@ def orchestrator_watchdog(dagster_resource: DagsterResource) -> dg.MaterializeRe
     return _ensure(dagster_resource, dagster_resource.watchdog_spec(), {"interval_seconds": interval})
 
 
-def _decision(asset: str, spec_of: str) -> None:
-    def change(dagster_resource: DagsterResource, host_resource: HostResource) -> str:
-        return spec_change(dagster_resource.supervisor, getattr(dagster_resource, spec_of)(), host_resource)
-
-    decides(asset, reads=("postgres",), target="local", when_down=f"would start {asset}")(change)
+@decides(WEBSERVER, reads=("postgres",), target="local", when_down=f"would start {WEBSERVER}")
+def webserver_change(dagster_resource: DagsterResource, host_resource: HostResource) -> str:
+    return spec_change(dagster_resource.supervisor, dagster_resource.webserver_spec(), host_resource)
 
 
-for _asset, _spec in ((WEBSERVER, "webserver_spec"), (DAEMON, "daemon_spec"), (WATCHDOG, "watchdog_spec")):
-    _decision(_asset, _spec)
+@decides(DAEMON, reads=("postgres",), target="local", when_down=f"would start {DAEMON}")
+def daemon_change(dagster_resource: DagsterResource, host_resource: HostResource) -> str:
+    return spec_change(dagster_resource.supervisor, dagster_resource.daemon_spec(), host_resource)
+
+
+@decides(WATCHDOG, reads=("postgres",), target="local", when_down=f"would start {WATCHDOG}")
+def watchdog_change(dagster_resource: DagsterResource, host_resource: HostResource) -> str:
+    return spec_change(dagster_resource.supervisor, dagster_resource.watchdog_spec(), host_resource)
 
 
 @dg.asset_check(
@@ -112,8 +116,8 @@ def daemon_heartbeats_fresh(dagster_resource: DagsterResource) -> dg.AssetCheckR
     problems = [f"{n} stale" for n in WATCHED_DAEMONS if ages.get(n, float("inf")) > HEARTBEAT_STALE_SECONDS]
     # what the UI's daemon page shows: a daemon that is down is reported there too, not only here
     statuses = dagster_resource.graphql()["instance"]["daemonHealth"]["allDaemonStatuses"]  # type: ignore[index]
-    problems += [f"the webserver reports {s['daemonType']} unhealthy" for s in statuses if s["daemonType"] in
-                 WATCHED_DAEMONS and not s["healthy"]]  # fmt: skip
+    unhealthy = [s["daemonType"] for s in statuses if s["daemonType"] in WATCHED_DAEMONS and not s["healthy"]]
+    problems += [f"the webserver reports {name} unhealthy" for name in unhealthy]
     shown = ", ".join(f"{name} {age:.0f}s ago" for name, age in ages.items()) or "no heartbeat at all"
     return dg.AssetCheckResult(
         passed=not problems, description=f"heartbeats: {shown}" + "".join(f"; {p}" for p in problems)
