@@ -45,7 +45,7 @@ def bootstrap_instance(
     lines = _storage_up(cfg, state, config_path)
     if restarts_orchestrator:
         lines += _pause_stale_orchestrator(DagsterResource(config_path=str(config_path), state_dir=str(state.root)))
-    old = _sqlite_instance(state)
+    old = legacy_sqlite_instance(state)
     if old is not None:
         try:
             write_instance_yaml(cfg, state, MIGRATING)
@@ -60,7 +60,7 @@ def bootstrap_instance(
     return lines
 
 
-def _sqlite_instance(state: StateDir) -> dg.DagsterInstance | None:
+def legacy_sqlite_instance(state: StateDir) -> dg.DagsterInstance | None:
     """The instance as its dagster.yaml still has it, when that predates the move to Postgres (sqlite)."""
     current = instance_file(state).read_text() if instance_file(state).exists() else ""
     if sqlite_history(state) is None or "postgres_db" in current:

@@ -1,10 +1,9 @@
 """A state directory from before the Dagster instance moved to Postgres: its sqlite history (runs, events, the
-sensors' cursors) is copied into the platform's Postgres by the bootstrap every `platformctl` command runs first,
-so an upgraded stack neither loses its history nor alerts twice."""
+sensors' cursors) is copied into the platform's Postgres (the bootstrap every `platformctl` command runs first does
+this; e2e runs it whole), so an upgraded stack neither loses its history nor alerts twice."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -19,8 +18,8 @@ from dagster._core.scheduler.instigation import (
     SensorInstigatorData,
 )
 
-from platform_core.orchestrator.bootstrap import bootstrap_instance
-from platform_core.orchestrator.instance import instance_file, open_instance, sqlite_history
+from platform_core.orchestrator.bootstrap import MIGRATING, legacy_sqlite_instance, migrate_sqlite
+from platform_core.orchestrator.instance import instance_file, open_instance, sqlite_history, write_instance_yaml
 from platform_core.state import StateDir, load_platform
 
 pytestmark = pytest.mark.integration
@@ -52,27 +51,27 @@ def _seed(state: StateDir) -> str:
 
 
 def test_the_sqlite_history_moves_into_postgres_once(stack, tmp_path: Path) -> None:
+    """Into the stack's own Postgres (its platform_up made the `dagster` database and role), from a state
+    directory of its own holding the stack's credentials: the stack's services are not touched."""
     cfg, _ = load_platform(stack.config_path)
-    state = StateDir(tmp_path / "upgraded")  # the stack's Postgres and credentials, a state dir of its own
+    state = StateDir(tmp_path / "upgraded")
     state.ensure()
-    live = stack.resource("postgres_resource").state
-    state.secrets_file.write_text(live.secrets_file.read_text())
-    # the bootstrap finds the stack's server running: its data directory and its pid record
-    (state.data / "postgres").symlink_to(live.data / "postgres")
-    shutil.copy(live.run / "postgres.json", state.run / "postgres.json")
+    state.secrets_file.write_text(stack.resource("postgres_resource").state.secrets_file.read_text())
     run_id = _seed(state)
 
-    lines = bootstrap_instance(cfg, state, stack.config_path, restarts_orchestrator=False)
-    assert any(line.startswith("instance moved from sqlite to postgres: 1 runs with") for line in lines), lines
+    old = legacy_sqlite_instance(state)
+    assert old is not None, "the seeded state directory does not read as an sqlite instance"
+    try:
+        write_instance_yaml(cfg, state, MIGRATING)
+        line = migrate_sqlite(cfg, state, old)
+    finally:
+        old.dispose()
+    assert line.startswith("instance moved from sqlite to postgres: 1 runs with"), line
     assert sqlite_history(state) is None  # moved aside, kept
     assert list(state.dagster_home.glob("sqlite-before-postgres-*/history/runs.db"))
     origin = _sensor_origin()
-    with open_instance(cfg, state) as new:
+    with open_instance(cfg, state, MIGRATING) as new:
         assert new.get_run_by_id(run_id) is not None
         assert new.fetch_materializations(dg.AssetKey("before_the_move"), limit=1).records
         moved = new.get_instigator_state(origin.get_id(), origin.get_selector().get_id())
     assert moved is not None and moved.instigator_data.cursor == CURSOR  # type: ignore[union-attr]
-
-    assert not any(
-        "moved" in line for line in bootstrap_instance(cfg, state, stack.config_path, restarts_orchestrator=False)
-    )  # once
