@@ -104,15 +104,14 @@ def _accepts(port: int) -> bool:
 def daemon_line(beats: dict[str, float] | None, now: float) -> str:
     """Whether anything evaluates the sensors now: the dagster-daemon's newest heartbeat, per watched daemon
     (None: the instance cannot be read)."""
-    from platform_core.orchestrator.services import HEARTBEAT_STALE_SECONDS, WATCHED_DAEMONS
+    from platform_core.orchestrator.services import heartbeat_ages
 
     if beats is None:
         return "sensors    the Dagster instance cannot be read (is postgres up?): nothing alerts but the watchdog"
-    ages = {name: now - beats[name] for name in WATCHED_DAEMONS if name in beats}
+    ages, stale = heartbeat_ages(beats, now)
     if not ages:
         return "sensors    no dagster-daemon has run on this stack's instance: nothing alerts (start it: make up)"
     shown = ", ".join(f"{name} heartbeat {age:.0f}s ago" for name, age in ages.items())
-    stale = len(ages) < len(WATCHED_DAEMONS) or max(ages.values()) > HEARTBEAT_STALE_SECONDS
     if stale:
         return f"sensors    dagster-daemon DOWN ({shown}): nothing alerts until it runs again (make up)"
     return f"sensors    dagster-daemon up ({shown})"

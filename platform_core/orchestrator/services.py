@@ -21,7 +21,19 @@ LOCATIONS = {"platform_assets": "platform_assets.definitions", "ml_assets": "ml_
 WATCHED_DAEMONS = ("SENSOR", "SCHEDULER")  # what evaluates the alerting sensors and the health schedule
 HEARTBEAT_STALE_SECONDS = 90  # the daemon beats every 30 s: three missed beats mean it is gone
 
-WATCHDOG_BEAT = "watchdog-beat.json"  # in the run directory: the watchdog's last round (time, findings)
+WATCHDOG_BEAT = "watchdog-beat.json"
+WATCHDOG_STALE_ROUNDS = 3  # rounds without a beat before the watchdog counts as gone
+
+
+def heartbeat_ages(beats: dict[str, float], now: float) -> tuple[dict[str, float], list[str]]:
+    """(seconds since each watched daemon's newest heartbeat, the watched daemons that are stale or never beat):
+    the one judgement `platformctl status` and the daemon's check both report."""
+    ages = {name: now - beats[name] for name in WATCHED_DAEMONS if name in beats}
+    stale = [name for name in WATCHED_DAEMONS if ages.get(name, float("inf")) > HEARTBEAT_STALE_SECONDS]
+    return ages, stale
+
+
+# in the run directory: the watchdog's last round (time, findings)
 
 WORKSPACE_QUERY = """{
   workspaceOrError { __typename ... on Workspace { locationEntries {
@@ -90,11 +102,16 @@ class DagsterResource(PlatformResource):
         path = self.state.run / WATCHDOG_BEAT
         return json.loads(path.read_text()) if path.exists() else {}
 
+    def watchdog_round_age(self) -> float:
+        """Seconds since the watchdog's last round (infinite before its first)."""
+        last = self.watchdog_beat().get("time")
+        return time.time() - float(last) if last is not None else float("inf")  # type: ignore[arg-type]
+
     def watchdog_healthy(self) -> bool:
-        """A round since this watchdog started, within three of its intervals."""
+        """A round since this watchdog started, and within its stale bound."""
         started = self.supervisor.status("watchdog").started_at or 0.0
-        last = float(self.watchdog_beat().get("time", 0.0))  # type: ignore[arg-type]
-        return last >= max(started, time.time() - 3 * self.cfg.orchestrator.watchdog_seconds)
+        age = self.watchdog_round_age()
+        return age <= WATCHDOG_STALE_ROUNDS * self.cfg.orchestrator.watchdog_seconds and time.time() - age >= started
 
     def webserver_healthy(self) -> bool:
         # generous: while it loads both code locations, a busy 2-core machine can keep it from answering for seconds

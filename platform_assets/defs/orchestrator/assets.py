@@ -12,7 +12,13 @@ from platform_core.catalog import PLATFORM_OWNERS
 from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
-from platform_core.orchestrator.services import HEARTBEAT_STALE_SECONDS, LOCATIONS, WATCHED_DAEMONS, DagsterResource
+from platform_core.orchestrator.services import (
+    LOCATIONS,
+    WATCHDOG_STALE_ROUNDS,
+    WATCHED_DAEMONS,
+    DagsterResource,
+    heartbeat_ages,
+)
 from platform_core.results import check_errors_fail, loopback_only, service_result
 from platform_core.supervisor import ServiceSpec
 
@@ -111,9 +117,8 @@ def webserver_loopback_only(dagster_resource: DagsterResource) -> dg.AssetCheckR
 )
 @check_errors_fail
 def daemon_heartbeats_fresh(dagster_resource: DagsterResource) -> dg.AssetCheckResult:
-    beats, now = dagster_resource.heartbeats(), time.time()
-    ages = {name: now - beats[name] for name in WATCHED_DAEMONS if name in beats}
-    problems = [f"{n} stale" for n in WATCHED_DAEMONS if ages.get(n, float("inf")) > HEARTBEAT_STALE_SECONDS]
+    ages, stale = heartbeat_ages(dagster_resource.heartbeats(), time.time())
+    problems = [f"{name} stale" for name in stale]
     # what the UI's daemon page shows: a daemon that is down is reported there too, not only here
     statuses = dagster_resource.graphql()["instance"]["daemonHealth"]["allDaemonStatuses"]  # type: ignore[index]
     unhealthy = [s["daemonType"] for s in statuses if s["daemonType"] in WATCHED_DAEMONS and not s["healthy"]]
@@ -127,9 +132,8 @@ def daemon_heartbeats_fresh(dagster_resource: DagsterResource) -> dg.AssetCheckR
 @dg.asset_check(asset=WATCHDOG, blocking=True, description="The watchdog completed a round within three intervals.")
 @check_errors_fail
 def watchdog_rounds_fresh(dagster_resource: DagsterResource) -> dg.AssetCheckResult:
-    beat = dagster_resource.watchdog_beat()
-    age = time.time() - float(beat.get("time", 0.0))  # type: ignore[arg-type]
-    fresh = age <= 3 * dagster_resource.cfg.orchestrator.watchdog_seconds
+    beat, age = dagster_resource.watchdog_beat(), dagster_resource.watchdog_round_age()
+    fresh = age <= WATCHDOG_STALE_ROUNDS * dagster_resource.cfg.orchestrator.watchdog_seconds
     return dg.AssetCheckResult(
         passed=fresh, description=f"last round {age:.0f}s ago; findings then: {beat.get('findings') or 'none'}"
     )
