@@ -94,7 +94,9 @@ class LocalStepRunner(StepRunner):
         }
 
     def run_step(self, context: dg.AssetExecutionContext, step: Step, params: Mapping[str, object]) -> StepResult:
-        environ = {k: v for data in ml_step_env(self.cfg, self.state.credentials).values() for k, v in data.items()}
+        # only the step's own Secrets, as its pod would get them (the writer's and the reader's share names)
+        env = ml_step_env(self.cfg, self.state.credentials)
+        environ = {k: v for name in step.secrets for k, v in env[name].items()}
         inputs = StepInputs(step, self.extras(step, params), environ)
         try:
             return step.work(inputs)

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from platform_core.redact import redact
 from platform_core.supervisor import EnsureResult, Supervisor
 
 NO_CHANGE = "no change"
@@ -97,7 +98,7 @@ def check_errors_fail(fn: Callable[..., dg.AssetCheckResult]) -> Callable[..., d
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            message = " ".join(str(err).split())[:500]
+            message = redact(" ".join(str(err).split()))[:500]  # errors quote the URL they failed on
             return dg.AssetCheckResult(passed=False, description=f"{type(err).__name__}: {message}")
 
     return wrapper

@@ -73,6 +73,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "s3_access_keys": generate_access_key,
     "s3_secret_keys": lambda: generate_secret(40),
     "tokens": generate_secret,
+    "mlflow_users": generate_secret,
 }
 
 
@@ -174,6 +175,10 @@ class Credentials:
 
     def s3_keys(self, identity: str) -> tuple[str, str]:
         return self._get_or_create("s3_access_keys", identity), self._get_or_create("s3_secret_keys", identity)
+
+    def mlflow_password(self, username: str) -> str:
+        """The password of one of MLflow's users (platform_core.services.mlflow_auth names them)."""
+        return self._get_or_create("mlflow_users", username)
 
     def token(self, name: str) -> str:
         """A generated secret of the platform's own (e.g. MetalLB's memberlist key, the data API's admin token)."""

@@ -320,7 +320,14 @@ class Supervisor:
 
 # Secrets a starter may hold in its own environment (a Dagster run, the watchdog) that no service inherits: each
 # service gets exactly the ones its spec names.
-NOT_INHERITED = ("DAGSTER_PG_PASSWORD", "PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD")
+NOT_INHERITED = (
+    "DAGSTER_PG_PASSWORD",
+    "PGPASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "MLFLOW_TRACKING_USERNAME",  # a service that talks to MLflow is given its own identity, or none
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+)
 
 
 def service_env(spec: ServiceSpec) -> dict[str, str]:

@@ -220,7 +220,7 @@ def _print_where(state: StateDir, cfg: PlatformConfig) -> None:
     services = cfg.services
     print(f"""
 The platform is up. State directory: {state.root}
-  MLflow UI:        http://127.0.0.1:{services.mlflow.port}
+  MLflow UI:        http://127.0.0.1:{services.mlflow.port}   (user reader: mlflow_users in {state.secrets_file.name})
   S3 endpoint:      http://127.0.0.1:{services.seaweedfs.s3_port}  (credentials: {state.secrets_file})
   Postgres:         127.0.0.1:{services.postgres.port}  (passwords: {state.secrets_file})
   Dagster UI:       http://127.0.0.1:{services.dagster.webserver_port}   (sensors and schedules run until make down)

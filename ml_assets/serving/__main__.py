@@ -20,6 +20,7 @@ from ml_assets.serving.app import create_app
 from ml_assets.serving.model_slot import NoChampionError
 from ml_assets.serving.settings import ServingSettings
 from platform_core.config import PlatformConfig, load_config
+from platform_core.services import mlflow_auth
 from platform_core.state import StateDir
 
 logger = logging.getLogger("ml_assets.serving")
@@ -98,7 +99,10 @@ def main(argv: list[str] | None = None) -> None:
         port = args.port
     else:
         cfg = load_config(args.config)
-        settings = settings_from_config(cfg, StateDir(args.state_dir))
+        state = StateDir(args.state_dir)
+        settings = settings_from_config(cfg, state)
+        # the registry's reader: it loads the champion and can move nothing (in the cluster: from inference-env)
+        mlflow_auth.reader(state.credentials).export()
         port = cfg.services.inference.port if args.port is None else args.port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # MLflow's client retries a dead server for minutes; a reload should fail in seconds and say why.

@@ -74,7 +74,9 @@ class ModelSlot:
             try:
                 version = self._client.get_model_version_by_alias(name, alias)
             except MlflowException as err:
-                if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND") or (
+                    err.error_code == "PERMISSION_DENIED" and not self._model_exists(name)
+                ):
                     raise NoChampionError(f"model {name!r} has no version with alias {alias!r}") from err
                 raise
             if previous is not None and previous.version == version.version:
@@ -82,6 +84,11 @@ class ModelSlot:
             loaded = self._load(version.version, version.run_id, dict(version.tags))
             self.current = loaded  # the swap: one reference assignment, atomic under the GIL
             return ReloadResult(previous, loaded)
+
+    def _model_exists(self, name: str) -> bool:
+        """MLflow's auth app answers a read-only user 403, not 404, for a model that does not exist (it cannot
+        resolve the model's workspace); a search, which the reader may run, tells the two apart."""
+        return bool(self._client.search_registered_models(filter_string=f"name = '{name}'", max_results=1))
 
     def _load(self, version: str, run_id: str | None, tags: dict[str, str]) -> LoadedModel:
         name = self.settings.model_name

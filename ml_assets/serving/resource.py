@@ -9,6 +9,7 @@ from typing import Any
 import requests
 
 from platform_core.resource import PlatformResource
+from platform_core.services.mlflow_auth import READER
 from platform_core.supervisor import EnsureResult, ServiceSpec
 
 
@@ -41,13 +42,16 @@ class InferenceResource(PlatformResource):
 
     def _digest(self) -> str:
         cfg = self.cfg
+        credentials = self.state.credentials
         read = (
             cfg.services.inference,
             cfg.services.mlflow.port,
             cfg.services.seaweedfs.s3_port,
             cfg.ml.model_name,
             cfg.ml.predictions_bucket,
-            cfg.bucket(cfg.ml.predictions_bucket).owner,
+            # the credentials it reads at start: rotated ones restart it (only a digest of them is in its env)
+            credentials.s3_keys(cfg.bucket(cfg.ml.predictions_bucket).owner),
+            credentials.mlflow_password(READER),
         )
         return hashlib.sha256(repr(read).encode()).hexdigest()[:16]
 

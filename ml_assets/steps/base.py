@@ -22,7 +22,8 @@ from ml_assets.data.blobs import BlobStore
 from ml_assets.data.source import SOURCE_SETTINGS, BatchSourceResource
 from ml_assets.data.store import TableStore
 from ml_assets.model.tracking import ModelTracker
-from platform_core.cluster.secrets import REPORTS_SECRET, SECRET_ENV, TRAINING_SECRET
+from platform_core.cluster.secrets import MLFLOW_IDENTITY_ENV, REPORTS_SECRET, SECRET_ENV, TRAINING_SECRET
+from platform_core.services.mlflow_auth import MlflowIdentity
 
 Severity = Literal["ERROR", "WARN"]
 
@@ -152,7 +153,12 @@ class StepInputs:
     def tracker(self) -> ModelTracker:
         # only training logs runs, so only it names an experiment
         experiment = self.text("experiment") if "experiment" in self.step.extras else ""
-        return ModelTracker(self.text("tracking_uri"), experiment, self.text("model_name"))
+        user, password = (self._environ.get(name) for name in MLFLOW_IDENTITY_ENV)
+        if not (user and password):
+            raise KeyError(f"step {self.step.name} uses MLflow but declares no MLflow identity Secret")
+        return ModelTracker(
+            self.text("tracking_uri"), experiment, self.text("model_name"), MlflowIdentity(user, password)
+        )
 
     @cached_property
     def source(self) -> BatchSourceResource:

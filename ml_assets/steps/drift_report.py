@@ -19,7 +19,7 @@ from ml_assets.model.tracking import ModelTracker
 from ml_assets.schema import TARGET
 from ml_assets.steps.base import CheckOutcome, Step, StepInputs, StepResult, typed
 from ml_assets.steps.train import evaluate
-from platform_core.cluster.secrets import REPORTS_SECRET, TRAINING_SECRET
+from platform_core.cluster.secrets import MLFLOW_READER_SECRET, REPORTS_SECRET, TRAINING_SECRET
 from platform_core.results import NO_CHANGE
 
 LABEL_CHECK = "champion_holds_up_on_new_labels"
@@ -139,5 +139,5 @@ DRIFT = Step(
         "drift_mode",
         "degradation_tolerance",
     ),
-    secrets=(TRAINING_SECRET, REPORTS_SECRET),
+    secrets=(TRAINING_SECRET, REPORTS_SECRET, MLFLOW_READER_SECRET),
 )

@@ -16,6 +16,7 @@ from ml_assets.data.store import frame_hash
 from ml_assets.model.tracking import ModelTracker
 from ml_assets.schema import TARGET
 from ml_assets.steps.base import Step, StepInputs, StepResult, typed
+from platform_core.cluster.secrets import MLFLOW_WRITER_SECRET, TRAINING_SECRET
 
 HOLDOUT_KEY_COLUMNS = ["street", "zip_code", "house_size", "bed", "bath"]
 OUTLIER_IQR = 3.0  # in log-price: drops data-entry errors, keeps genuinely expensive houses
@@ -104,4 +105,5 @@ TRAIN = Step(
     "trained_model",
     train,
     ("features_key", "datasets_bucket", "s3_endpoint", "tracking_uri", "experiment", "model_name"),
+    secrets=(TRAINING_SECRET, MLFLOW_WRITER_SECRET),
 )

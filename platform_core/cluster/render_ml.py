@@ -14,21 +14,34 @@ from platform_core.cluster.render_base import (
     env,
     hardened,
     http_probe,
+    meta,
+    obj,
     resources,
     secret_env,
     service,
 )
-from platform_core.cluster.render_storage import SEAWEEDFS, service_dns
+from platform_core.cluster.render_storage import POSTGRES, POSTGRES_PORT, SEAWEEDFS, service_dns
 from platform_core.config import PlatformConfig
+from platform_core.services import mlflow_auth
 
 MLFLOW = "mlflow"
 DATA_API = "data-api"
 INFERENCE = "inference"
-MLFLOW_SECRET = "mlflow-env"  # MLFLOW_BACKEND_STORE_URI, PGPASSWORD, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+# MLFLOW_BACKEND_STORE_URI, PGPASSWORD, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, MLFLOW_FLASK_SERVER_SECRET_KEY
+MLFLOW_SECRET = "mlflow-env"
+MLFLOW_USERS_SECRET = "mlflow-users"  # the writer's and the reader's passwords: the init container's alone
+MLFLOW_AUTH_CONFIGMAP = "mlflow-auth"
+MLFLOW_AUTH_DIR = "/etc/mlflow-auth"
 DATA_API_SECRET = "data-api-admin"  # key token: the Bearer token of the data API's /admin/* endpoints
 DATA_API_TOKEN_ENV = "DATA_API_ADMIN_TOKEN"
 INFERENCE_SECRET = "inference-env"
-INFERENCE_SECRET_KEYS = ("SERVING_S3_ACCESS_KEY", "SERVING_S3_SECRET_KEY")  # the predictions bucket owner's keys
+# the predictions bucket owner's keys, and MLflow's reader (it loads the champion, and can move nothing)
+INFERENCE_SECRET_KEYS = (
+    "SERVING_S3_ACCESS_KEY",
+    "SERVING_S3_SECRET_KEY",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+)
 PLATFORM_UID = 10001  # the non-root user of infra/image/Dockerfile
 # MLflow refuses unknown Host headers (DNS rebinding); allow its Service names, loopback and private IPs.
 _PRIVATE_HOSTS = ["10.*", "192.168.*", *(f"172.{i}.*" for i in range(16, 32))]
@@ -62,12 +75,40 @@ def mlflow_allowed_hosts(cfg: PlatformConfig) -> str:
     return ",".join([*hosts, *_PRIVATE_HOSTS])
 
 
+def mlflow_auth_store_uri(cfg: PlatformConfig) -> str:
+    """MLflow's auth tables live beside its tracking tables; the role's password is PGPASSWORD, not in the URI."""
+    role = next(db.owner for db in cfg.databases if db.name == cfg.mlflow.database)
+    return f"postgresql+psycopg2://{role}@{service_dns(POSTGRES, cfg)}:{POSTGRES_PORT}/{cfg.mlflow.database}"
+
+
+def _mlflow_users_init(cfg: PlatformConfig, auth_env: list[dict[str, Any]]) -> dict[str, Any]:
+    """Writes the writer (admin) and the reader into the auth store before the server starts, from the Secret
+    mlflow-users: a rotated password is set there, and the server itself never holds the writer's password."""
+    init = {
+        "name": "mlflow-users",
+        "image": cfg.versions.platform_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "platform_core.services.mlflow_auth"],
+        "env": [
+            *auth_env,
+            secret_env("PGPASSWORD", MLFLOW_SECRET, "PGPASSWORD"),
+            secret_env(mlflow_auth.WRITER_PASSWORD_ENV, MLFLOW_USERS_SECRET, mlflow_auth.WRITER_PASSWORD_ENV),
+            secret_env(mlflow_auth.READER_PASSWORD_ENV, MLFLOW_USERS_SECRET, mlflow_auth.READER_PASSWORD_ENV),
+        ],
+        "volumeMounts": [{"name": "auth-config", "mountPath": MLFLOW_AUTH_DIR, "readOnly": True}],
+        "resources": resources("50m", "256Mi", "500m", "512Mi"),
+        "securityContext": hardened(PLATFORM_UID),
+    }
+    return init
+
+
 def render_mlflow(cfg: PlatformConfig) -> list[Obj]:
     port, ns = cfg.services.mlflow.port, cfg.k3s.namespace
     s3 = f"http://{service_dns(SEAWEEDFS, cfg)}:{cfg.services.seaweedfs.s3_port}"
     command = [
         "mlflow",
         "server",
+        f"--app-name={mlflow_auth.APP_NAME}",
         "--host=0.0.0.0",
         f"--port={port}",
         f"--workers={cfg.services.mlflow.workers}",
@@ -76,7 +117,9 @@ def render_mlflow(cfg: PlatformConfig) -> list[Obj]:
     ]  # the backend URI, with its role, comes from MLFLOW_BACKEND_STORE_URI in the Secret
     container = _container(MLFLOW, cfg, command, port, "/health")
     container["envFrom"] = [{"secretRef": {"name": MLFLOW_SECRET}}]
-    container["env"] = env(
+    auth_env = env({"MLFLOW_AUTH_CONFIG_PATH": f"{MLFLOW_AUTH_DIR}/{mlflow_auth.INI_NAME}"})
+    container["volumeMounts"] = [{"name": "auth-config", "mountPath": MLFLOW_AUTH_DIR, "readOnly": True}]
+    container["env"] = auth_env + env(
         {
             "MLFLOW_S3_ENDPOINT_URL": s3,
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -87,7 +130,15 @@ def render_mlflow(cfg: PlatformConfig) -> list[Obj]:
         }
     )
     container["resources"] = resources("100m", "512Mi", "1", "2Gi")
-    return [deployment(MLFLOW, MLFLOW, ns, _pod(container)), service(MLFLOW, MLFLOW, ns, {"http": port})]
+    pod = _pod(container)
+    pod["initContainers"] = [_mlflow_users_init(cfg, auth_env)]
+    pod["volumes"] = [{"name": "auth-config", "configMap": {"name": MLFLOW_AUTH_CONFIGMAP}}]
+    ini = {mlflow_auth.INI_NAME: mlflow_auth.auth_ini(mlflow_auth_store_uri(cfg))}
+    return [
+        obj("v1", "ConfigMap", meta(MLFLOW_AUTH_CONFIGMAP, MLFLOW, ns, MLFLOW), data=ini),
+        deployment(MLFLOW, MLFLOW, ns, pod),
+        service(MLFLOW, MLFLOW, ns, {"http": port}),
+    ]
 
 
 def render_data_api(cfg: PlatformConfig) -> list[Obj]:

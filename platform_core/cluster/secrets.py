@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from platform_core.cluster.render_base import meta, obj
-from platform_core.cluster.render_ml import DATA_API_SECRET, INFERENCE_SECRET, MLFLOW_SECRET
+from platform_core.cluster.render_ml import DATA_API_SECRET, INFERENCE_SECRET, MLFLOW_SECRET, MLFLOW_USERS_SECRET
 from platform_core.cluster.render_storage import (
     POSTGRES,
     POSTGRES_PORT,
@@ -19,6 +19,7 @@ from platform_core.cluster.render_storage import (
     service_dns,
 )
 from platform_core.config import PlatformConfig
+from platform_core.services import mlflow_auth
 from platform_core.services.postgres import SUPERUSER
 from platform_core.state import Credentials
 
@@ -28,9 +29,14 @@ DATA_API_TOKEN = "data-api-admin"  # as ml_assets.data.service reads it
 # The ML step pods (dagster-k8s Pipes, ml_assets.step_runner) read S3 keys only from these, through envFrom:
 TRAINING_SECRET = "training-env"  # every step pod: the datasets bucket owner's keys
 REPORTS_SECRET = "reports-env"  # the drift_report pod alone: the reports bucket owner's keys
+MLFLOW_WRITER_SECRET = "mlflow-writer-env"  # the training pod: logs runs as MLflow's writer
+MLFLOW_READER_SECRET = "mlflow-reader-env"  # the drift_report pod: only loads the champion
+MLFLOW_IDENTITY_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 SECRET_ENV = {
     TRAINING_SECRET: ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
     REPORTS_SECRET: ("REPORTS_AWS_ACCESS_KEY_ID", "REPORTS_AWS_SECRET_ACCESS_KEY"),
+    MLFLOW_WRITER_SECRET: MLFLOW_IDENTITY_ENV,
+    MLFLOW_READER_SECRET: MLFLOW_IDENTITY_ENV,
 }
 
 
@@ -49,9 +55,16 @@ def ml_step_env(cfg: PlatformConfig, credentials: Credentials) -> dict[str, dict
     """Secret name -> its variables: what the step pods get through envFrom, and what the in-process runner
     hands the same steps in the local target."""
     owners = {TRAINING_SECRET: cfg.ml.datasets_bucket, REPORTS_SECRET: cfg.ml.reports_bucket}
+    identities = {
+        MLFLOW_WRITER_SECRET: mlflow_auth.writer(credentials),
+        MLFLOW_READER_SECRET: mlflow_auth.reader(credentials),
+    }
     return {
-        name: dict(zip(SECRET_ENV[name], credentials.s3_keys(cfg.bucket(bucket).owner), strict=True))
-        for name, bucket in owners.items()
+        **{
+            name: dict(zip(SECRET_ENV[name], credentials.s3_keys(cfg.bucket(bucket).owner), strict=True))
+            for name, bucket in owners.items()
+        },
+        **{name: identity.environ() for name, identity in identities.items()},
     }
 
 
@@ -75,9 +88,26 @@ def render_secrets(cfg: PlatformConfig, credentials: Credentials, s3_identities:
                 "PGPASSWORD": mlflow_password,
                 "AWS_ACCESS_KEY_ID": artifact_access,
                 "AWS_SECRET_ACCESS_KEY": artifact_secret,
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": credentials.token("mlflow-flask-secret"),
             },
         ),
-        _secret(cfg, INFERENCE_SECRET, {"SERVING_S3_ACCESS_KEY": ml_access, "SERVING_S3_SECRET_KEY": ml_secret}),
+        _secret(
+            cfg,
+            MLFLOW_USERS_SECRET,
+            {
+                mlflow_auth.WRITER_PASSWORD_ENV: mlflow_auth.writer(credentials).password,
+                mlflow_auth.READER_PASSWORD_ENV: mlflow_auth.reader(credentials).password,
+            },
+        ),
+        _secret(
+            cfg,
+            INFERENCE_SECRET,
+            {
+                "SERVING_S3_ACCESS_KEY": ml_access,
+                "SERVING_S3_SECRET_KEY": ml_secret,
+                **mlflow_auth.reader(credentials).environ(),
+            },
+        ),
         _secret(cfg, DATA_API_SECRET, {"token": credentials.token(DATA_API_TOKEN)}),
         *(_secret(cfg, name, data) for name, data in ml_step_env(cfg, credentials).items()),
     ]

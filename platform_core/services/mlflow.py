@@ -12,6 +12,8 @@ from typing import Any
 import requests
 
 from platform_core.resource import PlatformResource
+from platform_core.services import mlflow_auth
+from platform_core.services.mlflow_auth import INI_NAME, MlflowIdentity
 from platform_core.services.seaweedfs import ADMIN, SeaweedFSResource
 from platform_core.supervisor import EnsureResult, ServiceSpec
 
@@ -41,14 +43,36 @@ class MlflowResource(PlatformResource):
     def artifact_identity(self) -> str:
         return self.cfg.bucket(self.cfg.mlflow.artifact_bucket).owner
 
+    @property
+    def backend_uri(self) -> str:
+        """Without its password (PGPASSWORD): also the auth store's, whose tables sit beside the tracking ones."""
+        cfg = self.cfg
+        return f"postgresql+psycopg2://{self.backend_role}@127.0.0.1:{cfg.services.postgres.port}/{cfg.mlflow.database}"
+
+    @property
+    def writer(self) -> MlflowIdentity:
+        return mlflow_auth.writer(self.state.credentials)
+
+    @property
+    def reader(self) -> MlflowIdentity:
+        return mlflow_auth.reader(self.state.credentials)
+
+    def ensure_users(self) -> list[str]:
+        """The writer and the reader in MLflow's auth store, before the server serves (see mlflow_auth)."""
+        password = self.state.credentials.postgres_password(self.backend_role)
+        uri = mlflow_auth.with_password(self.backend_uri, password)
+        return mlflow_auth.sync_users(uri, [(self.writer, True), (self.reader, False)])
+
     def service_spec(self) -> ServiceSpec:
         cfg = self.cfg
         access, secret = self.state.credentials.s3_keys(self.artifact_identity)
-        pg_port = cfg.services.postgres.port
         env = {
             # the password travels in the environment, never on a command line that `ps` shows
-            "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{self.backend_role}@127.0.0.1:{pg_port}/{cfg.mlflow.database}",
+            "MLFLOW_BACKEND_STORE_URI": self.backend_uri,
             "PGPASSWORD": self.state.credentials.postgres_password(self.backend_role),
+            "MLFLOW_AUTH_CONFIG_PATH": str(self.state.etc / INI_NAME),
+            # signs the UI's sessions and CSRF tokens: the same in every worker
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": self.state.credentials.token("mlflow-flask-secret"),
             "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{cfg.services.seaweedfs.s3_port}",
             "AWS_ACCESS_KEY_ID": access,
             "AWS_SECRET_ACCESS_KEY": secret,
@@ -62,6 +86,8 @@ class MlflowResource(PlatformResource):
             argv=(
                 str(Path(sys.executable).parent / "mlflow"),
                 "server",
+                "--app-name",
+                mlflow_auth.APP_NAME,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -72,6 +98,7 @@ class MlflowResource(PlatformResource):
                 f"s3://{cfg.mlflow.artifact_bucket}",
             ),
             env=env,
+            files={self.state.etc / INI_NAME: mlflow_auth.auth_ini(self.backend_uri)},
             health=self.is_healthy,
             ports=(cfg.services.mlflow.port,),
             stop_timeout=10.0,
@@ -85,18 +112,24 @@ class MlflowResource(PlatformResource):
         return requests.get(f"{self.url}/health", timeout=2).status_code == 200
 
     def server_version(self) -> str:
-        return requests.get(f"{self.url}/version", timeout=5).text.strip()
+        return requests.get(f"{self.url}/version", auth=self.writer.auth, timeout=5).text.strip()
 
     def experiment_count(self) -> int:
         response = requests.post(
-            f"{self.url}/api/2.0/mlflow/experiments/search", json={"max_results": 1000}, timeout=10
+            f"{self.url}/api/2.0/mlflow/experiments/search",
+            json={"max_results": 1000},
+            auth=self.writer.auth,
+            timeout=10,
         )
         response.raise_for_status()
         return len(response.json().get("experiments", []))
 
     def get_experiment(self, name: str) -> dict[str, Any] | None:
         response = requests.get(
-            f"{self.url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name}, timeout=10
+            f"{self.url}/api/2.0/mlflow/experiments/get-by-name",
+            params={"experiment_name": name},
+            auth=self.writer.auth,
+            timeout=10,
         )
         if response.status_code == 404:
             return None
@@ -108,13 +141,16 @@ class MlflowResource(PlatformResource):
         """(experiment id, created now); a deleted experiment is restored rather than shadowed."""
         experiment = self.get_experiment(name)
         if experiment is None:
-            response = requests.post(f"{self.url}/api/2.0/mlflow/experiments/create", json={"name": name}, timeout=10)
+            response = requests.post(
+                f"{self.url}/api/2.0/mlflow/experiments/create", json={"name": name}, auth=self.writer.auth, timeout=10
+            )
             response.raise_for_status()
             return response.json()["experiment_id"], True
         if experiment["lifecycle_stage"] != "active":
             requests.post(
                 f"{self.url}/api/2.0/mlflow/experiments/restore",
                 json={"experiment_id": experiment["experiment_id"]},
+                auth=self.writer.auth,
                 timeout=10,
             ).raise_for_status()
             return experiment["experiment_id"], True
@@ -122,13 +158,17 @@ class MlflowResource(PlatformResource):
 
     def round_trip(self, s3: SeaweedFSResource) -> MlflowRoundTrip:
         """Create or get an experiment, log an artifact through the server, read it back, find it in S3."""
-        from mlflow import MlflowClient  # heavy import, only where a check needs it
-
         # MLflow's client retries a dead server for minutes; a down server should fail the check at once.
         try:
             requests.get(f"{self.url}/health", timeout=5).raise_for_status()
         except requests.RequestException as err:
             raise ConnectionError(f"mlflow server at {self.url} is not reachable: {err}") from err
+        with self.writer.acting():
+            return self._round_trip(s3)
+
+    def _round_trip(self, s3: SeaweedFSResource) -> MlflowRoundTrip:
+        from mlflow import MlflowClient  # heavy import, only where a check needs it
+
         client = MlflowClient(tracking_uri=self.url)
         experiment = client.get_experiment_by_name(CHECK_EXPERIMENT)
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(CHECK_EXPERIMENT)

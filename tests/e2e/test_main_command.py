@@ -203,15 +203,16 @@ def _inventory(config: Path) -> dict[str, object]:
     objects = {b.name: sum(p.get("KeyCount", 0) for p in pages.paginate(Bucket=b.name)) for b in cfg.buckets}
     mlflow = MlflowClient(resources["mlflow_resource"].url)
     name = cfg.ml.model_name
-    experiments = [e.experiment_id for e in mlflow.search_experiments()]
     rows = resources["postgres_resource"].query(SUPERUSER, cfg.mlflow.database, "select count(*) from runs")
-    return {
-        "objects": objects,
-        "runs": len(mlflow.search_runs(experiments, max_results=5000)),
-        "versions": sorted(v.version for v in mlflow.search_model_versions(f"name='{name}'")),
-        "champion": mlflow.get_model_version_by_alias(name, "champion").version,
-        "run_rows": rows[0][0],
-    }
+    with resources["mlflow_resource"].reader.acting():  # MLflow's read-only identity sees everything
+        experiments = [e.experiment_id for e in mlflow.search_experiments()]
+        return {
+            "objects": objects,
+            "runs": len(mlflow.search_runs(experiments, max_results=5000)),
+            "versions": sorted(v.version for v in mlflow.search_model_versions(f"name='{name}'")),
+            "champion": mlflow.get_model_version_by_alias(name, "champion").version,
+            "run_rows": rows[0][0],
+        }
 
 
 def _pids(config: Path) -> dict[str, int | None]:

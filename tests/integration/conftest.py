@@ -82,7 +82,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     result = defs.resolve_job_def("platform_up").execute_in_process(instance=instance, raise_on_error=False)
     stack = Stack(config_path, defs, instance, run_report(instance, result.run_id))
     try:
-        yield stack
+        # The tests act as MLflow's writer, as the platform's runs do (MLflow's client reads who it is from the
+        # environment). The e2e tests do not: a path of the product that forgot its identity fails there.
+        with stack.resource("mlflow_resource").writer.acting():
+            yield stack
     finally:
         stack.stop_all()
         instance.dispose()

@@ -16,6 +16,12 @@ from platform_core.services.seaweedfs import ADMIN
 
 pytestmark = pytest.mark.integration
 
+
+def _writer(stack) -> tuple[str, str]:
+    """MLflow's writer, as the platform's runs act (anonymous requests get 401)."""
+    return stack.resource("mlflow_resource").writer.auth
+
+
 # service -> (resource key, asset whose checks must fail, words the failure names, an asset downstream of it)
 KILLABLE = {
     "postgres": ("postgres_resource", "postgres", "connection", "mlflow_server"),
@@ -46,10 +52,10 @@ def _seed_data(stack) -> dict[str, str]:
     )
     mlflow_url = stack.resource("mlflow_resource").url
     experiment = requests.post(
-        f"{mlflow_url}/api/2.0/mlflow/experiments/create", json={"name": f"it-{token}"}, timeout=10
+        f"{mlflow_url}/api/2.0/mlflow/experiments/create", json={"name": f"it-{token}"}, auth=_writer(stack), timeout=10
     ).json()["experiment_id"]
     run = requests.post(
-        f"{mlflow_url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment}, timeout=10
+        f"{mlflow_url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment}, auth=_writer(stack), timeout=10
     ).json()["run"]["info"]["run_id"]
     return {"token": token, "run_id": run}
 
@@ -63,6 +69,7 @@ def _assert_data_survived(stack, seeded: dict[str, str]) -> None:
     run = requests.get(
         f"{stack.resource('mlflow_resource').url}/api/2.0/mlflow/runs/get",
         params={"run_id": seeded["run_id"]},
+        auth=_writer(stack),
         timeout=10,
     )
     assert run.status_code == 200 and run.json()["run"]["info"]["run_id"] == seeded["run_id"]

@@ -20,6 +20,12 @@ from platform_core.services.seaweedfs import ADMIN
 
 pytestmark = pytest.mark.integration
 
+
+def _writer(stack) -> tuple[str, str]:
+    """MLflow's writer, as the platform's runs act (anonymous requests get 401)."""
+    return stack.resource("mlflow_resource").writer.auth
+
+
 SERVICES = {"postgres": "postgres_resource", "seaweedfs": "seaweedfs_resource", "mlflow": "mlflow_resource"}
 ASSETS = {"postgres": "postgres", "seaweedfs": "seaweedfs", "mlflow": "mlflow_server"}
 FAULTS = ["kill_leader", "kill_child", "stop_leader", "stop_child", "foreign_port"]
@@ -31,10 +37,15 @@ def _inventory(stack) -> dict[str, object]:
     pages = s3.get_paginator("list_objects_v2")
     buckets = [b.name for b in stack.resource("seaweedfs_resource").cfg.buckets]
     url = stack.resource("mlflow_resource").url
-    experiments = requests.post(f"{url}/api/2.0/mlflow/experiments/search", json={"max_results": 1000}, timeout=10)
+    experiments = requests.post(
+        f"{url}/api/2.0/mlflow/experiments/search", json={"max_results": 1000}, auth=_writer(stack), timeout=10
+    )
     ids = [e["experiment_id"] for e in experiments.json().get("experiments", [])]
     runs = requests.post(
-        f"{url}/api/2.0/mlflow/runs/search", json={"experiment_ids": ids, "max_results": 1000}, timeout=10
+        f"{url}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": ids, "max_results": 1000},
+        auth=_writer(stack),
+        timeout=10,
     )
     return {
         "objects": {b: sum(p.get("KeyCount", 0) for p in pages.paginate(Bucket=b, Prefix="matrix/")) for b in buckets},
@@ -54,9 +65,11 @@ def seeded(stack) -> dict[str, object]:
     stack.resource("seaweedfs_resource").client("ml").put_object(Bucket="datasets", Key=f"matrix/{token}", Body=b"x")
     url = stack.resource("mlflow_resource").url
     experiment = requests.post(
-        f"{url}/api/2.0/mlflow/experiments/create", json={"name": f"matrix-{token}"}, timeout=10
+        f"{url}/api/2.0/mlflow/experiments/create", json={"name": f"matrix-{token}"}, auth=_writer(stack), timeout=10
     ).json()["experiment_id"]
-    requests.post(f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment}, timeout=10)
+    requests.post(
+        f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment}, auth=_writer(stack), timeout=10
+    )
     return _inventory(stack)
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from platform_assets.definitions import build_definitions
 from platform_assets.defs.storage.assets import postgres_accepts_password_login, s3_auth_enforced
-from platform_assets.defs.tracking.assets import mlflow_round_trip
+from platform_assets.defs.tracking.assets import mlflow_auth_enforced, mlflow_round_trip
 from platform_core.results import NO_CHANGE
 from platform_core.runs import run_report
 from platform_core.state import load_platform
@@ -59,7 +59,9 @@ def test_databases_buckets_and_their_function_checks_run_through_the_recorded_ad
     cfg, _ = load_platform(k3s_config)
     storage = [dg.AssetKey("postgres_databases"), *(dg.AssetKey(["buckets", b.name]) for b in cfg.buckets)]
     # the server assets are the cluster's (Argo CD Applications); their function checks run here too
-    server_checks = dg.AssetSelection.checks(mlflow_round_trip, s3_auth_enforced, postgres_accepts_password_login)
+    server_checks = dg.AssetSelection.checks(
+        mlflow_round_trip, mlflow_auth_enforced, s3_auth_enforced, postgres_accepts_password_login
+    )
     selection = dg.AssetSelection.assets(*storage) | server_checks
     job = dg.define_asset_job("storage_via_lb", selection=selection)
     merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
@@ -70,7 +72,12 @@ def test_databases_buckets_and_their_function_checks_run_through_the_recorded_ad
     assert report.changes.keys() == {key.to_user_string() for key in storage}
     checked = {name.split(":")[1] for name in report.checks}
     assert {"roles_query_their_databases", "roles_least_privilege", "s3_round_trip"} <= checked
-    assert {"s3_auth_enforced", "mlflow_round_trip", "postgres_accepts_password_login"} <= checked
+    assert {
+        "s3_auth_enforced",
+        "mlflow_round_trip",
+        "mlflow_auth_enforced",
+        "postgres_accepts_password_login",
+    } <= checked
     assert report.failed_checks == []
 
 

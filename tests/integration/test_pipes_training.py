@@ -24,6 +24,7 @@ from ml_assets.data.resources import DatasetsResource
 from ml_assets.defs.model.training import trained_model
 from ml_assets.step_runner import K8sPipesStepRunner, LocalStepRunner, StepRunner
 from ml_assets.steps.train import drop_price_outliers, holdout_mask
+from platform_core.cluster.secrets import MLFLOW_WRITER_SECRET
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.seaweedfs import SeaweedFSResource
 from tests.integration.conftest import Stack
@@ -82,6 +83,7 @@ def cluster(ml: Ml, tmp_path: Path) -> Iterator[PipesCluster]:
     kubeconfig points at it. The "pod" runs on this machine, so it reaches MLflow and S3 on loopback."""
     with pipes_cluster(tmp_path, REPO, NAMESPACE) as k8s:
         _put_secret(k8s, *ml.s3.state.credentials.s3_keys(ml.datasets.cfg.bucket("datasets").owner))
+        k8s.put_secret(MLFLOW_WRITER_SECRET, ml.mlflow.writer.environ())  # the pod logs its run as MLflow's writer
         k8s.runner = K8sPipesStepRunner(
             config_path=str(ml.config_path),
             state_dir=str(k8s.state_dir),
@@ -113,7 +115,8 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
 
 
 def _assert_real_run(ml: Ml, metadata: dict[str, object]) -> None:
-    run = MlflowClient(tracking_uri=ml.mlflow.url).get_run(str(metadata["run_id"]))
+    with ml.mlflow.reader.acting():
+        run = MlflowClient(tracking_uri=ml.mlflow.url).get_run(str(metadata["run_id"]))
     assert run.info.lifecycle_stage == "active"
     assert run.data.params["features_hash"] == metadata["features_hash"]
     assert run.data.metrics["rmse_log"] == pytest.approx(metadata["holdout_rmse_log"])
@@ -136,7 +139,7 @@ def test_pod_trains_logs_to_mlflow_and_reports_through_pipes(ml: Ml, cluster: Pi
         [container] = pod["spec"]["containers"]
         assert container["image"] == TRAINING["image"]
         assert container["resources"] == {"requests": TRAINING_RES, "limits": TRAINING_RES}
-        assert container["envFrom"] == [{"secretRef": {"name": "training-env"}}]
+        assert container["envFrom"] == [{"secretRef": {"name": s}} for s in ("training-env", "mlflow-writer-env")]
         assert container["command"] == ["python", "-m", "ml_assets.pipes_step", "trained_model"]
         env = {e["name"]: e["value"] for e in container["env"]}
         assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(env)  # only through the Secret

@@ -69,7 +69,10 @@ def test_each_step_pod_is_what_the_config_says(config_path: Path, name: str) -> 
     assert container["command"] == ["python", "-m", "ml_assets.pipes_step", name]
     res = {"cpu": "750m", "memory": "1536Mi"}
     assert container["resources"] == {"requests": res, "limits": res}
-    wanted = ["training-env", "reports-env"] if name == "drift_report" else ["training-env"]
+    wanted = {
+        "drift_report": ["training-env", "reports-env", "mlflow-reader-env"],  # loads the champion: MLflow's reader
+        "trained_model": ["training-env", "mlflow-writer-env"],  # logs its run: MLflow's writer
+    }.get(name, ["training-env"])
     assert container["envFrom"] == [{"secretRef": {"name": secret}} for secret in wanted]
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
@@ -159,6 +162,9 @@ def test_a_missing_secret_is_named_before_any_pod(config_path: Path, fake_api: F
         with pytest.raises(dg.Failure, match=f"Secret {NAMESPACE}/reports-env is missing: .* drift_report pod"):
             runner.require_secrets(DRIFT)
         _put_secret(api, "reports-env")
+        with pytest.raises(dg.Failure, match=f"Secret {NAMESPACE}/mlflow-reader-env is missing"):
+            runner.require_secrets(DRIFT)  # it loads the champion, as MLflow's reader
+        _put_secret(api, "mlflow-reader-env")
         runner.require_secrets(DRIFT)
         assert api.list_namespaced_pod(NAMESPACE).items == []
 
@@ -205,7 +211,8 @@ def test_the_pod_refuses_mistyped_inputs_and_unknown_steps_naming_them() -> None
 
 def test_a_step_sees_only_its_own_secrets() -> None:
     inputs = StepInputs(TRAIN, _filled("trained_model"), {**KEYS, "REPORTS_AWS_ACCESS_KEY_ID": "other"})
-    assert set(inputs._environ) == set(SECRET_ENV["training-env"])
+    assert set(inputs._environ) == {*SECRET_ENV["training-env"], *SECRET_ENV["mlflow-writer-env"]}
+    assert inputs.tracker.identity is not None and inputs.tracker.identity.username == "set"
 
 
 def test_the_result_comes_back_as_the_same_dagster_metadata() -> None:

@@ -332,3 +332,55 @@ def test_the_validator_refuses_bad_objects(seed: PlatformConfig) -> None:
     )
     with pytest.raises(SchemaError, match="unknown kind PodSecurityPolicy"):
         validate(psp)
+
+
+def test_mlflow_runs_basic_auth_with_its_users_written_from_secrets(seed: PlatformConfig, tmp_path: Path) -> None:
+    """MLflow's auth app on the cluster: the ini (no secret) from a ConfigMap, both users written into the auth
+    store by an init container from the Secret mlflow-users, which the server container never reads."""
+    from platform_core.cluster.secrets import render_secrets
+    from platform_core.services import mlflow_auth
+    from platform_core.state import StateDir
+
+    objs = tree_objects(seed)
+    [deployment] = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "mlflow"]
+    pod = deployment["spec"]["template"]["spec"]
+    [server] = pod["containers"]
+    assert "--app-name=basic-auth" in server["command"]
+    server_env = {e["name"]: e.get("value") for e in server["env"]}
+    assert server_env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow-auth/mlflow-auth.ini"
+    assert all("mlflow-users" not in str(ref) for ref in [server.get("envFrom"), server["env"]])
+    [init] = pod["initContainers"]
+    assert init["command"] == ["python", "-m", "platform_core.services.mlflow_auth"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"] if "valueFrom" in e}
+    assert refs == {
+        "PGPASSWORD": {"name": "mlflow-env", "key": "PGPASSWORD"},
+        "MLFLOW_WRITER_PASSWORD": {"name": "mlflow-users", "key": "MLFLOW_WRITER_PASSWORD"},
+        "MLFLOW_READER_PASSWORD": {"name": "mlflow-users", "key": "MLFLOW_READER_PASSWORD"},
+    }
+    assert (
+        init["securityContext"]["runAsNonRoot"] is True and init["securityContext"]["allowPrivilegeEscalation"] is False
+    )
+    assert set(init["resources"]) == {"requests", "limits"}
+    [configmap] = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "mlflow-auth"]
+    ini = tmp_path / "mlflow-auth.ini"
+    ini.write_text(configmap["data"]["mlflow-auth.ini"])
+    assert (
+        mlflow_auth.ini_database_uri(str(ini))
+        == "postgresql+psycopg2://mlflow@postgres.mlops.svc.cluster.local:5432/mlflow"
+    )
+    assert {"configMap": {"name": "mlflow-auth"}, "name": "auth-config"} in pod["volumes"]
+    # the Secrets the platform applies: both passwords for the init container, the reader for inference
+    credentials = StateDir(tmp_path / "state").ensure().credentials
+    secrets = {s["metadata"]["name"]: s for s in render_secrets(seed, credentials, {})}
+    for secret in secrets.values():
+        validate(secret)
+    users = {k: base64.b64decode(v).decode() for k, v in secrets["mlflow-users"]["data"].items()}
+    assert users == {
+        "MLFLOW_WRITER_PASSWORD": credentials.mlflow_password("platform-admin"),
+        "MLFLOW_READER_PASSWORD": credentials.mlflow_password("reader"),
+    }
+    inference = {k: base64.b64decode(v).decode() for k, v in secrets["inference-env"]["data"].items()}
+    assert inference["MLFLOW_TRACKING_USERNAME"] == "reader"
+    assert inference["MLFLOW_TRACKING_PASSWORD"] == users["MLFLOW_READER_PASSWORD"]
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY" in secrets["mlflow-env"]["data"]
+    assert "MLFLOW_WRITER_PASSWORD" not in secrets["mlflow-env"]["data"]

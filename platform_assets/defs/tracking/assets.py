@@ -11,6 +11,7 @@ from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
 from platform_core.results import check_errors_fail, loopback_only, service_result
 from platform_core.services.mlflow import MlflowResource
+from platform_core.services.mlflow_auth import READER, WRITER, prove_auth
 from platform_core.services.seaweedfs import SeaweedFSResource
 
 GROUP = "tracking"
@@ -31,6 +32,7 @@ def build_mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
         description="mlflow server on the platform Postgres, artifacts proxied to SeaweedFS S3.",
     )
     def mlflow_server(mlflow_resource: MlflowResource) -> dg.MaterializeResult:
+        users = mlflow_resource.ensure_users()
         result = mlflow_resource.ensure_server()
         cfg = mlflow_resource.cfg
         return service_result(
@@ -38,7 +40,10 @@ def build_mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
             "mlflow",
             result,
             {
+                **({"users": "; ".join(users)} if users else {}),
                 "url": dg.MetadataValue.url(mlflow_resource.url),
+                "auth": f"basic-auth: writer {WRITER}, reader {READER}",
+                "credentials": dg.MetadataValue.path(str(mlflow_resource.state.secrets_file)),
                 "version": mlflow_resource.server_version(),
                 "backend_store": f"postgresql+psycopg2://{mlflow_resource.backend_role}@127.0.0.1:"
                 f"{cfg.services.postgres.port}/{cfg.mlflow.database}",
@@ -68,6 +73,24 @@ def mlflow_round_trip(mlflow_resource: MlflowResource, seaweedfs_resource: Seawe
     )
 
 
+@dg.asset_check(
+    asset=MLFLOW_SERVER_KEY,
+    blocking=True,
+    description="An anonymous write is refused (401), the reader cannot move an alias (403), the writer can.",
+)
+@check_errors_fail
+def mlflow_auth_enforced(mlflow_resource: MlflowResource) -> dg.AssetCheckResult:
+    cfg = mlflow_resource.cfg
+    proof = prove_auth(mlflow_resource.url, mlflow_resource.writer, mlflow_resource.reader, cfg.mlflow.artifact_bucket)
+    problems = proof.problems
+    return dg.AssetCheckResult(
+        passed=not problems,
+        description="; ".join(problems)
+        or "anonymous write 401, reader alias move 403, writer alias move 200, reader read 200",
+        metadata={name: value for name, value in vars(proof).items()},
+    )
+
+
 @dg.asset_check(asset=MLFLOW_SERVER_KEY, blocking=True, description="MLflow listens on 127.0.0.1 only.")
 @check_errors_fail
 def mlflow_loopback_only(mlflow_resource: MlflowResource) -> dg.AssetCheckResult:
@@ -85,7 +108,10 @@ def tracking_definitions(cfg: PlatformConfig) -> dg.Definitions:
     """The tracking server, supervised here or deployed by Argo CD, and its round trip in both targets."""
     bucket = cfg.mlflow.artifact_bucket
     if cfg.target == "k3s":
-        return dg.Definitions(assets=[cluster_mlflow_server(bucket)], asset_checks=[mlflow_round_trip])
+        return dg.Definitions(
+            assets=[cluster_mlflow_server(bucket)], asset_checks=[mlflow_round_trip, mlflow_auth_enforced]
+        )
     return dg.Definitions(
-        assets=[build_mlflow_server_asset(bucket)], asset_checks=[mlflow_round_trip, mlflow_loopback_only]
+        assets=[build_mlflow_server_asset(bucket)],
+        asset_checks=[mlflow_round_trip, mlflow_auth_enforced, mlflow_loopback_only],
     )

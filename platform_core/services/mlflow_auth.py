@@ -1,0 +1,206 @@
+"""Who may do what in MLflow: its built-in basic-auth app (`mlflow server --app-name basic-auth`), two users,
+and the probe that proves it.
+
+- WRITER, an MLflow admin: whatever trains, registers, promotes or deploys (the Dagster runs, the step pods).
+- READER: the inference service and people browsing. `default_permission = READ` lets it read every experiment
+  and model, and change none (moving an alias needs EDIT).
+- Anyone else gets 401; MLflow leaves only /health and static files open.
+
+Both users are written into MLflow's auth store before the server serves, by the same function in both targets:
+the `mlflow_server` asset here, an init container in the cluster (`python -m platform_core.services.mlflow_auth`).
+It uses the store `mlflow server` itself bootstraps its admin with (mlflow/server/auth/__init__.py,
+create_admin_user), so a rotated password is set without knowing the old one, and the server never holds the
+writer's password.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import os
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import requests
+
+from platform_core.state import Credentials
+
+WRITER = "platform-admin"
+READER = "reader"
+INI_NAME = "mlflow-auth.ini"
+APP_NAME = "basic-auth"
+CHECK_MODEL = "_platform_checks"  # a registered model of the checks' own, like the check experiment
+_PROBE_ALIAS = "auth-probe"
+# The init container's environment (the Secret mlflow-users); the ini names the store, PGPASSWORD unlocks it.
+WRITER_PASSWORD_ENV = "MLFLOW_WRITER_PASSWORD"
+READER_PASSWORD_ENV = "MLFLOW_READER_PASSWORD"
+
+
+@dataclass(frozen=True)
+class MlflowIdentity:
+    username: str
+    password: str = field(repr=False)
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return self.username, self.password
+
+    def environ(self) -> dict[str, str]:
+        """MLflow's client reads who it is only from these variables, at each request."""
+        return {"MLFLOW_TRACKING_USERNAME": self.username, "MLFLOW_TRACKING_PASSWORD": self.password}
+
+    def export(self) -> None:
+        """This process acts as this identity from now on (a check's MLflow client, a step pod)."""
+        os.environ.update(self.environ())
+
+    @contextmanager
+    def acting(self) -> Iterator[None]:
+        """MLflow calls inside act as this identity; the process's own identity, if any, comes back after.
+        (Process-wide, like the variables: two threads must not act as two identities at once.)"""
+        before = {key: os.environ.get(key) for key in self.environ()}
+        os.environ.update(self.environ())
+        try:
+            yield
+        finally:
+            for key, value in before.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def writer(credentials: Credentials) -> MlflowIdentity:
+    return MlflowIdentity(WRITER, credentials.mlflow_password(WRITER))
+
+
+def reader(credentials: Credentials) -> MlflowIdentity:
+    return MlflowIdentity(READER, credentials.mlflow_password(READER))
+
+
+def auth_ini(database_uri: str) -> str:
+    """basic_auth.ini without a secret: the store's URI names its role, whose password is PGPASSWORD."""
+    config = configparser.ConfigParser()
+    config["mlflow"] = {
+        "default_permission": "READ",
+        "database_uri": database_uri,
+        "admin_username": WRITER,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        # without it every request pays a password hash (hundreds of ms); a minute of staleness per worker
+        # matters only for a password changed while the server runs, and sync_users runs before it starts
+        "auth_cache_ttl_seconds": "60",
+    }
+    text = io.StringIO()
+    config.write(text)
+    return text.getvalue()
+
+
+def ini_database_uri(path: str) -> str:
+    config = configparser.ConfigParser()
+    if not config.read(path):
+        raise FileNotFoundError(f"{path}: the MLflow auth configuration is missing")
+    return config["mlflow"]["database_uri"]
+
+
+def sync_users(database_uri: str, users: Sequence[tuple[MlflowIdentity, bool]]) -> list[str]:
+    """Each (identity, is_admin) exists in MLflow's auth store with that password; what changed, one line each."""
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore()
+    # creates or migrates the auth tables (their own alembic_version_auth); MLflow leaves it untyped
+    store.init_db(database_uri)  # type: ignore[no-untyped-call]
+    changes = []
+    try:
+        for identity, is_admin in users:
+            if not store.has_user(identity.username, use_primary=True):
+                store.create_user(identity.username, identity.password, is_admin=is_admin)
+                changes.append(f"created MLflow user {identity.username}")
+            elif not store.authenticate_user(identity.username, identity.password, use_primary=True):
+                store.update_user(identity.username, password=identity.password, is_admin=is_admin)
+                changes.append(f"set the rotated password of MLflow user {identity.username}")
+    finally:
+        store.engine.dispose()
+    return changes
+
+
+def with_password(uri: str, password: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(uri).set(password=password).render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class AuthProof:
+    anonymous_write: int
+    reader_alias: int
+    writer_alias: int
+    reader_read: int
+
+    @property
+    def problems(self) -> list[str]:
+        expected = {"anonymous_write": 401, "reader_alias": 403, "writer_alias": 200, "reader_read": 200}
+        return [
+            f"{name}: HTTP {getattr(self, name)}, expected {want}"
+            for name, want in expected.items()
+            if getattr(self, name) != want
+        ]
+
+
+def prove_auth(url: str, writer_id: MlflowIdentity, reader_id: MlflowIdentity, artifact_bucket: str) -> AuthProof:
+    """An anonymous write is refused and leaves nothing behind, the reader reads but cannot move an alias, the
+    writer can (on the checks' own model, never the champion; its version points into the artifact bucket, the
+    only host the server accepts a source on)."""
+    api = f"{url}/api/2.0/mlflow"
+    probe = f"_platform_auth_probe_{uuid.uuid4().hex[:8]}"
+    anonymous = requests.post(f"{api}/experiments/create", json={"name": probe}, timeout=10).status_code
+    left = requests.get(
+        f"{api}/experiments/get-by-name", params={"experiment_name": probe}, auth=writer_id.auth, timeout=10
+    )
+    if left.status_code == 200:
+        raise AssertionError(f"an anonymous request created experiment {probe}")
+    version = _check_model_version(api, writer_id, f"s3://{artifact_bucket}/{CHECK_MODEL}/probe")
+    alias = {"name": CHECK_MODEL, "alias": _PROBE_ALIAS, "version": version}
+    by_reader = requests.post(f"{api}/registered-models/alias", json=alias, auth=reader_id.auth, timeout=10)
+    by_writer = requests.post(f"{api}/registered-models/alias", json=alias, auth=writer_id.auth, timeout=10)
+    read = requests.get(f"{api}/registered-models/get", params={"name": CHECK_MODEL}, auth=reader_id.auth, timeout=10)
+    return AuthProof(anonymous, by_reader.status_code, by_writer.status_code, read.status_code)
+
+
+def _check_model_version(api: str, writer_id: MlflowIdentity, source: str) -> str:
+    """Version 1 of the checks' model, made on first use: the alias probe needs a version to point at."""
+    found = requests.get(f"{api}/registered-models/get", params={"name": CHECK_MODEL}, auth=writer_id.auth, timeout=10)
+    if found.status_code != 200:
+        created = requests.post(
+            f"{api}/registered-models/create", json={"name": CHECK_MODEL}, auth=writer_id.auth, timeout=10
+        )
+        created.raise_for_status()
+    versions = (found.json().get("registered_model", {}).get("latest_versions") if found.ok else None) or []
+    if versions:
+        return str(versions[0]["version"])
+    made = requests.post(
+        f"{api}/model-versions/create",
+        json={"name": CHECK_MODEL, "source": source},
+        auth=writer_id.auth,
+        timeout=10,
+    )
+    made.raise_for_status()
+    return str(made.json()["model_version"]["version"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The cluster's init container: the ini and the passwords come from the pod's ConfigMap and Secrets."""
+    del argv
+    uri = ini_database_uri(os.environ["MLFLOW_AUTH_CONFIG_PATH"])
+    users = [
+        (MlflowIdentity(WRITER, os.environ[WRITER_PASSWORD_ENV]), True),
+        (MlflowIdentity(READER, os.environ[READER_PASSWORD_ENV]), False),
+    ]
+    for line in sync_users(uri, users) or ["MLflow users: no change"]:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
