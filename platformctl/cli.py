@@ -1,18 +1,17 @@
 """`platformctl`: bring the local stack up (platform location, then ML location), tear it down, show status.
 
-`up` materializes each code location with `dagster asset materialize`, the same command a person would run,
-into the stack's Dagster instance (stored in the platform's Postgres), then starts Dagster's webserver and daemon,
-so the UI shows those runs and the sensors run until `down`.
+`up` materializes each code location's selections in this process (platformctl/materialize.py), into the
+stack's Dagster instance (stored in the platform's Postgres), then starts Dagster's webserver and daemon, so the
+UI shows those runs and the sensors run until `down`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from platform_core.redact import redact
 from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV, config_path
 from platform_core.state import StateDir, load_platform
 from platform_core.supervisor import Supervisor
+from platformctl.materialize import Step, materialize
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
@@ -106,29 +106,16 @@ def dagster_env(state: StateDir, cfg: PlatformConfig, path: Path) -> dict[str, s
     return {**os.environ, **instance_env(cfg, state, path)}
 
 
-@dataclass(frozen=True)
-class Step:
-    """One `dagster asset materialize` call: a code location, a selection, optionally one partition."""
-
-    title: str
-    location: str
-    selection: str
-    partition: str | None = None
-
-    def argv(self, dagster: str) -> list[str]:
-        argv = [dagster, "asset", "materialize", "-m", self.location, "--select", self.selection]
-        return argv + (["--partition", self.partition] if self.partition is not None else [])
-
-
 PLATFORM = Step("platform services", "platform_assets.definitions", "not group:orchestrator")
 # last: the daemon's sensors judge a stack that is whole (the UI and the watchdog with it)
 ORCHESTRATOR = Step(
     "orchestrator: dagster webserver, daemon, watchdog", "platform_assets.definitions", "group:orchestrator"
 )
+_MODEL_ASSETS = ("ml_experiment", "features", "trained_model", "registered_model", "inference_service")
 ML_MODEL = Step(
     "model: features, training, registry, serving",
     "ml_assets.definitions",
-    "ml_experiment,features,trained_model,registered_model,inference_service,deployed_model,reference_profile",
+    " or ".join(f"key:{name}" for name in (*_MODEL_ASSETS, "deployed_model", "reference_profile")),
 )
 
 
@@ -171,7 +158,7 @@ def rotate_credentials(state: StateDir, cfg: PlatformConfig) -> int:
 
 def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[Step]) -> int:
     from platform_core.orchestrator.bootstrap import BootstrapError, bootstrap_instance
-    from platform_core.orchestrator.instance import open_instance
+    from platform_core.orchestrator.instance import instance_env, open_instance
 
     try:
         for line in bootstrap_instance(cfg, state, config_path(), restarts_orchestrator=ORCHESTRATOR in steps):
@@ -179,34 +166,37 @@ def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[St
     except BootstrapError as err:
         print(f"platformctl: {err}", file=sys.stderr)
         return 1
-    env = dagster_env(state, cfg, config_path())
-    with open_instance(cfg, state) as instance:  # each step's run is read back from the same instance
+    os.environ.update(instance_env(cfg, state, config_path()))  # the instance's password, for its storage
+    with open_instance(cfg, state) as instance:  # every step's run goes into, and is read back from, this one
         for number, step in enumerate(steps, start=1):
-            if not _run_step(instance, env, state.logs / f"{command}-{number}-{step.location.split('.')[0]}.log", step):
+            if not _run_step(instance, state.logs / f"{command}-{number}-{step.location.split('.')[0]}.log", step):
                 return 1
     return 0
 
 
-def _run_step(instance: DagsterInstance, env: dict[str, str], log: Path, step: Step) -> bool:
+def _run_step(instance: DagsterInstance, log: Path, step: Step) -> bool:
     from platform_core.runs import command_run_report, known_run_ids, report_lines
 
-    dagster = str(Path(sys.executable).parent / "dagster")
     started = time.monotonic()
     print(f"==> {step.title} ({step.location}; log: {log})", flush=True)
     before = known_run_ids(instance)
-    with log.open("w") as handle:
-        code = subprocess.call(
-            step.argv(dagster), env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=config_path().parent
-        )
-    print(f"    {'ok' if code == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s", flush=True)
+    try:
+        ok = materialize(instance, step, config_path(), log)
+    except Exception as err:  # the definitions did not load, or the selection names nothing: one line, not a trace
+        with log.open("a") as handle:
+            traceback.print_exc(file=handle)
+        print(f"platformctl: {step.title} failed: {redact(f'{type(err).__name__}: {err}')}", file=sys.stderr)
+        print(f"platformctl: the whole log: {log}", file=sys.stderr)
+        return False
+    print(f"    {'ok' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s", flush=True)
     report = command_run_report(instance, before)
     for line in report_lines(report) if report else []:
         print(f"    {line}")
-    if code != 0:
+    if not ok:
         cause = next(iter(report.failures.values()), None) if report else None
         print(f"platformctl: {step.title} failed: {cause or redact(last_error_line(log))}", file=sys.stderr)
         print(f"platformctl: the whole log: {log}", file=sys.stderr)
-    return code == 0
+    return ok
 
 
 def last_error_line(log: Path) -> str:
