@@ -1,6 +1,6 @@
 """`make up` on a stack that is already up: `platformctl up` (each location's selections materialized in its
 process) versus the same selections through `dagster asset materialize` (what `up` ran before: one Dagster
-process per selection, one process per asset step), on the same stack in the same run, interleaved.
+process, and one load of the definitions, per selection), on the same stack in the same run, interleaved.
 
 A fresh stack is brought up first (its cold `up` is printed too), then each round times one no-op `up` and the
 same five selections through the CLI. Target: no-op `up` <= 5 s. Everything is stopped at the end.

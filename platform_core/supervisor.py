@@ -234,7 +234,9 @@ class Supervisor:
         log.write(f"\n--- starting {spec.name} at {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
         log.flush()
         try:
-            pid = spawn_detached(spec.argv, service_env(spec), spec.cwd, spec.run_as, log)
+            # in the state directory unless the spec says otherwise: never wherever the caller happened to stand
+            cwd = spec.cwd or self.run_dir.parent
+            pid = spawn_detached(spec.argv, service_env(spec), cwd, spec.run_as, log)
             create_time = psutil.Process(pid).create_time()
         except (OSError, psutil.Error) as err:  # exec failed at once (a missing binary): the log says why
             self._mark_stopped(spec.name, spec.config_hash, deployed=True)

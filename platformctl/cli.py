@@ -181,7 +181,7 @@ def _run_step(instance: DagsterInstance, log: Path, step: Step) -> bool:
     print(f"==> {step.title} ({step.location}; log: {log})", flush=True)
     before = known_run_ids(instance)
     try:
-        ok = materialize(instance, step, config_path(), log)
+        ok = materialize(instance, step, log)
     except Exception as err:  # the definitions did not load, or the selection names nothing: one line, not a trace
         with log.open("a") as handle:
             traceback.print_exc(file=handle)

@@ -63,7 +63,7 @@ class ModelTracker:
         self.url = url
         self.experiment = experiment
         self.model_name = model_name
-        self.identity = identity  # None: whoever MLFLOW_TRACKING_USERNAME names (a step pod's Secret)
+        self.identity = identity  # None: whoever the environment names (MLFLOW_TRACKING_USERNAME)
 
     @cached_property
     def client(self) -> MlflowClient:

@@ -63,6 +63,10 @@ class MlflowResource(PlatformResource):
         uri = mlflow_auth.with_password(self.backend_uri, password)
         return mlflow_auth.sync_users(uri, [(self.writer, True), (self.reader, False)])
 
+    def claim_models(self) -> list[str]:
+        """The production model and the checks' model, made by the writer before anyone else can own them."""
+        return mlflow_auth.claim_models(self.url, self.writer, [self.cfg.ml.model_name, mlflow_auth.CHECK_MODEL])
+
     def service_spec(self) -> ServiceSpec:
         cfg = self.cfg
         access, secret = self.state.credentials.s3_keys(self.artifact_identity)
@@ -112,7 +116,9 @@ class MlflowResource(PlatformResource):
         return requests.get(f"{self.url}/health", timeout=2).status_code == 200
 
     def server_version(self) -> str:
-        return requests.get(f"{self.url}/version", auth=self.writer.auth, timeout=5).text.strip()
+        response = requests.get(f"{self.url}/version", auth=self.writer.auth, timeout=5)
+        response.raise_for_status()
+        return response.text.strip()
 
     def experiment_count(self) -> int:
         response = requests.post(

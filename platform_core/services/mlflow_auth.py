@@ -1,9 +1,11 @@
 """Who may do what in MLflow: its built-in basic-auth app (`mlflow server --app-name basic-auth`), two users,
 and the probe that proves it.
 
-- WRITER, an MLflow admin: whatever trains, registers, promotes or deploys (the Dagster runs, the step pods).
-- READER: the inference service and people browsing. `default_permission = READ` lets it read every experiment
-  and model, and change none (moving an alias needs EDIT).
+- WRITER, an MLflow admin: whatever trains, registers, promotes or deploys (the Dagster runs, the training pod).
+- READER: the inference service, the drift report pod and people browsing. `default_permission = READ` lets it
+  read every experiment and model and change none it did not create (moving an alias needs EDIT). MLflow lets
+  any signed-in user create experiments and models (and own them), so the writer claims the production model
+  and the checks' model as soon as the server answers (`claim_models`): the reader can never own them.
 - Anyone else gets 401; MLflow leaves only /health and static files open.
 
 Both users are written into MLflow's auth store before the server serves, by the same function in both targets:
@@ -88,8 +90,8 @@ def auth_ini(database_uri: str) -> str:
         "database_uri": database_uri,
         "admin_username": WRITER,
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
-        # without it every request pays a password hash (hundreds of ms); a minute of staleness per worker
-        # matters only for a password changed while the server runs, and sync_users runs before it starts
+        # without it every request pays a password hash (hundreds of ms); a password sync_users changes while
+        # the server runs may still be accepted by a worker for up to a minute
         "auth_cache_ttl_seconds": "60",
     }
     text = io.StringIO()
@@ -108,21 +110,58 @@ def sync_users(database_uri: str, users: Sequence[tuple[MlflowIdentity, bool]]) 
     """Each (identity, is_admin) exists in MLflow's auth store with that password; what changed, one line each."""
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
+    _reachable(database_uri)
     store = SqlAlchemyStore()
     # creates or migrates the auth tables (their own alembic_version_auth); MLflow leaves it untyped
     store.init_db(database_uri)  # type: ignore[no-untyped-call]
     changes = []
     try:
         for identity, is_admin in users:
-            if not store.has_user(identity.username, use_primary=True):
-                store.create_user(identity.username, identity.password, is_admin=is_admin)
-                changes.append(f"created MLflow user {identity.username}")
-            elif not store.authenticate_user(identity.username, identity.password, use_primary=True):
-                store.update_user(identity.username, password=identity.password, is_admin=is_admin)
-                changes.append(f"set the rotated password of MLflow user {identity.username}")
+            name = identity.username
+            if not store.has_user(name, use_primary=True):
+                store.create_user(name, identity.password, is_admin=is_admin)
+                changes.append(f"created MLflow user {name}")
+                continue
+            if not store.authenticate_user(name, identity.password, use_primary=True):
+                store.update_user(name, password=identity.password)
+                changes.append(f"set the rotated password of MLflow user {name}")
+            if store.get_user(name).is_admin != is_admin:
+                store.update_user(name, is_admin=is_admin)
+                changes.append(f"made MLflow user {name} {'an admin' if is_admin else 'a non-admin'} again")
     finally:
         store.engine.dispose()
     return changes
+
+
+def _reachable(database_uri: str) -> None:
+    """One connection, bounded: MLflow's own engine retries a dead database for about 100 s."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_uri, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+    except Exception as err:
+        # the driver's message, never the URI (whose password it would show)
+        raise ConnectionError(f"MLflow's auth store is not reachable: {type(err).__name__}") from None
+    finally:
+        engine.dispose()
+
+
+def claim_models(url: str, writer_id: MlflowIdentity, names: Sequence[str]) -> list[str]:
+    """Each registered model exists, made by the writer: whoever creates a model owns it (MANAGE)."""
+    api, made = f"{url}/api/2.0/mlflow", []
+    for name in names:
+        found = requests.get(f"{api}/registered-models/get", params={"name": name}, auth=writer_id.auth, timeout=10)
+        if found.status_code == 404:
+            created = requests.post(
+                f"{api}/registered-models/create", json={"name": name}, auth=writer_id.auth, timeout=10
+            )
+            created.raise_for_status()
+            made.append(f"registered model {name} created by {writer_id.username}")
+        else:
+            found.raise_for_status()
+    return made
 
 
 def with_password(uri: str, password: str) -> str:
@@ -137,10 +176,17 @@ class AuthProof:
     reader_alias: int
     writer_alias: int
     reader_read: int
+    reader_champion: int  # the reader aiming `champion` at version 0 (there is none: a leak moves nothing)
 
     @property
     def problems(self) -> list[str]:
-        expected = {"anonymous_write": 401, "reader_alias": 403, "writer_alias": 200, "reader_read": 200}
+        expected = {
+            "anonymous_write": 401,
+            "reader_alias": 403,
+            "writer_alias": 200,
+            "reader_read": 200,
+            "reader_champion": 403,
+        }
         return [
             f"{name}: HTTP {getattr(self, name)}, expected {want}"
             for name, want in expected.items()
@@ -148,10 +194,12 @@ class AuthProof:
         ]
 
 
-def prove_auth(url: str, writer_id: MlflowIdentity, reader_id: MlflowIdentity, artifact_bucket: str) -> AuthProof:
+def prove_auth(
+    url: str, writer_id: MlflowIdentity, reader_id: MlflowIdentity, artifact_bucket: str, model: str
+) -> AuthProof:
     """An anonymous write is refused and leaves nothing behind, the reader reads but cannot move an alias, the
-    writer can (on the checks' own model, never the champion; its version points into the artifact bucket, the
-    only host the server accepts a source on)."""
+    writer can (on the checks' own model; its version points into the artifact bucket, the only host the server
+    accepts a source on), and the reader cannot aim the production model's `champion` either."""
     api = f"{url}/api/2.0/mlflow"
     probe = f"_platform_auth_probe_{uuid.uuid4().hex[:8]}"
     anonymous = requests.post(f"{api}/experiments/create", json={"name": probe}, timeout=10).status_code
@@ -165,7 +213,9 @@ def prove_auth(url: str, writer_id: MlflowIdentity, reader_id: MlflowIdentity, a
     by_reader = requests.post(f"{api}/registered-models/alias", json=alias, auth=reader_id.auth, timeout=10)
     by_writer = requests.post(f"{api}/registered-models/alias", json=alias, auth=writer_id.auth, timeout=10)
     read = requests.get(f"{api}/registered-models/get", params={"name": CHECK_MODEL}, auth=reader_id.auth, timeout=10)
-    return AuthProof(anonymous, by_reader.status_code, by_writer.status_code, read.status_code)
+    champion = {"name": model, "alias": "champion", "version": "0"}
+    aimed = requests.post(f"{api}/registered-models/alias", json=champion, auth=reader_id.auth, timeout=10)
+    return AuthProof(anonymous, by_reader.status_code, by_writer.status_code, read.status_code, aimed.status_code)
 
 
 def _check_model_version(api: str, writer_id: MlflowIdentity, source: str) -> str:

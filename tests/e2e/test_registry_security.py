@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 import requests
 
+from ml_assets.model.approval import DIGEST_TAG
 from ml_assets.model.tracking import CHAMPION, ModelTracker
 from ml_assets.resources import build_ml_resources
 from platform_core.services.seaweedfs import ADMIN
 from platform_core.state import load_platform
 from tests.e2e.test_main_command import LISTING
+from tests.model_files import pickle_key
 
 pytestmark = pytest.mark.e2e
 
@@ -66,9 +68,10 @@ def test_a_tampered_champion_is_refused_and_nothing_served_changes(stack_config:
     with resources["mlflow_resource"].reader.acting():
         versions = tracker.client.search_model_versions(f"name='{tracker.model_name}'")
     other = next(str(v.version) for v in versions if str(v.version) != champion)
-    approved = tracker.approved_digest(other) or tracker.approve(other)
+    was_approved = tracker.approved_digest(other)
+    approved = was_approved or tracker.approve(other)
     s3 = resources["seaweedfs_resource"].client(ADMIN)
-    bucket, key = _pickle_key(resources, other)
+    bucket, key = pickle_key(resources["mlflow_resource"], resources["seaweedfs_resource"], tracker.model_name, other)
     original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     s3.put_object(Bucket=bucket, Key=key, Body=original + b"\n# swapped after approval")
     try:
@@ -82,25 +85,8 @@ def test_a_tampered_champion_is_refused_and_nothing_served_changes(stack_config:
     finally:
         s3.put_object(Bucket=bucket, Key=key, Body=original)
         tracker.set_champion(champion)
+        if was_approved is None:  # the approval was this test's, not the promotion gate's
+            with resources["mlflow_resource"].writer.acting():
+                tracker.client.delete_model_version_tag(tracker.model_name, other, DIGEST_TAG)
     assert requests.post(f"{inference.url}/reload", timeout=120).json()["changed"] is False
     assert _served(resources) == (served, champion)
-
-
-def _pickle_key(resources: dict[str, Any], version: str) -> tuple[str, str]:
-    """(bucket, key) of the version's cloudpickled model in the artifact store."""
-    mlflow = resources["mlflow_resource"]
-    with mlflow.reader.acting():
-        from mlflow import MlflowClient
-
-        source = MlflowClient(tracking_uri=mlflow.url).get_model_version(mlflow.cfg.ml.model_name, version).source
-    model_id = source.removeprefix("models:/")
-    s3 = resources["seaweedfs_resource"].client(ADMIN)
-    bucket = mlflow.cfg.mlflow.artifact_bucket
-    keys = [
-        obj["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        for obj in page.get("Contents", [])
-        if model_id in obj["Key"] and obj["Key"].endswith("python_model.pkl")
-    ]
-    assert len(keys) == 1, keys
-    return bucket, keys[0]

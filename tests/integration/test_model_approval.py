@@ -23,6 +23,7 @@ from tests.integration.serving_helpers import (
     running_service,
     set_champion,
 )
+from tests.model_files import pickle_key
 
 pytestmark = pytest.mark.integration
 
@@ -39,22 +40,6 @@ def http(stack, champion, tmp_path_factory) -> Iterator[httpx.Client]:
         httpx.Client(base_url=service.url, timeout=120) as client,
     ):
         yield client
-
-
-def _pickle_key(stack, name: str, version: str) -> tuple[str, str]:
-    """(bucket, key) of the version's cloudpickled model in the artifact store."""
-    client = MlflowClient(tracking_uri=stack.resource("mlflow_resource").url)
-    model_id = client.get_model_version(name, version).source.removeprefix("models:/")
-    s3 = stack.resource("seaweedfs_resource").client(ADMIN)
-    bucket = stack.resource("mlflow_resource").cfg.mlflow.artifact_bucket
-    keys = [
-        obj["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        for obj in page.get("Contents", [])
-        if model_id in obj["Key"] and obj["Key"].endswith("python_model.pkl")
-    ]
-    assert len(keys) == 1, keys
-    return bucket, keys[0]
 
 
 def _check(stack) -> tuple[bool, str]:
@@ -76,7 +61,9 @@ def test_a_tampered_champion_is_refused_and_the_approved_one_keeps_serving(stack
     set_champion(url, champion.name, second.version)  # approved by the gate, not yet loaded by the service
     approved = MlflowClient(tracking_uri=url).get_model_version(champion.name, second.version).tags[DIGEST_TAG]
     s3 = stack.resource("seaweedfs_resource").client(ADMIN)
-    bucket, key = _pickle_key(stack, champion.name, second.version)
+    bucket, key = pickle_key(
+        stack.resource("mlflow_resource"), stack.resource("seaweedfs_resource"), champion.name, second.version
+    )
     original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     s3.put_object(Bucket=bucket, Key=key, Body=original + b"\n# swapped after approval")
     try:

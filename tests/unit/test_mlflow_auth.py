@@ -52,12 +52,13 @@ def test_with_password_puts_the_password_only_in_the_returned_uri() -> None:
 
 
 def test_the_proof_names_each_status_that_is_not_the_rule() -> None:
-    assert AuthProof(401, 403, 200, 200).problems == []
-    problems = AuthProof(200, 200, 200, 401).problems
+    assert AuthProof(401, 403, 200, 200, 403).problems == []
+    problems = AuthProof(200, 200, 200, 401, 404).problems
     assert problems == [
         "anonymous_write: HTTP 200, expected 401",
         "reader_alias: HTTP 200, expected 403",
         "reader_read: HTTP 401, expected 200",
+        "reader_champion: HTTP 404, expected 403",
     ]
 
 

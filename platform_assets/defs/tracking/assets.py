@@ -9,7 +9,7 @@ from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
 from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
-from platform_core.results import check_errors_fail, loopback_only, service_result
+from platform_core.results import NO_CHANGE, change_text, check_errors_fail, loopback_only, service_result
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.mlflow_auth import READER, WRITER, prove_auth
 from platform_core.services.seaweedfs import SeaweedFSResource
@@ -34,13 +34,17 @@ def build_mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
     def mlflow_server(mlflow_resource: MlflowResource) -> dg.MaterializeResult:
         users = mlflow_resource.ensure_users()
         result = mlflow_resource.ensure_server()
+        users += mlflow_resource.claim_models()
         cfg = mlflow_resource.cfg
         return service_result(
             mlflow_resource.supervisor,
             "mlflow",
             result,
             {
-                **({"users": "; ".join(users)} if users else {}),
+                # a user or model made or mended is a change too, even with the server left running
+                **(
+                    {"change": "; ".join([t for t in [change_text(result)] if t != NO_CHANGE] + users)} if users else {}
+                ),
                 "url": dg.MetadataValue.url(mlflow_resource.url),
                 "auth": f"basic-auth: writer {WRITER}, reader {READER}",
                 "credentials": dg.MetadataValue.path(str(mlflow_resource.state.secrets_file)),
@@ -81,7 +85,13 @@ def mlflow_round_trip(mlflow_resource: MlflowResource, seaweedfs_resource: Seawe
 @check_errors_fail
 def mlflow_auth_enforced(mlflow_resource: MlflowResource) -> dg.AssetCheckResult:
     cfg = mlflow_resource.cfg
-    proof = prove_auth(mlflow_resource.url, mlflow_resource.writer, mlflow_resource.reader, cfg.mlflow.artifact_bucket)
+    proof = prove_auth(
+        mlflow_resource.url,
+        mlflow_resource.writer,
+        mlflow_resource.reader,
+        cfg.mlflow.artifact_bucket,
+        cfg.ml.model_name,
+    )
     problems = proof.problems
     return dg.AssetCheckResult(
         passed=not problems,
