@@ -58,10 +58,13 @@ class MlflowResource(PlatformResource):
         return mlflow_auth.reader(self.state.credentials)
 
     def ensure_users(self) -> list[str]:
-        """The writer and the reader in MLflow's auth store, before the server serves (see mlflow_auth)."""
+        """The writer and the reader in MLflow's auth store, before the server serves (see mlflow_auth); when the
+        running server already answers both as themselves, nothing to do."""
+        users = [(self.writer, True), (self.reader, False)]
+        if self.supervisor.status("mlflow").running and mlflow_auth.users_in_place(self.url, users):
+            return []
         password = self.state.credentials.postgres_password(self.backend_role)
-        uri = mlflow_auth.with_password(self.backend_uri, password)
-        return mlflow_auth.sync_users(uri, [(self.writer, True), (self.reader, False)])
+        return mlflow_auth.sync_users(mlflow_auth.with_password(self.backend_uri, password), users)
 
     def claim_models(self) -> list[str]:
         """The production model and the checks' model, made by the writer before anyone else can own them."""

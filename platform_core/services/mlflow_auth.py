@@ -133,6 +133,19 @@ def sync_users(database_uri: str, users: Sequence[tuple[MlflowIdentity, bool]]) 
     return changes
 
 
+def users_in_place(url: str, users: Sequence[tuple[MlflowIdentity, bool]]) -> bool:
+    """The running server answers each identity as itself, with its admin flag: the store needs no visit (the
+    re-apply path; one request each, where `sync_users` pays a migration check and two password hashes)."""
+    for identity, is_admin in users:
+        try:
+            response = requests.get(f"{url}/api/2.0/mlflow/users/current", auth=identity.auth, timeout=5)
+        except requests.RequestException:
+            return False
+        if response.status_code != 200 or response.json().get("user", {}).get("is_admin") is not is_admin:
+            return False
+    return True
+
+
 def _reachable(database_uri: str) -> None:
     """One connection, bounded: MLflow's own engine retries a dead database for about 100 s."""
     from sqlalchemy import create_engine, text

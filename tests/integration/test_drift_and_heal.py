@@ -75,7 +75,17 @@ def _assert_data_survived(stack, seeded: dict[str, str]) -> None:
     assert run.status_code == 200 and run.json()["run"]["info"]["run_id"] == seeded["run_id"]
 
 
+@pytest.fixture(scope="module")
+def ml_lineage_published(stack) -> None:
+    """The ML location's lineage, as its code server publishes it on load: the alert names downstream assets
+    across code locations (trained_model below mlflow_server) only from it, whatever tests ran before."""
+    from ml_assets.definitions import build_definitions as build_ml_definitions
+
+    build_ml_definitions(stack.config_path)
+
+
 @pytest.mark.parametrize("service", list(KILLABLE))
+@pytest.mark.usefixtures("ml_lineage_published")
 def test_killed_service_fails_checks_alerts_once_and_heals(stack, service: str) -> None:
     _, asset, words, below = KILLABLE[service]
     stack.drift_tick()  # settle: whatever earlier tests left is already known
