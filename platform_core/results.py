@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +43,21 @@ def directory_bytes(path: Path) -> int:
     return total
 
 
-def change_text(result: EnsureResult) -> str:
-    return NO_CHANGE if result.action == "unchanged" else f"{result.action} ({result.reason})"
+def change_text(result: EnsureResult, also: Sequence[str] = ()) -> str:
+    """What the ensure did, then what was made or mended beside the process (e.g. MLflow's users)."""
+    lines = ([] if result.action == "unchanged" else [f"{result.action} ({result.reason})"]) + list(also)
+    return "; ".join(lines) or NO_CHANGE
 
 
 def service_result(
-    supervisor: Supervisor, name: str, result: EnsureResult, metadata: dict[str, Any]
+    supervisor: Supervisor, name: str, result: EnsureResult, metadata: dict[str, Any], also: Sequence[str] = ()
 ) -> dg.MaterializeResult[Any]:
     """Metadata a person wants in the UI; the config hash doubles as the data version, so a re-run that
-    changed nothing shows the same version."""
+    changed nothing shows the same version. `also`: changes made beside the process, reported with it."""
     listening = sorted(f"{ip}:{port}" for ip, port in supervisor.listen_addresses(name))
     return dg.MaterializeResult(
         metadata={
-            "change": change_text(result),
+            "change": change_text(result, also),
             "pid": result.pid,
             "config_hash": result.config_hash,
             "listening": ", ".join(listening),

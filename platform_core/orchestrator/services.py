@@ -21,7 +21,7 @@ LOCATIONS = {"platform_assets": "platform_assets.definitions", "ml_assets": "ml_
 WATCHED_DAEMONS = ("SENSOR", "SCHEDULER")  # what evaluates the alerting sensors and the health schedule
 HEARTBEAT_STALE_SECONDS = 90  # the daemon beats every 30 s: three missed beats mean it is gone
 
-WATCHDOG_BEAT = "watchdog-beat.json"
+WATCHDOG_BEAT = "watchdog-beat.json"  # in the run directory: the watchdog's last round (time, findings)
 WATCHDOG_STALE_ROUNDS = 3  # rounds without a beat before the watchdog counts as gone
 
 
@@ -32,8 +32,6 @@ def heartbeat_ages(beats: dict[str, float], now: float) -> tuple[dict[str, float
     stale = [name for name in WATCHED_DAEMONS if ages.get(name, float("inf")) > HEARTBEAT_STALE_SECONDS]
     return ages, stale
 
-
-# in the run directory: the watchdog's last round (time, findings)
 
 WORKSPACE_QUERY = """{
   workspaceOrError { __typename ... on Workspace { locationEntries {

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 
@@ -163,18 +164,22 @@ def _reachable(database_uri: str) -> None:
 
 def claim_models(url: str, writer_id: MlflowIdentity, names: Sequence[str]) -> list[str]:
     """Each registered model exists, made by the writer: whoever creates a model owns it (MANAGE)."""
-    api, made = f"{url}/api/2.0/mlflow", []
+    made = []
     for name in names:
-        found = requests.get(f"{api}/registered-models/get", params={"name": name}, auth=writer_id.auth, timeout=10)
-        if found.status_code == 404:
-            created = requests.post(
-                f"{api}/registered-models/create", json={"name": name}, auth=writer_id.auth, timeout=10
-            )
-            created.raise_for_status()
+        if _registered_model(f"{url}/api/2.0/mlflow", writer_id, name)[1]:
             made.append(f"registered model {name} created by {writer_id.username}")
-        else:
-            found.raise_for_status()
     return made
+
+
+def _registered_model(api: str, writer_id: MlflowIdentity, name: str) -> tuple[dict[str, Any], bool]:
+    """(the registered model, created now): got, or created by the writer when missing."""
+    found = requests.get(f"{api}/registered-models/get", params={"name": name}, auth=writer_id.auth, timeout=10)
+    if found.status_code != 404:
+        found.raise_for_status()
+        return dict(found.json()["registered_model"]), False
+    created = requests.post(f"{api}/registered-models/create", json={"name": name}, auth=writer_id.auth, timeout=10)
+    created.raise_for_status()
+    return dict(created.json()["registered_model"]), True
 
 
 def with_password(uri: str, password: str) -> str:
@@ -233,13 +238,7 @@ def prove_auth(
 
 def _check_model_version(api: str, writer_id: MlflowIdentity, source: str) -> str:
     """Version 1 of the checks' model, made on first use: the alias probe needs a version to point at."""
-    found = requests.get(f"{api}/registered-models/get", params={"name": CHECK_MODEL}, auth=writer_id.auth, timeout=10)
-    if found.status_code != 200:
-        created = requests.post(
-            f"{api}/registered-models/create", json={"name": CHECK_MODEL}, auth=writer_id.auth, timeout=10
-        )
-        created.raise_for_status()
-    versions = (found.json().get("registered_model", {}).get("latest_versions") if found.ok else None) or []
+    versions = _registered_model(api, writer_id, CHECK_MODEL)[0].get("latest_versions") or []
     if versions:
         return str(versions[0]["version"])
     made = requests.post(

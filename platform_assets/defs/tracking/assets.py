@@ -9,7 +9,7 @@ from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
 from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
-from platform_core.results import NO_CHANGE, change_text, check_errors_fail, loopback_only, service_result
+from platform_core.results import check_errors_fail, loopback_only, service_result
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.mlflow_auth import READER, WRITER, prove_auth
 from platform_core.services.seaweedfs import SeaweedFSResource
@@ -41,10 +41,6 @@ def build_mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
             "mlflow",
             result,
             {
-                # a user or model made or mended is a change too, even with the server left running
-                **(
-                    {"change": "; ".join([t for t in [change_text(result)] if t != NO_CHANGE] + users)} if users else {}
-                ),
                 "url": dg.MetadataValue.url(mlflow_resource.url),
                 "auth": f"basic-auth: writer {WRITER}, reader {READER}",
                 "credentials": dg.MetadataValue.path(str(mlflow_resource.state.secrets_file)),
@@ -54,6 +50,7 @@ def build_mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
                 "artifacts_destination": f"s3://{cfg.mlflow.artifact_bucket}",
                 "experiments": mlflow_resource.experiment_count(),
             },
+            also=users,  # a user or model made or mended is a change, even with the server left running
         )
 
     return mlflow_server
