@@ -12,7 +12,8 @@ from platform_core.config import PlatformConfig, load_config
 from platform_core.state import StateDir, is_planning
 from platform_core.supervisor import Supervisor
 
-ENDPOINTS_FILE = "endpoints.json"  # k3s target: service -> its LoadBalancer host and port
+KUBECONFIG_FILE = "kubeconfig"  # k3s target: fetched from the host by k3s_cluster
+ENDPOINTS_FILE = "endpoints.json"  # k3s target: service -> its LoadBalancer host and port, or its port-forward
 
 
 @lru_cache(maxsize=8)
@@ -47,14 +48,20 @@ class PlatformResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # it
         return _prepared_state(self.state_dir)
 
     def address(self, service: str, local_port: int) -> tuple[str, int]:
-        """Where a platform service answers: 127.0.0.1 in the local target; in the k3s target, the
-        LoadBalancer address its asset recorded in the state directory when Argo CD had it Healthy."""
+        """Where a platform service answers: 127.0.0.1 in the local target; in the k3s target, what its asset
+        recorded in the state directory when Argo CD had it Healthy: its LoadBalancer address, or for a service
+        kept off the LAN (k3s.exposure), a port-forward this process opens on 127.0.0.1."""
         if self.cfg.target == "local":
             return "127.0.0.1", local_port
         path = self.state.root / ENDPOINTS_FILE
         found = json.loads(path.read_text()).get(service) if path.exists() else None
         if not found:
-            raise RuntimeError(f"no LoadBalancer address recorded for {service}: materialize it first")
+            raise RuntimeError(f"no address recorded for {service}: materialize it first")
+        if "service" in found:  # in the cluster only
+            from platform_core.cluster.port_forward import forwarded_port
+
+            kubeconfig = self.state.root / KUBECONFIG_FILE
+            return "127.0.0.1", forwarded_port(kubeconfig, found["namespace"], found["service"], int(found["port"]))
         return str(found["host"]), int(found["port"])
 
     @property

@@ -127,7 +127,7 @@ def render_gitops_source(cfg: PlatformConfig, tree: dict[str, str]) -> list[Obj]
     """The tree's ConfigMap, the git server (restarted when the tree changes) and its ClusterIP Service."""
     server = deployment(NAME, ASSET, ARGOCD_NAMESPACE, _pod(cfg, tree))
     server["spec"]["template"]["metadata"]["annotations"] = {TREE_DIGEST: tree_digest(tree)[:16]}
-    ports = service(NAME, ASSET, ARGOCD_NAMESPACE, {"git": PORT}, lb=False)
+    ports = service(NAME, ASSET, ARGOCD_NAMESPACE, {"git": PORT}, "cluster")
     return [tree_config_map(tree), server, ports]
 
 

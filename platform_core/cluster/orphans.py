@@ -38,7 +38,7 @@ def desired(c: ClusterResource) -> list[Obj]:
     mine = [
         *render_metallb(cfg, c.state.credentials.token("metallb-memberlist")),
         *render_argocd_pre(cfg),
-        argocd_server_patch(),
+        argocd_server_patch(cfg),
         root_application(cfg),
         *render_secrets(cfg, c.state.credentials, identities),
     ]

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from platform_core.cluster.gitops_source import repo_url, revision
-from platform_core.cluster.render_base import APPLICATION, ARGOCD_NAMESPACE, IN_CLUSTER, Obj, meta, namespace, obj
+from platform_core.cluster.render_base import (
+    APPLICATION,
+    ARGOCD_NAMESPACE,
+    IN_CLUSTER,
+    LOAD_BALANCER_ONLY,
+    Obj,
+    meta,
+    namespace,
+    obj,
+)
 from platform_core.config import PlatformConfig
 
 ASSET = "argocd"
@@ -24,9 +33,12 @@ def platform_namespace(cfg: PlatformConfig) -> Obj:
     return namespace(cfg.k3s.namespace, ASSET)
 
 
-def argocd_server_patch() -> Obj:
-    """A minimal server-side-apply object: only ``type``, so the platform owns that one field of the Service."""
-    return obj("v1", "Service", meta("argocd-server", ASSET, ARGOCD_NAMESPACE), spec={"type": "LoadBalancer"})
+def argocd_server_patch(cfg: PlatformConfig) -> Obj:
+    """A minimal server-side-apply object: only ``type`` (a pool IP when k3s.exposure.argocd is lan, upstream's
+    ClusterIP otherwise), so the platform owns that one field of the Service."""
+    lan = cfg.k3s.exposure.argocd == "lan"
+    spec = {"type": "LoadBalancer", **LOAD_BALANCER_ONLY} if lan else {"type": "ClusterIP"}
+    return obj("v1", "Service", meta("argocd-server", ASSET, ARGOCD_NAMESPACE), spec=spec)
 
 
 def _application(name: str, asset: str, cfg: PlatformConfig, path: str, dest_namespace: str) -> Obj:
@@ -56,4 +68,4 @@ def render_argocd_pre(cfg: PlatformConfig) -> list[Obj]:
 
 def render_argocd_post(cfg: PlatformConfig) -> list[Obj]:
     """Applied after install.yaml: the server on a pool IP, then the root Application."""
-    return [argocd_server_patch(), root_application(cfg)]
+    return [argocd_server_patch(cfg), root_application(cfg)]

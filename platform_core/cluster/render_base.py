@@ -13,6 +13,9 @@ ARGOCD_NAMESPACE = "argocd"
 APPLICATION = ("argoproj.io/v1alpha1", "Application")  # Argo CD's kind: apiVersion, kind
 
 Obj = dict[str, Any]
+# A LoadBalancer also opens a node port on every node address unless told not to (KEP-1864); MetalLB's L2 mode
+# needs none (kube-proxy answers on the pool IP itself), so a lan Service is reachable at its pool IP only.
+LOAD_BALANCER_ONLY = {"allocateLoadBalancerNodePorts": False}
 
 
 def labels(asset: str, name: str | None = None) -> dict[str, str]:
@@ -77,13 +80,16 @@ def env(values: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in sorted(values.items())]
 
 
-def service(name: str, asset: str, ns: str, ports: dict[str, int], lb: bool = True) -> Obj:
-    """A Service selecting the pods labelled ``app.kubernetes.io/name: <name>``; LoadBalancer gets a pool IP."""
+def service(name: str, asset: str, ns: str, ports: dict[str, int], exposure: str) -> Obj:
+    """A Service selecting the pods labelled ``app.kubernetes.io/name: <name>``: a LoadBalancer (a pool IP on the
+    LAN) when its exposure (k3s.exposure) is ``lan``, else a ClusterIP reached only inside the cluster."""
     spec: dict[str, Any] = {
         "selector": {"app.kubernetes.io/name": name},
         "ports": [{"name": p, "port": n, "targetPort": n, "protocol": "TCP"} for p, n in ports.items()],
-        "type": "LoadBalancer" if lb else "ClusterIP",
+        "type": "LoadBalancer" if exposure == "lan" else "ClusterIP",
     }
+    if exposure == "lan":
+        spec.update(LOAD_BALANCER_ONLY)
     return obj("v1", "Service", meta(name, asset, ns, name), spec=spec)
 
 

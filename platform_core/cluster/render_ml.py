@@ -83,7 +83,8 @@ def mlflow_auth_store_uri(cfg: PlatformConfig) -> str:
 
 def _mlflow_users_init(cfg: PlatformConfig, auth_env: list[dict[str, Any]]) -> dict[str, Any]:
     """Writes the writer (admin) and the reader into the auth store before the server starts, from the Secret
-    mlflow-users: a rotated password is set there, and the server itself never holds the writer's password."""
+    mlflow-users: a rotated password is set there, and the server itself never holds the writer's password. It
+    also makes the production model and the checks' model, so no signed-in user can create (and own) them first."""
     init = {
         "name": "mlflow-users",
         "image": cfg.versions.platform_image,
@@ -91,6 +92,7 @@ def _mlflow_users_init(cfg: PlatformConfig, auth_env: list[dict[str, Any]]) -> d
         "command": ["python", "-m", "platform_core.services.mlflow_auth"],
         "env": [
             *auth_env,
+            *env({mlflow_auth.CLAIM_MODELS_ENV: f"{cfg.ml.model_name},{mlflow_auth.CHECK_MODEL}"}),
             secret_env("PGPASSWORD", MLFLOW_SECRET, "PGPASSWORD"),
             secret_env(mlflow_auth.WRITER_PASSWORD_ENV, MLFLOW_USERS_SECRET, mlflow_auth.WRITER_PASSWORD_ENV),
             secret_env(mlflow_auth.READER_PASSWORD_ENV, MLFLOW_USERS_SECRET, mlflow_auth.READER_PASSWORD_ENV),
@@ -137,7 +139,7 @@ def render_mlflow(cfg: PlatformConfig) -> list[Obj]:
     return [
         obj("v1", "ConfigMap", meta(MLFLOW_AUTH_CONFIGMAP, MLFLOW, ns, MLFLOW), data=ini),
         deployment(MLFLOW, MLFLOW, ns, pod),
-        service(MLFLOW, MLFLOW, ns, {"http": port}),
+        service(MLFLOW, MLFLOW, ns, {"http": port}, cfg.k3s.exposure.mlflow),
     ]
 
 
@@ -150,7 +152,8 @@ def render_data_api(cfg: PlatformConfig) -> list[Obj]:
     container = _container(DATA_API, cfg, command, port, "/health")
     container["env"] = [secret_env(DATA_API_TOKEN_ENV, DATA_API_SECRET, "token")]
     container["resources"] = resources("50m", "256Mi", "500m", "1Gi")
-    return [deployment(DATA_API, DATA_API, ns, _pod(container)), service(DATA_API, DATA_API, ns, {"http": port})]
+    svc = service(DATA_API, DATA_API, ns, {"http": port}, cfg.k3s.exposure.data_api)
+    return [deployment(DATA_API, DATA_API, ns, _pod(container)), svc]
 
 
 def render_inference(cfg: PlatformConfig) -> list[Obj]:
@@ -176,4 +179,5 @@ def render_inference(cfg: PlatformConfig) -> list[Obj]:
     # one secretKeyRef per key, not envFrom: a Secret missing a key stops the pod with a clear event
     container["env"] = [*env(plain), *(secret_env(key, INFERENCE_SECRET, key) for key in INFERENCE_SECRET_KEYS)]
     container["resources"] = resources("100m", "512Mi", "1", "2Gi")
-    return [deployment(INFERENCE, INFERENCE, ns, _pod(container)), service(INFERENCE, INFERENCE, ns, {"http": port})]
+    svc = service(INFERENCE, INFERENCE, ns, {"http": port}, cfg.k3s.exposure.inference)
+    return [deployment(INFERENCE, INFERENCE, ns, _pod(container)), svc]

@@ -106,7 +106,9 @@ def render_seaweedfs(cfg: PlatformConfig) -> list[Obj]:
         master_cm,
         pvc("seaweedfs-data", SEAWEEDFS, ns, SEAWEEDFS, "20Gi"),
         deployment(SEAWEEDFS, SEAWEEDFS, ns, pod, recreate=True),
-        service(SEAWEEDFS, SEAWEEDFS, ns, {"s3": weed.s3_port, "filer": weed.filer_port}),
+        # S3 only: the filer, master and volume ports answer without credentials, and nothing outside the pod
+        # needs them (the S3 gateway reaches its filer in-process)
+        service(SEAWEEDFS, SEAWEEDFS, ns, {"s3": weed.s3_port}, cfg.k3s.exposure.seaweedfs),
     ]
 
 
@@ -141,5 +143,5 @@ def render_postgres(cfg: PlatformConfig) -> list[Obj]:
     return [
         pvc("postgres-data", POSTGRES, ns, POSTGRES, "10Gi"),
         deployment(POSTGRES, POSTGRES, ns, pod, recreate=True),
-        service(POSTGRES, POSTGRES, ns, {"postgres": POSTGRES_PORT}),
+        service(POSTGRES, POSTGRES, ns, {"postgres": POSTGRES_PORT}, cfg.k3s.exposure.postgres),
     ]

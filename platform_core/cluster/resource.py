@@ -15,7 +15,7 @@ from platform_core.cluster.k3s_install import Mode, resolve_install_mode
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.upstream import Manifest, obtain_manifest, parse_manifest
 from platform_core.host.executor import Executor, PlanExecutor, executor_for
-from platform_core.resource import PlatformResource
+from platform_core.resource import KUBECONFIG_FILE, PlatformResource
 from platform_core.state import is_planning
 
 Obj = dict[str, Any]
@@ -43,7 +43,7 @@ class ClusterResource(PlatformResource):
 
     @property
     def kubeconfig(self) -> Path:
-        return self.state.root / "kubeconfig"
+        return self.state.root / KUBECONFIG_FILE
 
     def kube(self) -> KubeClient:
         if not self.kubeconfig.exists():

@@ -1,6 +1,7 @@
 """The platform services in the k3s target: Argo CD deploys them from infra/; their assets wait until the
-Application is Synced and Healthy, heal hand edits by asking Argo CD to sync, and record the LoadBalancer
-address, which the shared resources then use for the same function checks as the local target."""
+Application is Synced and Healthy, heal hand edits by asking Argo CD to sync, and record how to reach them (the
+LoadBalancer address, or a port-forward for what k3s.exposure keeps off the LAN), which the shared resources then use
+for the same function checks as the local target."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.port_forward import kubectl_command
 from platform_core.cluster.render import SERVICES
 from platform_core.cluster.render_base import application_ref
 from platform_core.cluster.render_storage import POSTGRES_PORT
@@ -108,11 +110,26 @@ def service_step(c: ClusterResource, asset: str) -> StepResult:
         raise dg.Failure(
             f"Application {app} is {sync}/{health}: {message}" + (f"; cannot pull {'; '.join(pulls)}" if pulls else "")
         )
-    ip = kube.load_balancer_ip(cfg.k3s.namespace, app)
-    if ip is None and not c.plan:
-        raise dg.Failure(f"Service {cfg.k3s.namespace}/{app} has no LoadBalancer address: is MetalLB's pool exhausted?")
+    where, address = _endpoint(c, kube, app, port)
     endpoints = c.read_state_file(ENDPOINTS_FILE)
-    if ip and endpoints.get(asset) != {"host": ip, "port": port}:
-        c.write_state_file(ENDPOINTS_FILE, {**endpoints, asset: {"host": ip, "port": port}})
-        changes.append(f"address {ip}:{port} recorded")
-    return StepResult(changes, {"application": app, "sync": sync, "health": health, "address": f"{ip}:{port}"})
+    if where and endpoints.get(asset) != where:
+        c.write_state_file(ENDPOINTS_FILE, {**endpoints, asset: where})
+        changes.append(f"address recorded: {address}")
+    return StepResult(changes, {"application": app, "sync": sync, "health": health, "address": address})
+
+
+def exposure(cfg: PlatformConfig, app: str) -> str:
+    """lan or cluster: the app's decision in k3s.exposure."""
+    return str(getattr(cfg.k3s.exposure, app.replace("-", "_")))
+
+
+def _endpoint(c: ClusterResource, kube: KubeClient, app: str, port: int) -> tuple[dict[str, Any] | None, str]:
+    """What the workstation records to reach the app (None while a LoadBalancer address is pending in a plan)."""
+    ns = c.cfg.k3s.namespace
+    if exposure(c.cfg, app) == "cluster":
+        how = f"cluster only; the platform port-forwards, people run `{kubectl_command(ns, app, port)}`"
+        return {"service": app, "namespace": ns, "port": port}, how
+    ip = kube.load_balancer_ip(ns, app)
+    if ip is None and not c.plan:
+        raise dg.Failure(f"Service {ns}/{app} has no LoadBalancer address: is MetalLB's pool exhausted?")
+    return ({"host": ip, "port": port} if ip else None), f"{ip}:{port} (LAN)"

@@ -38,6 +38,7 @@ from platform_core.cluster.orphans import (
     orphan_objects,
     prune_applications,
 )
+from platform_core.cluster.port_forward import kubectl_command
 from platform_core.cluster.render import REPO_ROOT, SERVICES, render_infra_tree
 from platform_core.cluster.render_argocd import (
     ROOT_APP,
@@ -219,9 +220,13 @@ def argocd_step(c: ClusterResource) -> StepResult:
     changes += _apply(c, kube, objs, ARGOCD_NAMESPACE)  # server-side: Argo CD >= 3.5's CRDs exceed annotations
     if not c.plan:
         kube.wait_available(ARGOCD_NAMESPACE, _deployments(objs), cfg.k3s.rollout_timeout_seconds)
-    changes += _apply(c, kube, [argocd_server_patch()], ARGOCD_NAMESPACE, ARGOCD_SERVER_MANAGER)
-    server_ip = kube.load_balancer_ip(ARGOCD_NAMESPACE, "argocd-server")
-    metadata["server_url"] = f"https://{server_ip}" if server_ip else "pending"
+    changes += _apply(c, kube, [argocd_server_patch(cfg)], ARGOCD_NAMESPACE, ARGOCD_SERVER_MANAGER)
+    if cfg.k3s.exposure.argocd == "lan":
+        server_ip = kube.load_balancer_ip(ARGOCD_NAMESPACE, "argocd-server")
+        metadata["server_url"] = f"https://{server_ip}" if server_ip else "pending"
+    else:  # upstream's Service serves https on 443
+        forward = kubectl_command(ARGOCD_NAMESPACE, "argocd-server", 443, local_port=8443)
+        metadata["server_url"] = f"https://127.0.0.1:8443 after `{forward}`"
     admin = kube.get(
         {
             "apiVersion": "v1",

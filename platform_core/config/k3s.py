@@ -51,6 +51,23 @@ class TrainingPodConfig(_Model):
     memory: Quantity = "2Gi"
 
 
+Exposure = Literal["lan", "cluster"]
+
+
+class ExposureConfig(_Model):
+    """Who reaches each service. lan: a MetalLB LoadBalancer address on the host's LAN. cluster: a ClusterIP
+    only; the workstation reaches it through a port-forward the platform opens while it needs it, and people
+    through the ``kubectl port-forward`` command the asset prints. Only what clients outside the cluster need is
+    on the LAN by default; Postgres speaks plain text, so `lan` for it is a deliberate choice."""
+
+    inference: Exposure = "lan"
+    seaweedfs: Exposure = "lan"  # its S3 endpoint only: master, volume and filer never leave the cluster
+    mlflow: Exposure = "cluster"  # behind MLflow's basic auth either way
+    argocd: Exposure = "cluster"  # behind Argo CD's admin login either way
+    data_api: Exposure = "cluster"
+    postgres: Exposure = "cluster"
+
+
 class K3sConfig(_Model):
     # auto: an egress preflight picks online (official URLs) or airgap (offline_bundle_dir) and says why.
     install: Literal["auto", "online", "airgap"] = "auto"
@@ -62,6 +79,7 @@ class K3sConfig(_Model):
     prune_orphans: bool = False  # orphans are reported; deleted only when this is true
     gitops: GitOpsConfig = Field(default_factory=GitOpsConfig)
     training: TrainingPodConfig = Field(default_factory=TrainingPodConfig)
+    exposure: ExposureConfig = Field(default_factory=ExposureConfig)
     # Where K3s gets versions.platform_image: registry = the kubelet pulls it; bundle = imported from
     # <offline_bundle_dir>/images/platform-image.tar; host_build = built on the host with podman and imported;
     # auto = bundle when that tarball exists, else host_build when the host has egress.

@@ -40,6 +40,7 @@ _PROBE_ALIAS = "auth-probe"
 # The init container's environment (the Secret mlflow-users); the ini names the store, PGPASSWORD unlocks it.
 WRITER_PASSWORD_ENV = "MLFLOW_WRITER_PASSWORD"
 READER_PASSWORD_ENV = "MLFLOW_READER_PASSWORD"
+CLAIM_MODELS_ENV = "MLFLOW_CLAIM_MODELS"  # the init container's: models made before the server answers
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,30 @@ def claim_models(url: str, writer_id: MlflowIdentity, names: Sequence[str]) -> l
     return made
 
 
+def claim_in_store(database_uri: str, names: Sequence[str]) -> list[str]:
+    """The cluster's init container: each model made in the registry's own tables before the server answers
+    anyone, so no signed-in user can create (and so own) it first; with no permission of its own, a model is
+    READ (default_permission) to every non-admin."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    # creates or migrates MLflow's tables, as the server would at start; MLflow leaves the store untyped
+    store = SqlAlchemyStore(database_uri)  # type: ignore[no-untyped-call]
+    made = []
+    try:
+        for name in names:
+            try:
+                store.get_registered_model(name)  # type: ignore[no-untyped-call]
+            except MlflowException as err:
+                if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                store.create_registered_model(name)  # type: ignore[no-untyped-call]
+                made.append(f"registered model {name} created for {WRITER}")
+    finally:
+        store.engine.dispose()
+    return made
+
+
 def _registered_model(api: str, writer_id: MlflowIdentity, name: str) -> tuple[dict[str, Any], bool]:
     """(the registered model, created now): got, or created by the writer when missing."""
     found = requests.get(f"{api}/registered-models/get", params={"name": name}, auth=writer_id.auth, timeout=10)
@@ -259,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         (MlflowIdentity(WRITER, os.environ[WRITER_PASSWORD_ENV]), True),
         (MlflowIdentity(READER, os.environ[READER_PASSWORD_ENV]), False),
     ]
-    for line in sync_users(uri, users) or ["MLflow users: no change"]:
+    models = [name for name in os.environ.get(CLAIM_MODELS_ENV, "").split(",") if name]
+    for line in [*sync_users(uri, users), *claim_in_store(uri, models)] or ["MLflow users and models: no change"]:
         print(line)
     return 0
 

@@ -1,38 +1,52 @@
-"""The k3s target's storage assets and function checks against real services at their recorded LoadBalancer
-addresses: the session's real Postgres, SeaweedFS and MLflow stand where MetalLB's addresses would point.
+"""The k3s target's storage assets and function checks against real services reached the way the cluster's
+are: the session's real SeaweedFS stands where MetalLB's address for S3 would point (k3s.exposure puts S3 on the
+LAN), and its real Postgres and MLflow stand behind the pods of their ClusterIP Services, reached through the
+platform's port-forward (the real kubernetes client's WebSocket port-forward, against the API fake).
 
 In the cluster, `postgres`/`seaweedfs`/`mlflow_server` record `<state>/endpoints.json` once Argo CD has them
 Healthy, and the cluster's Secrets carry the credentials generated in the state directory. Here both are given:
-the endpoints name the stack's real ports and the credentials are the stack's own, so the k3s definitions' databases,
-roles, buckets and checks (an S3 put/get per identity, SQL per role, an MLflow artifact round trip) run for real
-through the same address lookup the cluster uses, and `platformctl plan` reads through it too.
+the endpoints are what those assets record and the credentials are the stack's own, so the k3s definitions'
+databases, roles, buckets and checks (an S3 put/get per identity, SQL per role, an MLflow artifact round trip) run
+for real through the same address lookup the cluster uses, and `platformctl plan` reads through it too.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import requests
 import yaml
 
 from platform_assets.definitions import build_definitions
 from platform_assets.defs.storage.assets import postgres_accepts_password_login, s3_auth_enforced
 from platform_assets.defs.tracking.assets import mlflow_auth_enforced, mlflow_round_trip
+from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.render_argocd import platform_namespace
+from platform_core.cluster.render_ml import render_mlflow
+from platform_core.cluster.render_storage import POSTGRES_PORT, render_postgres
+from platform_core.config import load_config
 from platform_core.results import NO_CHANGE
 from platform_core.runs import run_report
+from platform_core.services import mlflow_auth
 from platform_core.state import load_platform
 from platformctl.plan import plan
 from tests.integration.conftest import Stack
+from tests.k8s.fake_apiserver import FakeApiServer
 from tests.k8s.scenario_k3s import platform_doc
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def k3s_config(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def k3s_config(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("k3s-lb")
     local = yaml.safe_load(stack.config_path.read_text())
     doc = {**platform_doc(tmp, tmp / "bundle"), **{k: local[k] for k in ("services", "buckets", "databases", "mlflow")}}
@@ -42,14 +56,27 @@ def k3s_config(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
     (state / "secrets").mkdir(parents=True)
     shutil.copy(Path(local["state_dir"]) / "secrets" / "credentials.json", state / "secrets" / "credentials.json")
     services = local["services"]
-    endpoints = {
-        "postgres": services["postgres"]["port"],
-        "seaweedfs": services["seaweedfs"]["s3_port"],
-        "mlflow_server": services["mlflow"]["port"],
-    }
-    recorded = {asset: {"host": "127.0.0.1", "port": port} for asset, port in endpoints.items()}
-    (state / "endpoints.json").write_text(json.dumps(recorded))
-    return path
+    with FakeApiServer(repo_root=tmp / "repo") as fake:
+        fake.write_kubeconfig(state / "kubeconfig")
+        # Postgres and MLflow as Argo CD deploys them (ClusterIP); the stack's processes answer behind their pods
+        kube = KubeClient.from_kubeconfig(state / "kubeconfig")
+        cfg = load_config(path)
+        kube.apply([platform_namespace(cfg), *render_postgres(cfg), *render_mlflow(cfg)])
+        kube.wait_available(cfg.k3s.namespace, ["postgres", "mlflow"], timeout=10)
+        fake.port_forwards[(cfg.k3s.namespace, "postgres")] = ("127.0.0.1", services["postgres"]["port"])
+        fake.port_forwards[(cfg.k3s.namespace, "mlflow")] = ("127.0.0.1", services["mlflow"]["port"])
+        recorded = {
+            "seaweedfs": {"host": "127.0.0.1", "port": services["seaweedfs"]["s3_port"]},
+            "postgres": {"service": "postgres", "namespace": cfg.k3s.namespace, "port": POSTGRES_PORT},
+            "mlflow_server": {"service": "mlflow", "namespace": cfg.k3s.namespace, "port": services["mlflow"]["port"]},
+        }
+        (state / "endpoints.json").write_text(json.dumps(recorded))
+        yield path
+        # every SQL and MLflow request above went through the port-forward to those pods
+        assert {(ns, pod.rsplit("-", 2)[0], port) for ns, pod, port in fake.forwarded} == {
+            (cfg.k3s.namespace, "postgres", POSTGRES_PORT),
+            (cfg.k3s.namespace, "mlflow", services["mlflow"]["port"]),
+        }
 
 
 def test_databases_buckets_and_their_function_checks_run_through_the_recorded_addresses(
@@ -86,3 +113,40 @@ def test_plan_reads_storage_through_the_recorded_addresses(k3s_config: Path) -> 
     wanted = ["postgres_databases", *(f"buckets/{b.name}" for b in cfg.buckets)]
     lines = plan(cfg, state, k3s_config, wanted)
     assert lines == [f"{asset}: {NO_CHANGE}" for asset in [*wanted[1:], wanted[0]]]
+
+
+def test_the_init_container_claims_the_models_before_the_server_answers_anyone(stack: Stack) -> None:
+    """The k3s MLflow pod's init container (its command and its env names, as rendered) on the real store: a model
+    it makes is the writer's, so the reader (any signed-in non-admin) cannot change it."""
+    mlflow = stack.resource("mlflow_resource")
+    cfg = mlflow.cfg
+    [init] = next(o for o in render_mlflow(cfg) if o["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "initContainers"
+    ]
+    assert init["command"][:3] == ["python", "-m", "platform_core.services.mlflow_auth"]
+    plain = {e["name"]: e["value"] for e in init["env"] if "value" in e}
+    assert plain[mlflow_auth.CLAIM_MODELS_ENV] == f"{cfg.ml.model_name},{mlflow_auth.CHECK_MODEL}"
+    model = "claimed-by-init"
+    credentials = mlflow.state.credentials
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(mlflow.state.etc / mlflow_auth.INI_NAME),  # the local twin of the ConfigMap
+        "PGPASSWORD": credentials.postgres_password(mlflow.backend_role),
+        mlflow_auth.WRITER_PASSWORD_ENV: mlflow.writer.password,
+        mlflow_auth.READER_PASSWORD_ENV: mlflow.reader.password,
+        mlflow_auth.CLAIM_MODELS_ENV: f"{plain[mlflow_auth.CLAIM_MODELS_ENV]},{model}",
+    }
+    api = f"{mlflow.url}/api/2.0/mlflow"
+    try:
+        run = subprocess.run([sys.executable, *init["command"][1:]], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.splitlines() == [f"registered model {model} created for {mlflow_auth.WRITER}"]
+        got = requests.get(f"{api}/registered-models/get", params={"name": model}, auth=mlflow.reader.auth, timeout=10)
+        assert got.status_code == 200
+        update = {"name": model, "description": "mine now"}
+        denied = requests.patch(f"{api}/registered-models/update", json=update, auth=mlflow.reader.auth, timeout=10)
+        assert denied.status_code == 403
+        again = subprocess.run([sys.executable, *init["command"][1:]], env=env, capture_output=True, text=True)
+        assert again.stdout.strip() == "MLflow users and models: no change", again.stderr
+    finally:
+        requests.delete(f"{api}/registered-models/delete", json={"name": model}, auth=mlflow.writer.auth, timeout=10)

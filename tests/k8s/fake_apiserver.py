@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.k8s import fake_metrics
+from tests.k8s import fake_metrics, fake_portforward
 from tests.k8s.fake_controllers import Controllers
 from tests.k8s.fake_store import ApiError, Obj, Store, decode
 from tests.k8s.fake_types import Registry, ResourceType
@@ -64,6 +64,9 @@ class FakeApiServer:
         self.git_cache: Path | None = None  # checkouts of in-cluster repositories (removed by stop())
         self.pod_runner: Callable[[Obj], tuple[str, str]] | None = None
         self.pod_logs: dict[tuple[str, str], str] = {}
+        # what answers behind a pod's port-forward, by (namespace, app label): tests/k8s/fake_portforward.py
+        self.port_forwards: dict[tuple[str, str], tuple[str, int]] = {}
+        self.forwarded: list[tuple[str, str, int]] = []  # (namespace, pod, port) of each stream that connected
         # metrics-server is not ready when K3s starts: its aggregated group answers 503 this many times first
         self.metrics_unavailable_requests = 2
         # MetalLB's webhook serves only once its certificate is in place: this many metallb.io writes fail first
@@ -256,6 +259,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if self.headers.get("Authorization") != f"Bearer {self.fake.token}":
                 raise ApiError(401, "Unauthorized", "Unauthorized")
+            parts = [p for p in urlsplit(self.path).path.split("/") if p]
+            if fake_portforward.is_request(self, parts):
+                query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                return fake_portforward.serve(self, self.fake, parts, query)
             code, body = self._route(method, raw)
         except ApiError as err:
             code, body = err.code, err.status()

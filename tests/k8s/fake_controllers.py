@@ -217,11 +217,16 @@ class Controllers:
             return False
         pool = self._metallb_pool()
         srt = self.rt("v1", "Service")
+        changed = False
+        for svc in self.store.items(srt):
+            # no longer a LoadBalancer: MetalLB takes its address back (metallb controller/service.go,
+            # convergeBalancer clears the state of a Service whose type is not LoadBalancer)
+            if svc["spec"].get("type") != "LoadBalancer" and (svc.get("status") or {}).get("loadBalancer"):
+                changed = self._put(srt, {**svc, "status": {"loadBalancer": {}}}) or changed
         services = [s for s in self.store.items(srt) if s["spec"].get("type") == "LoadBalancer"]
         used = {
             i.get("ip") for s in services for i in (s.get("status") or {}).get("loadBalancer", {}).get("ingress", [])
         }
-        changed = False
         for svc in services:
             if (svc.get("status") or {}).get("loadBalancer", {}).get("ingress"):
                 continue

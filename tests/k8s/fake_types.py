@@ -64,7 +64,7 @@ BUILTIN: list[ResourceType] = [
     _t("v1", "endpoints", "Endpoints", True),
     _t("v1", "configmaps", "ConfigMap", True),
     _t("v1", "secrets", "Secret", True),
-    _t("v1", "pods", "Pod", True, True, "log"),
+    _t("v1", "pods", "Pod", True, True, "log", "portforward"),
     _t("v1", "serviceaccounts", "ServiceAccount", True),
     _t("v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, True),
     _t("v1", "persistentvolumes", "PersistentVolume", False, True),

@@ -16,6 +16,7 @@ from platform_core.cluster.gitops_source import render_gitops_source
 from platform_core.cluster.render_base import ASSET_LABEL, MANAGED_BY
 from platform_core.cluster.upstream import drop_kinds, parse_manifest
 from platform_core.config import NetworkConfig, PlatformConfig, parse_config
+from platform_core.config.k3s import ExposureConfig
 from tests.k8s.schemas import SchemaError, served_kinds, validate, vendor_file
 
 VENDOR_MANIFESTS = (
@@ -100,7 +101,9 @@ def test_argocd_objects_and_root_application(seed: PlatformConfig) -> None:
     pre = render.render_argocd_pre(seed)
     assert [(o["kind"], o["metadata"]["name"]) for o in pre] == [("Namespace", "argocd"), ("Namespace", "mlops")]
     patch, root = render.render_argocd_post(seed)
-    assert patch["spec"] == {"type": "LoadBalancer"} and patch["metadata"]["name"] == "argocd-server"
+    assert patch["spec"] == {"type": "ClusterIP"} and patch["metadata"]["name"] == "argocd-server"  # the default
+    lan = seed.model_copy(update={"k3s": seed.k3s.model_copy(update={"exposure": ExposureConfig(argocd="lan")})})
+    assert render.argocd_server_patch(lan)["spec"] == {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": False}
     assert (root["metadata"]["namespace"], root["metadata"]["name"]) == ("argocd", "mlops-platform")
     assert root["spec"]["source"] == {  # the in-cluster git server: nothing cloned from outside
         "repoURL": "git://gitops-source.argocd.svc.cluster.local:9418/infra.git",
@@ -220,13 +223,17 @@ def test_service_commands_and_secrets(seed: PlatformConfig) -> None:
     services = {o["metadata"]["name"]: o["spec"] for o in tree_objects(seed) if o["kind"] == "Service"}
     ports = {name: sorted(p["port"] for p in spec["ports"]) for name, spec in services.items()}
     assert ports == {
-        "seaweedfs": [8333, 8888],
+        "seaweedfs": [8333],  # S3 only: the filer answers without credentials
         "postgres": [5432],
         "mlflow": [5000],
         "data-api": [8001],
         "inference": [8000],
     }
-    assert all(spec["type"] == "LoadBalancer" for spec in services.values())
+    # k3s.exposure's defaults: only the S3 endpoint and the inference API on the LAN, at their pool IPs only
+    on_lan = {name for name, spec in services.items() if spec["type"] == "LoadBalancer"}
+    assert on_lan == {"seaweedfs", "inference"}
+    assert all(services[name]["allocateLoadBalancerNodePorts"] is False for name in on_lan)
+    assert {spec["type"] for name, spec in services.items() if name not in on_lan} == {"ClusterIP"}
     # No credential in any generated file: only references to Secrets the platform creates.
     text = "\n".join(render.render_infra_tree(seed).values())
     assert "stringData" not in text and "kind: Secret" not in text and "password:" not in text

@@ -18,6 +18,7 @@ from platform_core.cluster.gitops_source import TREE_DIGEST, tree_config_map, tr
 from platform_core.cluster.image import bundle_archive, desired_image, live_image, normalized_ref
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.kube_health import condition_true
+from platform_core.cluster.lan_exposure import lan_entries
 from platform_core.cluster.orphans import application_orphans
 from platform_core.cluster.reconcile import cluster_spec, reconcile_asset
 from platform_core.cluster.render import REPO_ROOT, diff_tree, render_infra_tree
@@ -282,6 +283,23 @@ def no_orphan_applications(cluster: ClusterResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=not orphans, description=f"orphans: {', '.join(orphans) or 'none'}{hint}")
 
 
+@dg.asset_check(
+    asset="gitops",
+    description="What the LAN reaches (LoadBalancers, node ports, external IPs, host-network pods) is what "
+    "k3s.exposure declares.",
+)
+@check_errors_fail
+def only_declared_on_lan(cluster: ClusterResource) -> dg.AssetCheckResult:
+    entries = lan_entries(cluster.kube(), cluster.cfg)
+    undeclared = [str(e) for e in entries if not e.declared]
+    listed = "; ".join(str(e) for e in entries) or "nothing"
+    return dg.AssetCheckResult(
+        passed=not undeclared,
+        description=(f"not declared on the LAN: {'; '.join(undeclared)}. " if undeclared else "")
+        + f"On the LAN: {listed}",
+    )
+
+
 CLUSTER_CHECKS = [
     node_ready,
     service_cidr_in_use,
@@ -294,6 +312,7 @@ CLUSTER_CHECKS = [
     infra_matches_config,
     images_pull,
     no_orphan_applications,
+    only_declared_on_lan,
 ]
 
 

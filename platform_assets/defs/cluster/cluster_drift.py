@@ -11,6 +11,7 @@ from platform_core.alerting.findings import Finding
 from platform_core.alerting.sensors import DRIFT_INTERVAL_SECONDS, alert_on_findings
 from platform_core.cluster.k3s_install import cidr_change, installed_cidrs
 from platform_core.cluster.kube import KubeClient, KubeError
+from platform_core.cluster.lan_exposure import lan_entries
 from platform_core.cluster.orphans import application_orphans, describe, orphan_objects
 from platform_core.cluster.render import SERVICES
 from platform_core.cluster.render_metallb import render_metallb
@@ -111,6 +112,20 @@ def _orphans(cluster: ClusterResource, kube: KubeClient) -> list[Finding]:
     ]
 
 
+def _undeclared_on_lan(cluster: ClusterResource, kube: KubeClient) -> list[Finding]:
+    return [
+        Finding(
+            f"lan:{entry.what}",
+            "gitops",
+            f"{entry.what} reachable from the LAN",
+            f"{entry.what} is reachable at {entry.where}, which k3s.exposure does not declare",
+            remedy="manual",
+        )
+        for entry in lan_entries(kube, cluster.cfg)
+        if not entry.declared
+    ]
+
+
 def _unreachable(key: str, subject: str, what: str, err: Exception) -> Finding:
     return Finding(
         key, subject, f"{what} unreachable", f"{type(err).__name__}: {err}", inhibitable=False, remedy="manual"
@@ -128,7 +143,8 @@ def cluster_findings(cluster: ClusterResource) -> list[Finding]:
         return findings  # nothing installed yet: nothing to drift from
     try:
         kube = cluster.kube()
-        return findings + _applications(kube) + _hand_edits(cluster, kube) + _orphans(cluster, kube)
+        found = _applications(kube) + _hand_edits(cluster, kube) + _orphans(cluster, kube)
+        return findings + found + _undeclared_on_lan(cluster, kube)
     except KubeError as err:
         return [*findings, _unreachable("unreachable:api_server", "k3s_cluster", "Kubernetes API server", err)]
 
@@ -138,7 +154,8 @@ def cluster_findings(cluster: ClusterResource) -> list[Finding]:
     minimum_interval_seconds=DRIFT_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="The cluster against platform.yaml and infra/: CIDRs, Argo CD health, image pulls, hand edits, "
-    "orphans; one alert when a finding appears, one when it clears.",
+    "orphans, anything on the LAN that k3s.exposure does not declare; one alert when a finding appears, one when "
+    "it clears.",
 )
 def cluster_drift_sensor(
     context: dg.SensorEvaluationContext, cluster: ClusterResource, alerts: AlertsResource
