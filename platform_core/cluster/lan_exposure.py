@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.render import SERVICES
 from platform_core.cluster.render_base import ARGOCD_NAMESPACE
 from platform_core.config import PlatformConfig
 
 Obj = dict[str, Any]
-EXPOSED_APPS = ("postgres", "seaweedfs", "mlflow", "data-api", "inference")  # the platform's Services
 # On the host's network by design, in the upstream manifest the platform applies: MetalLB's L2 mode announces the
 # pool addresses with ARP from the node itself (its memberlist and metrics ports come with it).
 HOST_NETWORK_BY_DESIGN = {("metallb-system", "speaker")}
@@ -35,7 +35,7 @@ class LanEntry:
 def declared_on_lan(cfg: PlatformConfig) -> set[tuple[str, str]]:
     """(namespace, name) of each Service k3s.exposure puts on the LAN, and what is there by design."""
     exposure = cfg.k3s.exposure
-    out = {(cfg.k3s.namespace, app) for app in EXPOSED_APPS if getattr(exposure, app.replace("-", "_")) == "lan"}
+    out = {(cfg.k3s.namespace, app) for app in SERVICES if exposure.of(app) == "lan"}  # each app's Service
     if exposure.argocd == "lan":
         out.add((ARGOCD_NAMESPACE, "argocd-server"))
     return out | HOST_NETWORK_BY_DESIGN

@@ -118,15 +118,10 @@ def service_step(c: ClusterResource, asset: str) -> StepResult:
     return StepResult(changes, {"application": app, "sync": sync, "health": health, "address": address})
 
 
-def exposure(cfg: PlatformConfig, app: str) -> str:
-    """lan or cluster: the app's decision in k3s.exposure."""
-    return str(getattr(cfg.k3s.exposure, app.replace("-", "_")))
-
-
 def _endpoint(c: ClusterResource, kube: KubeClient, app: str, port: int) -> tuple[dict[str, Any] | None, str]:
     """What the workstation records to reach the app (None while a LoadBalancer address is pending in a plan)."""
     ns = c.cfg.k3s.namespace
-    if exposure(c.cfg, app) == "cluster":
+    if c.cfg.k3s.exposure.of(app) == "cluster":
         how = f"cluster only; the platform port-forwards, people run `{kubectl_command(ns, app, port)}`"
         return {"service": app, "namespace": ns, "port": port}, how
     ip = kube.load_balancer_ip(ns, app)

@@ -67,6 +67,11 @@ class ExposureConfig(_Model):
     data_api: Exposure = "cluster"
     postgres: Exposure = "cluster"
 
+    def of(self, app: str) -> Exposure:
+        """The decision for a Service by its name (``data-api`` is ``data_api`` here)."""
+        decision: Exposure = getattr(self, app.replace("-", "_"))
+        return decision
+
 
 class K3sConfig(_Model):
     # auto: an egress preflight picks online (official URLs) or airgap (offline_bundle_dir) and says why.
