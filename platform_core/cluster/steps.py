@@ -283,7 +283,9 @@ def _roll(
     selected: Callable[[Obj], bool] = lambda obj: True,
 ) -> list[str]:
     """Stamp ``annotation`` on the pod template of each live, selected workload (its own field manager, so the
-    stamps of other reasons stay), which rolls its pods."""
+    stamps of other reasons stay), which rolls its pods: one at a time, in SERVICES' order (storage, then MLflow,
+    then its clients), each rolled out before the next, so a client restarted with a rotated password never meets
+    the MLflow pod whose init container has yet to set it."""
     restarted = []
     for app in SERVICES:
         for obj in SERVICES[app](cfg):
@@ -300,6 +302,7 @@ def _roll(
                 "spec": {"template": {"metadata": {"annotations": dict([annotation])}}},
             }
             kube.apply([stamp], field_manager=manager)
+            kube.wait_available(cfg.k3s.namespace, [obj["metadata"]["name"]], cfg.k3s.rollout_timeout_seconds)
             restarted.append(f"restarted {obj['kind']} {cfg.k3s.namespace}/{obj['metadata']['name']} ({why})")
     return restarted
 

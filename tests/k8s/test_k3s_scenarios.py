@@ -231,6 +231,9 @@ def test_a_rotated_credential_updates_its_secret_and_rolls_the_pods_reading_it(i
     result = changes(p.run(["cluster_secrets"]))["cluster_secrets"]
     assert "configured Secret mlops/inference-env" in result
     assert "restarted Deployment mlops/inference (Secrets changed)" in result
+    # one at a time, storage and MLflow (whose init container sets rotated passwords) before their clients
+    rolled = [line.split()[2] for line in result.split("; ") if line.startswith("restarted")]
+    assert rolled == ["mlops/seaweedfs", "mlops/postgres", "mlops/mlflow", "mlops/data-api", "mlops/inference"]
     live = (
         p.cluster()
         .kube()
