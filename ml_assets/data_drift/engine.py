@@ -4,6 +4,8 @@ Evidently-compat assumptions, checked against evidently's legacy stattests sourc
 (`registry._get_default_stattest`, `chisquare_stattest`, `z_stattest`, `utils.get_binned_data`):
 - Nulls and +/-inf are dropped before any test (Evidently's `get_one_column_drift` does the same),
   so "reference > 1000" counts the reference's *non-null* rows.
+- An int column (dtype name "int...") with <= 10 distinct values in the current window is categorical, as
+  Evidently 0.7's `infer_column_type` types it (INTEGER_CARDINALITY_LIMIT), whatever n_values says.
 - The test is chosen from n_values = distinct non-null values of reference UNION current:
   ref <= 1000: numeric dtype with n_values > 5 -> KS; otherwise chi-square, or Z-test if n_values <= 2.
   ref  > 1000: numeric dtype with n_values > 5 -> normed Wasserstein; otherwise Jensen-Shannon.
@@ -43,6 +45,7 @@ _NUMERIC_ONLY = frozenset({"ks", "wasserstein"})
 SMALL_REFERENCE_ROWS = 1000  # Evidently: reference.shape[0] <= 1000 -> p-value tests
 LOW_CARDINALITY = 5  # numeric with <= 5 distinct values is tested as categorical
 HISTOGRAM_MIN_UNIQUE = 20  # get_binned_data bins numerics only above 20 reference values
+INTEGER_CATEGORIES = 10  # Evidently: an int column with at most this many distinct values is categorical
 MAX_NEW_CATEGORIES = 50
 DRIFT_MODES = ("compatible", "strict")  # keep reports bounded when an id-like column explodes
 
@@ -204,6 +207,9 @@ class _Window:
         self.values = np.sort(_finite(s)) if p.numeric else _NO_VALUES
         self.counts = _NO_COUNTS if p.numeric else _category_counts(s)
         self.valid = self.values.size if p.numeric else int(self.counts.sum())
+        self.n_cur = _n_unique_sorted(self.values) if p.numeric else len(self.counts)
+        # tested as numbers, or as categories: as Evidently types the current window's column
+        self.numeric = p.numeric and not (s.dtype.name.startswith("int") and self.n_cur <= INTEGER_CATEGORIES)
         self._aligned: tuple[pd.Index, np.ndarray, np.ndarray] | None = None
 
     def aligned(self) -> tuple[pd.Index, np.ndarray, np.ndarray]:
@@ -214,16 +220,13 @@ class _Window:
 
     def n_values(self) -> tuple[int, int]:
         """(distinct values in ref UNION cur, distinct values in cur); cheap path for wide numerics."""
-        if self.p.numeric:
-            n_cur = _n_unique_sorted(self.values)
-            if self.p.n_unique > LOW_CARDINALITY or n_cur > LOW_CARDINALITY:
-                return LOW_CARDINALITY + 1, n_cur  # only "> 5" matters for the choice
-            return len(self.aligned()[0]), n_cur
-        return len(self.aligned()[0]), len(self.counts)
+        if self.numeric and (self.p.n_unique > LOW_CARDINALITY or self.n_cur > LOW_CARDINALITY):
+            return LOW_CARDINALITY + 1, self.n_cur  # only "> 5" matters for the choice
+        return len(self.aligned()[0]), self.n_cur
 
     def shares(self, smooth: bool) -> tuple[np.ndarray, np.ndarray]:
         p = self.p
-        if p.numeric and p.n_unique > HISTOGRAM_MIN_UNIQUE:
+        if self.numeric and p.n_unique > HISTOGRAM_MIN_UNIQUE:
             edges = np.histogram_bin_edges(np.concatenate([p.values, self.values]), bins="sturges")
             r = np.histogram(p.values, edges)[0] / p.valid
             c = np.histogram(self.values, edges)[0] / self.valid
@@ -313,8 +316,8 @@ def _column_drift(
 
     assert w is not None  # every case without a window returned above
     n_values, n_cur = w.n_values()
-    kind = _kind(p.numeric, n_values)
-    test = test or _default_test(p.numeric, p.valid, n_values, mode)
+    kind = _kind(w.numeric, n_values)
+    test = test or _default_test(w.numeric, p.valid, n_values, mode)
     new: list = []
     if kind != "numeric":  # low-cardinality numerics are categories too
         keys, r, _ = w.aligned()

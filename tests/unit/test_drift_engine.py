@@ -12,6 +12,7 @@ from scipy import stats
 from scipy.spatial import distance
 
 from ml_assets.data_drift.engine import ReferenceProfile, detect_drift
+from ml_assets.data_drift.stattests import wasserstein
 
 
 def _rng(seed: int = 8) -> np.random.Generator:
@@ -123,6 +124,16 @@ def test_wasserstein_matches_scipy_normed_by_population_std() -> None:
     ref_c = np.r_[np.zeros(2000), 1e-6 * np.arange(10)]
     col = _run(pd.DataFrame({"x": ref_c}), pd.DataFrame({"x": ref_c + 0.01})).column("x")
     assert col.statistic == pytest.approx(stats.wasserstein_distance(ref_c, ref_c + 0.01) / 0.001, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_wasserstein_from_quantile_grids_equals_scipy_on_ties_and_any_sizes(seed: int) -> None:
+    rng = _rng(seed)
+    n, m = rng.integers(1, 300, 2) if seed % 4 else (rng.integers(1, 300),) * 2  # equal sizes too
+    few = seed % 3 == 0  # many ties, in and across the samples
+    ref = np.sort(rng.integers(0, 4, n).astype(float) if few else rng.normal(size=n))
+    cur = np.sort(rng.integers(1, 5, m).astype(float) if few else rng.lognormal(size=m))
+    assert wasserstein(ref, cur) == pytest.approx(stats.wasserstein_distance(ref, cur), rel=1e-12, abs=1e-15)
 
 
 def _evidently_counts(ref: pd.Series, cur: pd.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -118,6 +118,34 @@ def test_js_quirk_binary_rate_020_to_030_kept() -> None:
         assert col.test == test and col.drifted is drifted
 
 
+@pytest.mark.parametrize("n", [800, 5000])
+def test_the_shapes_users_have_match_evidently(n: int) -> None:
+    """Integers with up to 10 values (categories to Evidently, whatever their count), heavy tails, a category
+    never seen in the reference, nulls."""
+    rng = np.random.default_rng(12)
+
+    def frame(drift: bool) -> pd.DataFrame:
+        dice = rng.choice(np.arange(1, 7), n, p=np.arange(1, 7) / 21 if drift else None)
+        labels = np.array([f"v{j}" for j in range(10)], dtype=object)[rng.integers(0, 10, n)]
+        num = rng.normal(0.0, 1.0, n)
+        num[rng.random(n) < 0.2] = np.nan
+        return pd.DataFrame(
+            {
+                "dice": dice.astype(np.int64),
+                "wide_int": rng.integers(0, 40, n),  # > 10 values: numeric to Evidently
+                "pareto": rng.pareto(1.1, n),
+                "new_value": np.where(rng.random(n) < (0.1 if drift else 0.0), "never_seen", labels).astype(object),
+                "with_nulls": num,
+            }
+        )
+
+    rep, _ = _assert_parity(frame(False), frame(True))
+    tests = {c.column: c.test for c in rep.columns}
+    assert tests["dice"] == ("chisquare" if n <= 1000 else "jensenshannon")
+    assert tests["wide_int"] == ("ks" if n <= 1000 else "wasserstein")
+    assert rep.column("new_value").drifted and rep.column("new_value").new_categories == ["never_seen"]
+
+
 def test_ks_threshold_boundary_matches_evidently() -> None:
     """Evidently's KS flags drift at p <= threshold (chi-square and Z use p < threshold)."""
     rng = np.random.default_rng(5)
