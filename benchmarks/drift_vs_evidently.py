@@ -26,6 +26,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,12 @@ def floor_seconds(profile_kinds: dict[str, str], cur: pd.DataFrame) -> float:
     return time.perf_counter() - started
 
 
+def _timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
 def _run_ours(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[float, dict, dict]:
     # imported before the clock starts, as Evidently is: the engine imports them on first use
     import scipy.spatial.distance
@@ -157,6 +164,8 @@ def _run_ours(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[float, dict, dict]:
     rep = detect_drift(profile, cur)
     wall = time.perf_counter() - started
     timing = {"profile": profiled - started, "detect": wall - (profiled - started)}
+    # detect against the floor, both the best of three (the first detect above is the one Evidently is timed against)
+    timing["detect"] = min(timing["detect"], *(_timed(lambda: detect_drift(profile, cur)) for _ in range(2)))
     timing["floor"] = min(floor_seconds({n: p.kind for n, p in profile.columns.items()}, cur) for _ in range(3))
     columns = {
         c.column: {

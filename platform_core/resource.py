@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from platform_core.cluster.kube_error import KubeError
 from platform_core.config import PlatformConfig, load_config
 from platform_core.state import StateDir, is_planning
 from platform_core.supervisor import Supervisor
@@ -53,16 +56,40 @@ class PlatformResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # it
         kept off the LAN (k3s.exposure), a port-forward this process opens on 127.0.0.1."""
         if self.cfg.target == "local":
             return "127.0.0.1", local_port
-        path = self.state.root / ENDPOINTS_FILE
-        found = json.loads(path.read_text()).get(service) if path.exists() else None
-        if not found:
-            raise RuntimeError(f"no address recorded for {service}: materialize it first")
+        found = self._recorded(service)
         if "service" in found:  # in the cluster only
             from platform_core.cluster.port_forward import forwarded_port
 
             kubeconfig = self.state.root / KUBECONFIG_FILE
             return "127.0.0.1", forwarded_port(kubeconfig, found["namespace"], found["service"], int(found["port"]))
         return str(found["host"]), int(found["port"])
+
+    def answers(self, service: str, local_port: int) -> bool:
+        """Whether the service takes a connection now. Behind a port-forward that is a ready pod behind its
+        Service: the local listener itself accepts whether or not anything is there."""
+        try:
+            found = None if self.cfg.target == "local" else self._recorded(service)
+            if found and "service" in found:
+                from platform_core.cluster.kube import KubeClient
+                from platform_core.cluster.port_forward import ready_pod
+
+                kube = KubeClient.from_kubeconfig(self.state.root / KUBECONFIG_FILE)
+                try:
+                    ready_pod(kube, found["namespace"], found["service"], int(found["port"]))
+                finally:
+                    kube.close()
+                return True
+            socket.create_connection(self.address(service, local_port), timeout=2).close()
+            return True
+        except (OSError, RuntimeError, LookupError, KubeError):  # RuntimeError: no address recorded yet
+            return False
+
+    def _recorded(self, service: str) -> dict[str, Any]:
+        path = self.state.root / ENDPOINTS_FILE
+        found = json.loads(path.read_text()).get(service) if path.exists() else None
+        if not found:
+            raise RuntimeError(f"no address recorded for {service}: materialize it first")
+        return dict(found)
 
     @property
     def supervisor(self) -> Supervisor:

@@ -26,8 +26,9 @@ def build_resources(cfg: PlatformConfig, state: StateDir, config_path: Path) -> 
         lineage_dir=str(state.lineage),
     )
     where = {"config_path": str(config_path), "state_dir": str(state.root)}
-    # The same resources serve both targets: in k3s they reach the services at the LoadBalancer addresses the
-    # service assets record (PlatformResource.address), and `cluster` reaches the host and the API server.
+    # The same resources serve both targets: in k3s they reach the services where the service assets recorded
+    # them (PlatformResource.address: a LoadBalancer address, or a port-forward for what k3s.exposure keeps in the
+    # cluster), and `cluster` reaches the host and the API server.
     cluster = ClusterResource(config_path=str(config_path), state_dir=str(state.root))
     extra = {"cluster": cluster} if cfg.target == "k3s" else {}
     return {

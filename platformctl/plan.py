@@ -11,7 +11,6 @@ below one that would change answers for what it finds today (after that change, 
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,12 +68,8 @@ def reachable(cfg: PlatformConfig, resources: Mapping[str, Any]) -> set[str]:
     up = set()
     for service in SERVICES:
         port = getattr(getattr(cfg.services, service.name), service.port_field)
-        try:
-            host, at = resources[service.resource].address(service.asset, port)
-            socket.create_connection((host, at), timeout=2).close()
-        except (OSError, RuntimeError):  # RuntimeError: k3s has no address recorded for it yet
-            continue
-        up.add(service.asset)
+        if resources[service.resource].answers(service.asset, port):
+            up.add(service.asset)
     return up
 
 

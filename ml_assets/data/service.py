@@ -57,7 +57,8 @@ class DataApiResource(PlatformResource):
         return requests.get(f"{self.url}/health", timeout=2).status_code == 200
 
     def _admin_headers(self) -> dict[str, str]:
-        """In the k3s target the data API is on the LAN, so /admin wants the token the platform generated."""
+        """In the k3s target the data API is off loopback (in the cluster, or on the LAN when k3s.exposure says so),
+        so /admin wants the token the platform generated."""
         if self.cfg.target != "k3s":
             return {}  # local: loopback only, no token
         return {"Authorization": f"Bearer {self.state.credentials.token(DATA_API_TOKEN)}"}

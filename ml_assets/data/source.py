@@ -77,7 +77,7 @@ class BatchSourceResource(dg.ConfigurableResource):
     Bounded in every way a hostile or broken source could push: time (per request and in all), bytes (counted
     while they arrive), rows and text length, each refusal naming the `ml.` setting and the value it met."""
 
-    base_url: str  # "" = the platform's own data API, looked up when used (k3s: its LoadBalancer address)
+    base_url: str  # "" = the platform's own data API, looked up when used (k3s: its recorded address)
     group_number: int
     timeout_seconds: float = 10
     retries: int = 3

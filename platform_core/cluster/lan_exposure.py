@@ -14,12 +14,14 @@ from typing import Any
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.render import SERVICES
 from platform_core.cluster.render_base import ARGOCD_NAMESPACE
+from platform_core.cluster.render_metallb import PROBE_SERVICE
 from platform_core.config import PlatformConfig
 
 Obj = dict[str, Any]
-# On the host's network by design, in the upstream manifest the platform applies: MetalLB's L2 mode announces the
-# pool addresses with ARP from the node itself (its memberlist and metrics ports come with it).
-HOST_NETWORK_BY_DESIGN = {("metallb-system", "speaker")}
+# On the LAN by design: MetalLB's L2 mode announces the pool addresses with ARP from the node itself (upstream's
+# manifest puts its speaker on the host network, memberlist and metrics ports with it); the metallb check's probe
+# Service holds a pool address for a minute, and nothing answers on it.
+BY_DESIGN = {("metallb-system", "speaker")}
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,9 @@ def declared_on_lan(cfg: PlatformConfig) -> set[tuple[str, str]]:
     """(namespace, name) of each Service k3s.exposure puts on the LAN, and what is there by design."""
     exposure = cfg.k3s.exposure
     out = {(cfg.k3s.namespace, app) for app in SERVICES if exposure.of(app) == "lan"}  # each app's Service
-    if exposure.argocd == "lan":
+    if exposure.of(ARGOCD_NAMESPACE) == "lan":
         out.add((ARGOCD_NAMESPACE, "argocd-server"))
-    return out | HOST_NETWORK_BY_DESIGN
+    return out | BY_DESIGN | {(cfg.k3s.namespace, PROBE_SERVICE)}
 
 
 def lan_entries(kube: KubeClient, cfg: PlatformConfig) -> list[LanEntry]:
@@ -66,8 +68,8 @@ def _service_entry(svc: Obj, declared: set[tuple[str, str]]) -> LanEntry | None:
     if not places:
         return None
     where = (meta.get("namespace", ""), meta["name"])
-    # a declared Service is on the LAN at its pool address only; node ports there were not asked for
-    ok = where in declared and not node_ports
+    # a declared Service is on the LAN at its pool address only: node ports and external IPs were not asked for
+    ok = where in declared and not node_ports and not spec.get("externalIPs")
     return LanEntry(f"Service {where[0]}/{where[1]}", "; ".join(places), ok)
 
 

@@ -88,16 +88,19 @@ class PortForward:
         self._kube = KubeClient.from_kubeconfig(kubeconfig)
         self._connect = threading.Lock()
         self.where = (namespace, service, port)
+        self.closed = False
         self._server = socket.create_server(("127.0.0.1", 0))
         self.local_port: int = self._server.getsockname()[1]
         threading.Thread(target=self._accept, name=f"port-forward {service}:{port}", daemon=True).start()
 
     def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):  # wakes the accept(): close() alone leaves it listening on Linux
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
-        self._kube.close()
 
     def _accept(self) -> None:
-        while True:
+        while not self.closed:
             try:
                 conn, _ = self._server.accept()
             except OSError:  # closed
@@ -109,6 +112,9 @@ class PortForward:
         from kubernetes.stream import portforward
 
         namespace, service, port = self.where
+        if self.closed:
+            conn.close()
+            return
         try:
             with self._connect:
                 pod, target = ready_pod(self._kube, namespace, service, port)

@@ -32,7 +32,7 @@ def reconcile_asset(spec: dg.AssetSpec, step: Callable[[ClusterResource], StepRe
 
 
 def cluster_service_asset(spec: dg.AssetSpec) -> dg.AssetsDefinition:
-    """A service Argo CD deploys: healthy in Argo CD and answering at its LoadBalancer address."""
+    """A service Argo CD deploys: healthy in Argo CD, its address (LoadBalancer or port-forward) recorded."""
     name = spec.key.to_user_string()
     return reconcile_asset(spec, lambda cluster: service_step(cluster, name))
 

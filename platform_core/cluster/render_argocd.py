@@ -36,7 +36,7 @@ def platform_namespace(cfg: PlatformConfig) -> Obj:
 def argocd_server_patch(cfg: PlatformConfig) -> Obj:
     """A minimal server-side-apply object: only ``type`` (a pool IP when k3s.exposure.argocd is lan, upstream's
     ClusterIP otherwise), so the platform owns that one field of the Service."""
-    lan = cfg.k3s.exposure.argocd == "lan"
+    lan = cfg.k3s.exposure.of(ASSET) == "lan"
     spec = {"type": "LoadBalancer", **LOAD_BALANCER_ONLY} if lan else {"type": "ClusterIP"}
     return obj("v1", "Service", meta("argocd-server", ASSET, ARGOCD_NAMESPACE), spec=spec)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from platform_core.cluster.render_base import Obj, meta, obj
+from platform_core.cluster.render_base import LOAD_BALANCER_ONLY, Obj, meta, obj
 from platform_core.config import NetworkConfig, PlatformConfig
 
 METALLB_NAMESPACE = "metallb-system"
@@ -66,8 +66,9 @@ def _crd_objects(pool: str) -> list[Obj]:
 
 
 def probe_service(cfg: PlatformConfig) -> Obj:
-    """A selector-less LoadBalancer Service: if MetalLB works, it gets a pool IP; nothing ever answers on it."""
-    spec = {"type": "LoadBalancer", "ports": [{"name": "probe", "port": 80, "protocol": "TCP"}]}
+    """A selector-less LoadBalancer Service: if MetalLB works, it gets a pool IP; nothing ever answers on it (no
+    node port either)."""
+    spec = {"type": "LoadBalancer", "ports": [{"name": "probe", "port": 80, "protocol": "TCP"}], **LOAD_BALANCER_ONLY}
     return obj("v1", "Service", meta(PROBE_SERVICE, ASSET, cfg.k3s.namespace, PROBE_SERVICE), spec=spec)
 
 

@@ -139,7 +139,7 @@ def render_mlflow(cfg: PlatformConfig) -> list[Obj]:
     return [
         obj("v1", "ConfigMap", meta(MLFLOW_AUTH_CONFIGMAP, MLFLOW, ns, MLFLOW), data=ini),
         deployment(MLFLOW, MLFLOW, ns, pod),
-        service(MLFLOW, MLFLOW, ns, {"http": port}, cfg.k3s.exposure.mlflow),
+        service(MLFLOW, MLFLOW, ns, {"http": port}, cfg.k3s.exposure.of(MLFLOW)),
     ]
 
 
@@ -152,7 +152,7 @@ def render_data_api(cfg: PlatformConfig) -> list[Obj]:
     container = _container(DATA_API, cfg, command, port, "/health")
     container["env"] = [secret_env(DATA_API_TOKEN_ENV, DATA_API_SECRET, "token")]
     container["resources"] = resources("50m", "256Mi", "500m", "1Gi")
-    svc = service(DATA_API, DATA_API, ns, {"http": port}, cfg.k3s.exposure.data_api)
+    svc = service(DATA_API, DATA_API, ns, {"http": port}, cfg.k3s.exposure.of(DATA_API))
     return [deployment(DATA_API, DATA_API, ns, _pod(container)), svc]
 
 
@@ -179,5 +179,5 @@ def render_inference(cfg: PlatformConfig) -> list[Obj]:
     # one secretKeyRef per key, not envFrom: a Secret missing a key stops the pod with a clear event
     container["env"] = [*env(plain), *(secret_env(key, INFERENCE_SECRET, key) for key in INFERENCE_SECRET_KEYS)]
     container["resources"] = resources("100m", "512Mi", "1", "2Gi")
-    svc = service(INFERENCE, INFERENCE, ns, {"http": port}, cfg.k3s.exposure.inference)
+    svc = service(INFERENCE, INFERENCE, ns, {"http": port}, cfg.k3s.exposure.of(INFERENCE))
     return [deployment(INFERENCE, INFERENCE, ns, _pod(container)), svc]

@@ -108,7 +108,7 @@ def render_seaweedfs(cfg: PlatformConfig) -> list[Obj]:
         deployment(SEAWEEDFS, SEAWEEDFS, ns, pod, recreate=True),
         # S3 only: the filer, master and volume ports answer without credentials, and nothing outside the pod
         # needs them (the S3 gateway reaches its filer in-process)
-        service(SEAWEEDFS, SEAWEEDFS, ns, {"s3": weed.s3_port}, cfg.k3s.exposure.seaweedfs),
+        service(SEAWEEDFS, SEAWEEDFS, ns, {"s3": weed.s3_port}, cfg.k3s.exposure.of(SEAWEEDFS)),
     ]
 
 
@@ -143,5 +143,5 @@ def render_postgres(cfg: PlatformConfig) -> list[Obj]:
     return [
         pvc("postgres-data", POSTGRES, ns, POSTGRES, "10Gi"),
         deployment(POSTGRES, POSTGRES, ns, pod, recreate=True),
-        service(POSTGRES, POSTGRES, ns, {"postgres": POSTGRES_PORT}, cfg.k3s.exposure.postgres),
+        service(POSTGRES, POSTGRES, ns, {"postgres": POSTGRES_PORT}, cfg.k3s.exposure.of(POSTGRES)),
     ]

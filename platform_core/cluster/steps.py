@@ -5,8 +5,6 @@ changed; in plan mode (`state.planning()`) each says what it *would* change and 
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,9 +48,9 @@ from platform_core.cluster.render_argocd import (
 from platform_core.cluster.render_base import ARGOCD_NAMESPACE, application_ref
 from platform_core.cluster.render_metallb import render_metallb
 from platform_core.cluster.resource import ClusterResource
+from platform_core.cluster.rollout import restart_consumers, restart_image_users
 from platform_core.cluster.secrets import render_secrets
 from platform_core.cluster.step_result import StepResult
-from platform_core.config import PlatformConfig
 from platform_core.host.facts import host_facts
 from platform_core.host.prepare import prepare_host, run_steps
 from platform_core.redact import redact_url
@@ -60,8 +58,6 @@ from platform_core.services.seaweedfs import SeaweedFSResource
 
 Obj = dict[str, Any]
 METALLB_NAMESPACE = "metallb-system"
-SECRETS_DIGEST = "mlops-platform/secrets-digest"  # pod-template annotation: a change rolls the pods
-IMAGE_DIGEST = "mlops-platform/image-digest"  # the same for a rebuilt or re-imported platform image
 MANAGER = "mlops-platform"
 # A field manager of its own: under server-side apply, the same manager applying only `type` would give up (and
 # so delete) every field of the Service that install.yaml set, and each run would flip between the two.
@@ -221,7 +217,7 @@ def argocd_step(c: ClusterResource) -> StepResult:
     if not c.plan:
         kube.wait_available(ARGOCD_NAMESPACE, _deployments(objs), cfg.k3s.rollout_timeout_seconds)
     changes += _apply(c, kube, [argocd_server_patch(cfg)], ARGOCD_NAMESPACE, ARGOCD_SERVER_MANAGER)
-    if cfg.k3s.exposure.argocd == "lan":
+    if cfg.k3s.exposure.of(ARGOCD_NAMESPACE) == "lan":
         server_ip = kube.load_balancer_ip(ARGOCD_NAMESPACE, "argocd-server")
         metadata["server_url"] = f"https://{server_ip}" if server_ip else "pending"
     else:  # upstream's Service serves https on 443
@@ -259,54 +255,6 @@ def secrets_step(c: ClusterResource) -> StepResult:
     return StepResult(changes, {"secrets": names, "namespace": cfg.k3s.namespace})
 
 
-def restart_consumers(kube: KubeClient, cfg: PlatformConfig, secrets: list[Obj]) -> list[str]:
-    """Pods read Secrets at start (env, subPath mounts): a changed Secret needs a rollout, as
-    `kubectl rollout restart` does it: a pod-template annotation, here the digest of the Secrets."""
-    digest = hashlib.sha256(json.dumps([s["data"] for s in secrets], sort_keys=True).encode()).hexdigest()[:16]
-    return _roll(kube, cfg, (SECRETS_DIGEST, digest), "mlops-platform-rollout", "Secrets changed")
-
-
-def _uses_platform_image(cfg: PlatformConfig) -> Callable[[Obj], bool]:
-    def uses(obj: Obj) -> bool:
-        containers = obj["spec"]["template"]["spec"]["containers"]
-        return any(c["image"] == cfg.versions.platform_image for c in containers)
-
-    return uses
-
-
-def _roll(
-    kube: KubeClient,
-    cfg: PlatformConfig,
-    annotation: tuple[str, str],
-    manager: str,
-    why: str,
-    selected: Callable[[Obj], bool] = lambda obj: True,
-) -> list[str]:
-    """Stamp ``annotation`` on the pod template of each live, selected workload (its own field manager, so the
-    stamps of other reasons stay), which rolls its pods: one at a time, in SERVICES' order (storage, then MLflow,
-    then its clients), each rolled out before the next, so a client restarted with a rotated password never meets
-    the MLflow pod whose init container has yet to set it."""
-    restarted = []
-    for app in SERVICES:
-        for obj in SERVICES[app](cfg):
-            if (
-                obj["kind"] not in ("Deployment", "StatefulSet")
-                or not selected(obj)
-                or kube.get({**obj, "metadata": {**obj["metadata"], "namespace": cfg.k3s.namespace}}) is None
-            ):
-                continue
-            stamp = {
-                "apiVersion": obj["apiVersion"],
-                "kind": obj["kind"],
-                "metadata": {"name": obj["metadata"]["name"], "namespace": cfg.k3s.namespace},
-                "spec": {"template": {"metadata": {"annotations": dict([annotation])}}},
-            }
-            kube.apply([stamp], field_manager=manager)
-            kube.wait_available(cfg.k3s.namespace, [obj["metadata"]["name"]], cfg.k3s.rollout_timeout_seconds)
-            restarted.append(f"restarted {obj['kind']} {cfg.k3s.namespace}/{obj['metadata']['name']} ({why})")
-    return restarted
-
-
 def platform_image_step(c: ClusterResource) -> StepResult:
     """versions.platform_image in K3s's containerd: imported from the bundle or built on the host (see image.py);
     pods already running the old image under the same tag are rolled."""
@@ -320,15 +268,7 @@ def platform_image_step(c: ClusterResource) -> StepResult:
     outcomes = run_steps(c.executor, [image_step(cfg, want)])
     changes = [o.line() for o in outcomes if o.status != "already"]
     if changes and not c.plan:
-        manager, uses = "mlops-platform-image-rollout", _uses_platform_image(cfg)
-        changes += _roll(
-            c.kube(),
-            cfg,
-            (IMAGE_DIGEST, want.value.removeprefix("sha256:")[:16]),
-            manager,
-            "platform image changed",
-            uses,
-        )
+        changes += restart_image_users(c.kube(), cfg, want.value)
     return StepResult(changes, metadata)
 
 

@@ -174,12 +174,12 @@ def claim_models(url: str, writer_id: MlflowIdentity, names: Sequence[str]) -> l
 
 def claim_in_store(database_uri: str, names: Sequence[str]) -> list[str]:
     """The cluster's init container: each model made in the registry's own tables before the server answers
-    anyone, so no signed-in user can create (and so own) it first; with no permission of its own, a model is
-    READ (default_permission) to every non-admin."""
+    anyone, so no signed-in user can create (and so own) it first. Made here it has no owner: READ
+    (default_permission) to every non-admin, everything to the writer (an admin)."""
     from mlflow.exceptions import MlflowException
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
-    # creates or migrates MLflow's tables, as the server would at start; MLflow leaves the store untyped
+    # creates MLflow's tables when they are missing (a first start), as the server would; MLflow leaves it untyped
     store = SqlAlchemyStore(database_uri)  # type: ignore[no-untyped-call]
     made = []
     try:
@@ -189,8 +189,13 @@ def claim_in_store(database_uri: str, names: Sequence[str]) -> list[str]:
             except MlflowException as err:
                 if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
-                store.create_registered_model(name)  # type: ignore[no-untyped-call]
-                made.append(f"registered model {name} created for {WRITER}")
+                try:
+                    store.create_registered_model(name)  # type: ignore[no-untyped-call]
+                except MlflowException as race:  # made meanwhile (the writer's claim, another replica): fine
+                    if race.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    continue
+                made.append(f"registered model {name} created with no owner (READ to non-admins)")
     finally:
         store.engine.dispose()
     return made

@@ -29,6 +29,7 @@ from platform_assets.definitions import build_definitions
 from platform_assets.defs.storage.assets import postgres_accepts_password_login, s3_auth_enforced
 from platform_assets.defs.tracking.assets import mlflow_auth_enforced, mlflow_round_trip
 from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.port_forward import close_all
 from platform_core.cluster.render_argocd import platform_namespace
 from platform_core.cluster.render_ml import render_mlflow
 from platform_core.cluster.render_storage import POSTGRES_PORT, render_postgres
@@ -63,8 +64,9 @@ def k3s_config(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         cfg = load_config(path)
         kube.apply([platform_namespace(cfg), *render_postgres(cfg), *render_mlflow(cfg)])
         kube.wait_available(cfg.k3s.namespace, ["postgres", "mlflow"], timeout=10)
-        fake.port_forwards[(cfg.k3s.namespace, "postgres")] = ("127.0.0.1", services["postgres"]["port"])
-        fake.port_forwards[(cfg.k3s.namespace, "mlflow")] = ("127.0.0.1", services["mlflow"]["port"])
+        ns, mlflow_port = cfg.k3s.namespace, services["mlflow"]["port"]
+        fake.port_forwards[(ns, "postgres", POSTGRES_PORT)] = ("127.0.0.1", services["postgres"]["port"])
+        fake.port_forwards[(ns, "mlflow", mlflow_port)] = ("127.0.0.1", mlflow_port)
         recorded = {
             "seaweedfs": {"host": "127.0.0.1", "port": services["seaweedfs"]["s3_port"]},
             "postgres": {"service": "postgres", "namespace": cfg.k3s.namespace, "port": POSTGRES_PORT},
@@ -72,6 +74,7 @@ def k3s_config(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         }
         (state / "endpoints.json").write_text(json.dumps(recorded))
         yield path
+        close_all()  # the forwards this module's runs opened, before their API server goes
         # every SQL and MLflow request above went through the port-forward to those pods
         assert {(ns, pod.rsplit("-", 2)[0], port) for ns, pod, port in fake.forwarded} == {
             (cfg.k3s.namespace, "postgres", POSTGRES_PORT),
@@ -140,7 +143,7 @@ def test_the_init_container_claims_the_models_before_the_server_answers_anyone(s
     try:
         run = subprocess.run([sys.executable, *init["command"][1:]], env=env, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
-        assert run.stdout.splitlines() == [f"registered model {model} created for {mlflow_auth.WRITER}"]
+        assert run.stdout.splitlines() == [f"registered model {model} created with no owner (READ to non-admins)"]
         got = requests.get(f"{api}/registered-models/get", params={"name": model}, auth=mlflow.reader.auth, timeout=10)
         assert got.status_code == 200
         update = {"name": model, "description": "mine now"}

@@ -64,8 +64,8 @@ class FakeApiServer:
         self.git_cache: Path | None = None  # checkouts of in-cluster repositories (removed by stop())
         self.pod_runner: Callable[[Obj], tuple[str, str]] | None = None
         self.pod_logs: dict[tuple[str, str], str] = {}
-        # what answers behind a pod's port-forward, by (namespace, app label): tests/k8s/fake_portforward.py
-        self.port_forwards: dict[tuple[str, str], tuple[str, int]] = {}
+        # what answers behind a pod's port-forward, by (namespace, app label, port): tests/k8s/fake_portforward.py
+        self.port_forwards: dict[tuple[str, str, int], tuple[str, int]] = {}
         self.forwarded: list[tuple[str, str, int]] = []  # (namespace, pod, port) of each stream that connected
         # metrics-server is not ready when K3s starts: its aggregated group answers 503 this many times first
         self.metrics_unavailable_requests = 2

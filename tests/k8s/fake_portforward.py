@@ -9,9 +9,9 @@ staging/src/k8s.io/apiserver/pkg/util/wsstream/conn.go; RFC 6455 for the framing
 frames not). The API server answers 404 for a pod that does not exist and 400 for one that is not running (no
 container to forward into).
 
-Behind a pod there is no container here: ``fake.port_forwards[(namespace, app)] = (host, port)`` names the real
-service a test runs where the pod's ``app.kubernetes.io/name: <app>`` container would listen. A pod with no such
-entry refuses the dial, as a container with nothing on the port does.
+Behind a pod there is no container here: ``fake.port_forwards[(namespace, app, port)] = (host, port)`` names the
+real service a test runs where the container of a pod labelled ``app.kubernetes.io/name: <app>`` would listen on
+``port``. A pod with no such entry refuses the dial, as a container with nothing on the port does.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def _backend(fake: Any, namespace: str, pod_name: str, query: dict[str, str]) ->
     if not query.get("ports", "").isdigit():
         raise ApiError(400, "BadRequest", "exactly one port per request in this fake (ports=N)")
     app = ((pod.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/name", "")
-    return fake.port_forwards.get((namespace, app)), int(query["ports"])
+    port = int(query["ports"])
+    return fake.port_forwards.get((namespace, app, port)), port
 
 
 def _send(ws: socket.socket, lock: threading.Lock, payload: bytes, opcode: int = BINARY) -> None:
@@ -106,7 +107,9 @@ def _read_frame(reader: Any) -> tuple[int, bytes]:
         n = struct.unpack(">H", _exactly(reader, 2))[0]
     elif n == 127:
         n = struct.unpack(">Q", _exactly(reader, 8))[0]
-    mask = _exactly(reader, 4) if b1 & 0x80 else b"\0\0\0\0"
+    if not b1 & 0x80:
+        raise ConnectionError("an unmasked client frame: RFC 6455 section 5.1 fails the connection")
+    mask = _exactly(reader, 4)
     data = _exactly(reader, n)
     return b0 & 0x0F, bytes(c ^ mask[i % 4] for i, c in enumerate(data))
 
@@ -124,6 +127,8 @@ def _from_client(reader: Any, ws: socket.socket, upstream: socket.socket, lock: 
             opcode, data = _read_frame(reader)
             if opcode == CLOSE:
                 break
+            if opcode == 0:  # a continuation: the client library sends each write as one final frame
+                raise ConnectionError("fragmented frames are not modelled by this fake")
             if opcode == PING:
                 _send(ws, lock, data, PONG)
             elif opcode == BINARY and data[:1] == b"\x00" and len(data) > 1:

@@ -25,6 +25,7 @@ from tests.k8s.fake_common import (
     same_object,
     spec_part,
 )
+from tests.k8s.fake_services import node_ports
 from tests.k8s.fake_types import Registry, ResourceType
 
 __all__ = ["ApiError", "Obj", "Store", "clone", "decode", "now"]
@@ -38,7 +39,6 @@ _SERVER_META = (
     "deletionTimestamp",
     "deletionGracePeriodSeconds",
 )
-NODE_PORTS = range(30000, 32768)  # the API server's default --service-node-port-range
 
 
 class Store:
@@ -329,7 +329,7 @@ class Store:
             if spec["type"] != "ExternalName" and not spec.get("clusterIP"):
                 spec["clusterIP"] = prev.get("clusterIP") or self._allocate_ip()
                 spec["clusterIPs"] = [spec["clusterIP"]]
-            self._node_ports(new, prev)
+            node_ports([o for (_, plural, _, _), o in self.objects.items() if plural == "services"], new, prev)
         elif rt.kind == "CustomResourceDefinition":
             spec = new.get("spec", {})
             conds = [
@@ -346,32 +346,6 @@ class Store:
                 "acceptedNames": spec.get("names", {}),
                 "storedVersions": [v["name"] for v in spec.get("versions", []) if v.get("storage")],
             }
-
-    def _node_ports(self, svc: Obj, prev: Obj) -> None:
-        """NodePort and LoadBalancer Services get a node port per port, open on every node's address, kept across
-        updates; other types drop them (kubernetes pkg/registry/core/service/storage/alloc.go, allocServiceNodePorts;
-        strategy.go, dropTypeDependentFields). A LoadBalancer gets them unless allocateLoadBalancerNodePorts is false
-        (defaulted true since v1.24, KEP-1864)."""
-        spec, kind = svc["spec"], svc["spec"]["type"]
-        if kind == "LoadBalancer":
-            spec.setdefault("allocateLoadBalancerNodePorts", True)
-        else:
-            spec.pop("allocateLoadBalancerNodePorts", None)
-        wanted = kind == "NodePort" or (kind == "LoadBalancer" and spec["allocateLoadBalancerNodePorts"])
-        kept = {p.get("port"): p.get("nodePort") for p in prev.get("ports") or []}
-        me = svc["metadata"].get("uid")
-        used = {
-            p.get("nodePort")
-            for (_, plural, _, _), o in self.objects.items()
-            if plural == "services" and o["metadata"].get("uid") != me
-            for p in o.get("spec", {}).get("ports") or []
-        }
-        for port in spec.get("ports") or []:
-            if not wanted:
-                port.pop("nodePort", None)
-            elif not port.get("nodePort"):
-                port["nodePort"] = kept.get(port.get("port")) or next(n for n in NODE_PORTS if n not in used)
-            used.add(port.get("nodePort"))
 
     def _allocate_ip(self) -> str:
         used = {o.get("spec", {}).get("clusterIP") for (g, p, _, _), o in self.objects.items() if p == "services"}

@@ -71,7 +71,7 @@ def test_each_connection_reaches_the_pod_behind_the_service(
 ) -> None:
     pod, target = ready_pod(behind_service, NS, APP, PORT)
     assert pod.startswith(f"{APP}-") and target == 7001  # the Service's targetPort, not its port
-    fake_api.port_forwards[(NS, APP)] = echo
+    fake_api.port_forwards[(NS, APP, 7001)] = echo
     forward = PortForward(kubeconfig, NS, APP, PORT)
     try:
         big = bytes(range(256)) * 2000  # several WebSocket frames each way

@@ -1,7 +1,7 @@
 """The k3s target's cluster assets: K3s, MetalLB, Argo CD, the Secrets, the platform image and the app-of-apps,
 each one reconcile step (platform_core/cluster/steps.py). The host and the services Argo CD deploys have their
 homes with their local twins (defs/host, defs/storage, defs/tracking), whose function checks run unchanged
-against the services' LoadBalancer addresses."""
+against the services' recorded addresses (LoadBalancer, or the platform's port-forward)."""
 
 from __future__ import annotations
 

@@ -118,7 +118,8 @@ def _undeclared_on_lan(cluster: ClusterResource, kube: KubeClient) -> list[Findi
             f"lan:{entry.what}",
             "gitops",
             f"{entry.what} reachable from the LAN",
-            f"{entry.what} is reachable at {entry.where}, which k3s.exposure does not declare",
+            f"{entry.what} is reachable at {entry.where}, which k3s.exposure does not declare (a lan Service at its "
+            "pool address only)",
             remedy="manual",
         )
         for entry in lan_entries(kube, cluster.cfg)

@@ -54,7 +54,7 @@ def postgres_change(postgres_resource: PostgresResource, host_resource: HostReso
 
 
 # Function checks name their asset by key: the k3s target's `postgres` / `seaweedfs` assets (deployed by Argo CD)
-# carry the same keys, so these checks run there unchanged, against the LoadBalancer addresses.
+# carry the same keys, so these checks run there unchanged, against the addresses those assets record.
 POSTGRES, SEAWEEDFS = dg.AssetKey("postgres"), dg.AssetKey("seaweedfs")
 
 
