@@ -38,7 +38,7 @@ def declared_on_lan(cfg: PlatformConfig) -> set[tuple[str, str]]:
     """(namespace, name) of each Service k3s.exposure puts on the LAN, and what is there by design."""
     exposure = cfg.k3s.exposure
     out = {(cfg.k3s.namespace, app) for app in SERVICES if exposure.of(app) == "lan"}  # each app's Service
-    if exposure.of(ARGOCD_NAMESPACE) == "lan":
+    if exposure.of("argocd") == "lan":
         out.add((ARGOCD_NAMESPACE, "argocd-server"))
     return out | BY_DESIGN | {(cfg.k3s.namespace, PROBE_SERVICE)}
 

@@ -217,7 +217,7 @@ def argocd_step(c: ClusterResource) -> StepResult:
     if not c.plan:
         kube.wait_available(ARGOCD_NAMESPACE, _deployments(objs), cfg.k3s.rollout_timeout_seconds)
     changes += _apply(c, kube, [argocd_server_patch(cfg)], ARGOCD_NAMESPACE, ARGOCD_SERVER_MANAGER)
-    if cfg.k3s.exposure.of(ARGOCD_NAMESPACE) == "lan":
+    if cfg.k3s.exposure.of("argocd") == "lan":
         server_ip = kube.load_balancer_ip(ARGOCD_NAMESPACE, "argocd-server")
         metadata["server_url"] = f"https://{server_ip}" if server_ip else "pending"
     else:  # upstream's Service serves https on 443
