@@ -45,15 +45,15 @@ def declared_on_lan(cfg: PlatformConfig) -> set[tuple[str, str]]:
 
 def lan_entries(kube: KubeClient, cfg: PlatformConfig) -> list[LanEntry]:
     declared = declared_on_lan(cfg)
-    found = [e for svc in kube.list("v1", "Service") if (e := _service_entry(svc, declared))]
+    found = [e for svc in kube.list("v1", "Service") if (e := service_entry(svc, declared))]
     owners: dict[tuple[str, str], LanEntry] = {}
     for pod in kube.list("v1", "Pod"):
-        if entry := _pod_entry(pod, declared):
+        if entry := pod_entry(pod, declared):
             owners.setdefault((entry.what, entry.where), entry)  # a DaemonSet's pods: one entry
     return sorted([*found, *owners.values()], key=lambda e: (e.declared, e.what))
 
 
-def _service_entry(svc: Obj, declared: set[tuple[str, str]]) -> LanEntry | None:
+def service_entry(svc: Obj, declared: set[tuple[str, str]]) -> LanEntry | None:
     meta, spec = svc["metadata"], svc.get("spec") or {}
     ports = spec.get("ports") or []
     places = []
@@ -73,15 +73,27 @@ def _service_entry(svc: Obj, declared: set[tuple[str, str]]) -> LanEntry | None:
     return LanEntry(f"Service {where[0]}/{where[1]}", "; ".join(places), ok)
 
 
-def _pod_entry(pod: Obj, declared: set[tuple[str, str]]) -> LanEntry | None:
+def pod_entry(pod: Obj, declared: set[tuple[str, str]]) -> LanEntry | None:
     meta, spec = pod["metadata"], pod.get("spec") or {}
     host_ports = [
         str(p["hostPort"]) for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("hostPort")
     ]
     if not (spec.get("hostNetwork") or host_ports):
         return None
-    owner = next(iter(meta.get("ownerReferences") or []), None)
-    name = owner["name"] if owner else meta["name"]
+    kind, name = _workload(pod)
     where = "host network" if spec.get("hostNetwork") else f"host ports {','.join(host_ports)}"
-    what = f"pods of {owner['kind']} {meta.get('namespace')}/{name}" if owner else f"pod {meta.get('namespace')}/{name}"
+    what = f"pods of {kind} {meta.get('namespace')}/{name}" if kind != "Pod" else f"pod {meta.get('namespace')}/{name}"
     return LanEntry(what, where, (meta.get("namespace", ""), name) in declared)
+
+
+def _workload(pod: Obj) -> tuple[str, str]:
+    """What made the pod, by a name that outlives a rollout: a ReplicaSet's Deployment (the ReplicaSet is named
+    `<deployment>-<pod-template-hash>`), else its owner, else the pod itself."""
+    meta = pod["metadata"]
+    owner = next(iter(meta.get("ownerReferences") or []), None)
+    if owner is None:
+        return "Pod", meta["name"]
+    template_hash = (meta.get("labels") or {}).get("pod-template-hash")
+    if owner["kind"] == "ReplicaSet" and template_hash and owner["name"].endswith(f"-{template_hash}"):
+        return "Deployment", owner["name"].removesuffix(f"-{template_hash}")
+    return str(owner["kind"]), str(owner["name"])
