@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import socket
 import threading
 from pathlib import Path
@@ -18,7 +19,7 @@ from platform_core.cluster.kube import KubeClient
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 _lock = threading.Lock()
-_open: dict[tuple[str, str, str, int], PortForward] = {}
+_open: dict[tuple[str, int, str, str, int], PortForward] = {}
 
 
 def kubectl_command(namespace: str, service: str, port: int, local_port: int | None = None) -> str:
@@ -27,8 +28,9 @@ def kubectl_command(namespace: str, service: str, port: int, local_port: int | N
 
 
 def forwarded_port(kubeconfig: Path, namespace: str, service: str, port: int) -> int:
-    """The local port (on 127.0.0.1) forwarding to ``service``'s ``port``, opened on first use in this process."""
-    key = (str(kubeconfig), namespace, service, port)
+    """The local port (on 127.0.0.1) forwarding to ``service``'s ``port``, opened on first use in this process (and
+    again once the kubeconfig changed: a reinstalled cluster has new certificates)."""
+    key = (str(kubeconfig), Path(kubeconfig).stat().st_mtime_ns, namespace, service, port)
     with _lock:
         forward = _open.get(key)
         if forward is None:
@@ -42,6 +44,16 @@ def close_all() -> None:
         for forward in _open.values():
             forward.close()
         _open.clear()
+
+
+def _forget_in_child() -> None:
+    """A forked child has none of the parent's accept threads: its forwards are opened afresh, under a new lock."""
+    global _lock
+    _lock = threading.Lock()
+    _open.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def ready_pod(kube: KubeClient, namespace: str, service: str, port: int) -> tuple[str, int]:
