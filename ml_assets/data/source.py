@@ -12,16 +12,18 @@ import re
 import reprlib
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import dagster as dg
-import pandas as pd
 import requests
 
 from ml_assets.data.service import offline_api_url
 from ml_assets.schema import COLUMNS
 from platform_core.config import PlatformConfig, load_config
 from platform_core.redact import redact, redact_url
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    import pandas as pd
 
 EXCERPT_CHARS = 200
 CHUNK_BYTES = 8 * 1024  # small enough that a dripping body meets the deadline check often
@@ -202,6 +204,8 @@ class BatchSourceResource(dg.ConfigurableResource):
 
 
 def _frame(records: list[object], where: str, max_text_chars: int) -> pd.DataFrame:
+    import pandas as pd
+
     expected = set(COLUMNS)
     for index, record in enumerate(records):
         if not isinstance(record, dict):

@@ -9,16 +9,22 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    import pandas as pd
 
 HASH_KEY = "content-sha256"
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
     """Stable across runs and machines: row hashes plus column names and dtypes."""
+
+    import pandas as pd
+
     digest = hashlib.sha256()
     digest.update(str([(c, str(t)) for c, t in frame.dtypes.items()]).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
@@ -65,6 +71,8 @@ class TableStore:
         return PutResult(key, content_hash, written=True, bytes=len(body))
 
     def get(self, key: str) -> pd.DataFrame:
+        import pandas as pd
+
         body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         return pd.read_parquet(io.BytesIO(body))
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ml_assets.schema import COLUMNS, STATUSES
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    import pandas as pd
 
 MAX_LISTED_ROWS = 10
 NULL_LIMITS = {"price": 0.0, "house_size": 0.10, "bed": 0.20, "bath": 0.20, "acre_lot": 0.20}
@@ -108,6 +111,8 @@ def _status_problem(values: pd.Series) -> Problem | None:
 
 
 def _date_problem(values: pd.Series) -> Problem | None:
+    import pandas as pd
+
     present = values.notna()
     shaped = values.str.fullmatch(DATE_PATTERN).fillna(False).astype(bool)
     # the pattern alone passes 2010-13-45; the parse catches impossible dates

@@ -31,11 +31,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ml_assets.data_drift.stattests import ks_test, wasserstein
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    import pandas as pd
 
 P_VALUE_TESTS = ("ks", "chisquare", "z")  # drift when p < threshold (KS: p <= threshold)
 DISTANCE_TESTS = ("wasserstein", "jensenshannon", "psi", "kl_div")  # drift when statistic >= threshold
@@ -51,7 +54,6 @@ DRIFT_MODES = ("compatible", "strict")  # keep reports bounded when an id-like c
 
 
 _NO_VALUES = np.empty(0)
-_NO_COUNTS = pd.Series(dtype="int64")
 
 
 @dataclass
@@ -142,16 +144,22 @@ class DriftReport:
 
 
 def _is_numeric(s: pd.Series) -> bool:
+    import pandas as pd
+
     return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
 
 
 def _finite(s: pd.Series) -> np.ndarray:
+    import pandas as pd
+
     arr = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     return arr[np.isfinite(arr)]
 
 
 def _sorted_counts(values: np.ndarray) -> pd.Series:
     # Run-length encode an ascending array: O(n), no re-sort.
+    import pandas as pd
+
     if values.size == 0:
         return pd.Series(np.zeros(0, dtype=np.int64), index=pd.Index([], dtype=np.float64))
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
@@ -202,10 +210,12 @@ class _Window:
     """Current-window data for one column plus lazily aligned category counts."""
 
     def __init__(self, p: ColumnProfile, s: pd.Series) -> None:
+        import pandas as pd
+
         self.p = p
         # a numeric column has values and no counts, a categorical one the other way round
         self.values = np.sort(_finite(s)) if p.numeric else _NO_VALUES
-        self.counts = _NO_COUNTS if p.numeric else _category_counts(s)
+        self.counts = pd.Series(dtype="int64") if p.numeric else _category_counts(s)
         self.valid = self.values.size if p.numeric else int(self.counts.sum())
         self.n_cur = _n_unique_sorted(self.values) if p.numeric else len(self.counts)
         # tested as numbers, or as categories: as Evidently types the current window's column

@@ -4,11 +4,14 @@ inline SVG (no JavaScript, no CDN, so it opens from S3 or disk on a machine with
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ml_assets.data_drift.engine import ColumnDrift, ColumnProfile, DriftReport, ReferenceProfile
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    import pandas as pd
 
 WIDTH, HEIGHT, PAD = 520, 180, 28
 BINS = 20
@@ -23,6 +26,8 @@ table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding
 
 
 def _shares_numeric(profile: ColumnProfile, current: pd.Series) -> tuple[list[str], np.ndarray, np.ndarray]:
+    import pandas as pd
+
     ref = profile.sorted_values if profile.sorted_values is not None else np.array([])
     cur = pd.to_numeric(current, errors="coerce").to_numpy(dtype=float)
     cur = cur[np.isfinite(cur)]
@@ -86,6 +91,8 @@ def _row(c: ColumnDrift) -> str:
 
 
 def render_report(title: str, report: DriftReport, profile: ReferenceProfile, current: pd.DataFrame) -> str:
+    import pandas as pd
+
     verdict_css = "drift" if report.drifted else "ok"
     head = (
         "<tr><th>column</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th><th>threshold</th>"

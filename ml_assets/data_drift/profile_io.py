@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ml_assets.data_drift.engine import ColumnProfile, ReferenceProfile
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    pass
 
 _HEADER = "header.json"
 FORMAT_VERSION = 1
@@ -56,6 +59,8 @@ def profile_digest(profile: ReferenceProfile) -> str:
 
 
 def profile_from_bytes(data: bytes) -> ReferenceProfile:
+    import pandas as pd
+
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         header = json.loads(npz[_HEADER].tobytes())
         if header.get("format") != FORMAT_VERSION:

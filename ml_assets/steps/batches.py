@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ml_assets.data.source import SOURCE_SETTINGS
 from ml_assets.data.store import TableStore
 from ml_assets.data.validation import validate_batch
 from ml_assets.steps.base import Step, StepInputs, StepRefused, StepResult, typed
 from platform_core.results import NO_CHANGE
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    import pandas as pd
 
 PREVIEW_ROWS = 5
 

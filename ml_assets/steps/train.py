@@ -8,15 +8,18 @@ in-process (local target) and inside the training pod (k3s).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ml_assets.data.store import frame_hash
 from ml_assets.model.tracking import ModelTracker
 from ml_assets.schema import TARGET
 from ml_assets.steps.base import Step, StepInputs, StepResult, typed
 from platform_core.cluster.secrets import MLFLOW_WRITER_SECRET, TRAINING_SECRET
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    import pandas as pd
 
 HOLDOUT_KEY_COLUMNS = ["street", "zip_code", "house_size", "bed", "bath"]
 OUTLIER_IQR = 3.0  # in log-price: drops data-entry errors, keeps genuinely expensive houses
@@ -40,6 +43,9 @@ def listing_columns(table: pd.DataFrame) -> pd.DataFrame:
 def holdout_mask(frame: pd.DataFrame, percent: int) -> np.ndarray:
     """A row is in the holdout by a stable hash of what identifies a listing, so it stays there as batches
     accumulate and every candidate model is scored on the same rows."""
+
+    import pandas as pd
+
     hashes = pd.util.hash_pandas_object(frame[HOLDOUT_KEY_COLUMNS], index=False).to_numpy()
     return (hashes % 100) < percent
 

@@ -2,11 +2,10 @@
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.defs.model.training import GROUP, trained_model
@@ -17,6 +16,9 @@ from platform_core.catalog import ML_OWNERS
 from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.results import NO_CHANGE, check_errors_fail
 from platform_core.services.mlflow import MlflowResource
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def _approve_unapproved(tracker: ModelTracker, champion: Version | None) -> str:
     return f"recorded v{champion.version}'s artifact digest"
 
 
-def _holdout(datasets: DatasetsResource) -> pd.DataFrame:
+def _holdout(datasets: DatasetsResource) -> "pd.DataFrame":
     table = datasets.store().get(datasets.features_key)
     return table[table["holdout"]]
 

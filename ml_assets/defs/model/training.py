@@ -1,9 +1,8 @@
 """The training table and the trained model, tracked in MLflow."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.data.store import frame_hash
@@ -14,6 +13,9 @@ from platform_core.catalog import ML_OWNERS
 from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.results import NO_CHANGE, previous_metadata
 from platform_core.services.mlflow import MlflowResource
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    import pandas as pd
 
 CARRIED_KEYS = ("run_id", "run_url", "model_uri", "features_hash")  # what a "no change" pass shows again
 GROUP = "ml_model"
@@ -53,8 +55,11 @@ def features_change(datasets: DatasetsResource) -> str:
     return f"would rebuild {datasets.features_key} from validated days {', '.join(map(str, days))}"
 
 
-def features_table(datasets: DatasetsResource) -> tuple[pd.DataFrame, list[int], int]:
+def features_table(datasets: DatasetsResource) -> "tuple[pd.DataFrame, list[int], int]":
     """The training table from every validated batch (read only): table, its days, rows before outliers."""
+
+    import pandas as pd
+
     store, cfg = datasets.store(), datasets.cfg
     days = datasets.validated_days()
     if not days:

@@ -2,9 +2,9 @@
 
 import ast
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.data_drift.engine import ReferenceProfile
@@ -18,6 +18,9 @@ from platform_core.catalog import ML_OWNERS
 from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.results import NO_CHANGE, check_errors_fail
 from platform_core.services.mlflow import MlflowResource
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    import pandas as pd
 
 GROUP = "ml_monitoring"
 
@@ -44,7 +47,7 @@ def profile_key(model_name: str, version: str) -> str:
     return f"reference/{model_name}/v{version}.npz"
 
 
-def training_rows(table: pd.DataFrame, days: list[int]) -> pd.DataFrame:
+def training_rows(table: "pd.DataFrame", days: list[int]) -> "pd.DataFrame":
     """The rows the champion was fitted on: its training days, without the holdout."""
     return table[table["day"].isin(days) & ~table["holdout"]]
 

@@ -1,11 +1,10 @@
 """Serving: the inference service process, and the champion deployed into it."""
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.defs.model.registry import registered_model
@@ -20,6 +19,9 @@ from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.host.resource import HostResource
 from platform_core.results import NO_CHANGE, check_errors_fail, loopback_only, service_result
 from platform_core.services.mlflow import MlflowResource
+
+if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+    pass
 
 GROUP = "serving"
 PREDICTION_LOG = dg.AssetKey("prediction_log")  # observed (defs/serving/observe.py), written by the service
@@ -120,6 +122,8 @@ def deployed_model_change(inference_resource: InferenceResource, mlflow_resource
 def serves_registry_predictions(
     inference_resource: InferenceResource, mlflow_resource: MlflowResource, datasets: DatasetsResource
 ) -> dg.AssetCheckResult:
+    import pandas as pd
+
     tracker = ModelTracker.of(mlflow_resource)
     champion = tracker.champion()
     if champion is None:
