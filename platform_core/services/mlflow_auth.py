@@ -184,18 +184,13 @@ def claim_in_store(database_uri: str, names: Sequence[str]) -> list[str]:
     made = []
     try:
         for name in names:
-            try:
-                store.get_registered_model(name)  # type: ignore[no-untyped-call]
+            try:  # the insert is the check: an existing name (made before, or meanwhile by the writer) is kept
+                store.create_registered_model(name)  # type: ignore[no-untyped-call]
             except MlflowException as err:
-                if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-                try:
-                    store.create_registered_model(name)  # type: ignore[no-untyped-call]
-                except MlflowException as race:  # made meanwhile (the writer's claim, another replica): fine
-                    if race.error_code != "RESOURCE_ALREADY_EXISTS":
-                        raise
-                    continue
-                made.append(f"registered model {name} created with no owner (READ to non-admins)")
+                continue
+            made.append(f"registered model {name} created with no owner (READ to non-admins)")
     finally:
         store.engine.dispose()
     return made
