@@ -25,6 +25,7 @@ from platform_core.cluster.secrets import ml_step_env
 from platform_core.resource import PlatformResource
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.seaweedfs import SeaweedFSResource
+from platform_core.settings import in_cluster
 
 if TYPE_CHECKING:  # dagster-k8s and kubernetes load only for the k3s target's pods
     from dagster_k8s import PipesK8sClient
@@ -121,6 +122,8 @@ class K8sPipesStepRunner(StepRunner):
     def client(self) -> PipesK8sClient:
         from dagster_k8s import PipesK8sClient
 
+        if in_cluster():  # a run pod of the in-cluster orchestrator: its service account
+            return PipesK8sClient(load_incluster_config=True, poll_interval=self.poll_interval)
         if not self.kubeconfig.is_file():
             raise dg.Failure(f"{self.kubeconfig}: no kubeconfig; install the k3s target (platform_up) first")
         return PipesK8sClient(
@@ -140,10 +143,11 @@ class K8sPipesStepRunner(StepRunner):
         """A pod whose envFrom Secret is missing waits in CreateContainerConfigError, which dagster-k8s polls
         for hours: say so at once instead, before any pod exists. Only the Secrets' existence is looked at."""
         from kubernetes import client as k8s
-        from kubernetes import config as k8s_config
+
+        from platform_core.cluster.kube import KubeClient
 
         namespace = self.cfg.k3s.namespace
-        with k8s_config.new_client_from_config(config_file=str(self.kubeconfig)) as api:
+        with KubeClient.for_platform(self.kubeconfig).api as api:
             for name in step.secrets:
                 try:
                     k8s.CoreV1Api(api).read_namespaced_secret(name, namespace)

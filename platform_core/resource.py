@@ -12,6 +12,7 @@ import dagster as dg
 
 from platform_core.cluster.kube_error import KubeError
 from platform_core.config import PlatformConfig, load_config
+from platform_core.settings import in_cluster
 from platform_core.state import StateDir, is_planning
 from platform_core.supervisor import Supervisor
 
@@ -34,6 +35,35 @@ def read_config(path: str) -> PlatformConfig:
     return _cached_config(path, Path(path).stat().st_mtime_ns)
 
 
+def recorded_endpoint(state: StateDir, service: str) -> dict[str, Any]:
+    """How the workstation reaches a k3s service, as its asset recorded it (endpoints.json)."""
+    path = state.root / ENDPOINTS_FILE
+    found = json.loads(path.read_text()).get(service) if path.exists() else None
+    if not found:
+        raise RuntimeError(f"no address recorded for {service}: materialize it first")
+    return dict(found)
+
+
+def service_address(cfg: PlatformConfig, state: StateDir, service: str, local_port: int) -> tuple[str, int]:
+    """Where a platform service answers: 127.0.0.1 in the local target; in the k3s target, what its asset
+    recorded in the state directory when Argo CD had it Healthy: its LoadBalancer address, or for a service
+    kept off the LAN (k3s.exposure), a port-forward this process opens on 127.0.0.1. In a pod of the cluster,
+    the Service's DNS name."""
+    if cfg.target == "local":
+        return "127.0.0.1", local_port
+    if in_cluster():  # a pod of the orchestrator: the Service's cluster DNS name
+        from platform_core.cluster.services import service_dns_address
+
+        return service_dns_address(cfg, service)
+    found = recorded_endpoint(state, service)
+    if "service" in found:  # in the cluster only
+        from platform_core.cluster.port_forward import forwarded_port
+
+        kubeconfig = state.root / KUBECONFIG_FILE
+        return "127.0.0.1", forwarded_port(kubeconfig, found["namespace"], found["service"], int(found["port"]))
+    return str(found["host"]), int(found["port"])
+
+
 class PlatformResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # its type parameter is Dagster-internal
     """Knows the stack's description (`config_path`) and its state directory (`state_dir`)."""
 
@@ -51,24 +81,13 @@ class PlatformResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # it
         return _prepared_state(self.state_dir)
 
     def address(self, service: str, local_port: int) -> tuple[str, int]:
-        """Where a platform service answers: 127.0.0.1 in the local target; in the k3s target, what its asset
-        recorded in the state directory when Argo CD had it Healthy: its LoadBalancer address, or for a service
-        kept off the LAN (k3s.exposure), a port-forward this process opens on 127.0.0.1."""
-        if self.cfg.target == "local":
-            return "127.0.0.1", local_port
-        found = self._recorded(service)
-        if "service" in found:  # in the cluster only
-            from platform_core.cluster.port_forward import forwarded_port
-
-            kubeconfig = self.state.root / KUBECONFIG_FILE
-            return "127.0.0.1", forwarded_port(kubeconfig, found["namespace"], found["service"], int(found["port"]))
-        return str(found["host"]), int(found["port"])
+        return service_address(self.cfg, self.state, service, local_port)
 
     def answers(self, service: str, local_port: int) -> bool:
         """Whether the service takes a connection now. Behind a port-forward that is a ready pod behind its
         Service: the local listener itself accepts whether or not anything is there."""
         try:
-            found = None if self.cfg.target == "local" else self._recorded(service)
+            found = None if self.cfg.target == "local" or in_cluster() else self._recorded(service)
             if found and "service" in found:
                 from platform_core.cluster.kube import KubeClient
                 from platform_core.cluster.port_forward import ready_pod
@@ -85,11 +104,7 @@ class PlatformResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # it
             return False
 
     def _recorded(self, service: str) -> dict[str, Any]:
-        path = self.state.root / ENDPOINTS_FILE
-        found = json.loads(path.read_text()).get(service) if path.exists() else None
-        if not found:
-            raise RuntimeError(f"no address recorded for {service}: materialize it first")
-        return dict(found)
+        return recorded_endpoint(self.state, service)
 
     @property
     def supervisor(self) -> Supervisor:

@@ -13,6 +13,7 @@ import psycopg2
 import sqlalchemy.exc
 from dagster_postgres.utils import DagsterPostgresException
 
+from platform_core.cluster.kube_error import KubeError
 from platform_core.config import PlatformConfig
 from platform_core.redact import redact
 from platform_core.state import StateDir
@@ -70,6 +71,9 @@ def root_cause_line(error: SerializableErrorInfo | None) -> str:
     return redact(lines[0]) if lines else error.cls_name or "step failed"
 
 
+UNREACHABLE = (RuntimeError, OSError, KubeError)
+
+
 @contextmanager
 def recorded_instance(cfg: PlatformConfig, state: StateDir) -> Iterator[dg.DagsterInstance | None]:
     """The stack's Dagster instance, or None when there is none to read: never set up here (opening one would
@@ -84,7 +88,8 @@ def recorded_instance(cfg: PlatformConfig, state: StateDir) -> Iterator[dg.Dagst
         return
     try:
         instance = load_instance(cfg, state)
-    except (sqlalchemy.exc.OperationalError, psycopg2.OperationalError, DagsterPostgresException):
+    # RuntimeError, OSError, KubeError: in the k3s target, no way to the cluster's Postgres
+    except (sqlalchemy.exc.OperationalError, psycopg2.OperationalError, DagsterPostgresException, *UNREACHABLE):
         yield None
         return
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from platform_core.config import ConfigError, PlatformConfig, load_config
 from platform_core.secrets_record import mismatch, read_record, write_record
-from platform_core.settings import STATE_DIR_ENV, config_path, state_dir_override
+from platform_core.settings import CLUSTER_SECRET_DIR, STATE_DIR_ENV, config_path, in_cluster, state_dir_override
 from platform_core.state_checks import state_dir_problem
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -130,15 +130,18 @@ class StateDir:
 
     @cached_property
     def credentials(self) -> Credentials:
+        if in_cluster():  # the workstation's credentials, mounted read-only from the Secret it made
+            return Credentials(CLUSTER_SECRET_DIR / "credentials.json", None, read_only=True)
         return Credentials(self.secrets_file, self.credentials_record)
 
 
 class Credentials:
     """Passwords and S3 keys, generated once into a 0600 JSON file and reused on every later run."""
 
-    def __init__(self, path: Path, record: Path | None = None) -> None:
+    def __init__(self, path: Path, record: Path | None = None, read_only: bool = False) -> None:
         self.path = path
         self.record = record  # where the digests of what was generated are kept (None: nowhere, in tests)
+        self.read_only = read_only  # in the cluster: only the workstation generates credentials
         self._recorded: set[str] = set()  # keys known to be in the record
 
     def _load(self) -> dict[str, dict[str, str]]:
@@ -194,6 +197,10 @@ class Credentials:
         if plan is not None:
             note_planned(f"would generate the credential {section}/{name} in {self.path}")
             return plan.made_up.setdefault((str(self.path), section, name), make())
+        if self.read_only:
+            raise ConfigError(
+                str(self.path), f"{section}/{name}", "not there; `platformctl up` on the workstation generates it"
+            )
         with self._locked():
             data = self._load()  # re-read under the lock: another process may have just created it
             value = data.get(section, {}).get(name)

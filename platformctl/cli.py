@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -91,8 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ingest":
         return ingest(state, cfg, args.day)
     if args.command == "dagster":  # its environment carries the instance's password: no export by hand
+        from platform_core.orchestrator.instance import in_cluster_instance
+
         dagster = str(Path(sys.executable).parent / "dagster")
-        os.execve(dagster, [dagster, *extra, *args.args], dagster_env(state, cfg, config_path()))
+        env = dagster_env(state, cfg, config_path())
+        if in_cluster_instance(cfg, state):  # the port-forward to the instance's Postgres lives in this process
+            return subprocess.run([dagster, *extra, *args.args], env=env).returncode
+        os.execve(dagster, [dagster, *extra, *args.args], env)
     if args.command == "rotate-credentials":
         return rotate_credentials(state, cfg)
     return {"up": up, "down": down, "status": status, "ui": ui}[args.command](state, cfg)
@@ -131,10 +137,11 @@ def drift_step(day: int) -> Step:
 def up(state: StateDir, cfg: PlatformConfig) -> int:
     """The platform, then the first batch, the model on it, and the batch's drift report against that model."""
     steps = [PLATFORM, ingest_step(0, with_drift_report=False), ML_MODEL, drift_step(0)]
-    steps += [ORCHESTRATOR] if cfg.target == "local" else []  # k3s: the orchestrator stays here, for now
-    code = run_steps(state, cfg, "up", steps)
-    if code == 0:
+    code = run_steps(state, cfg, "up", [*steps, ORCHESTRATOR])
+    if code == 0 and cfg.target == "local":
         _print_where(state, cfg)
+    elif code == 0:
+        print(_cluster_ui_line(state)[1])
     return code
 
 
@@ -158,8 +165,9 @@ def rotate_credentials(state: StateDir, cfg: PlatformConfig) -> int:
 
 def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[Step]) -> int:
     from platform_core.orchestrator.bootstrap import BootstrapError, bootstrap_instance
-    from platform_core.orchestrator.instance import instance_env, open_instance
+    from platform_core.orchestrator.instance import in_cluster_instance, instance_env, open_instance
 
+    instance_was_in_cluster = in_cluster_instance(cfg, state)
     try:
         for line in bootstrap_instance(cfg, state, config_path(), restarts_orchestrator=ORCHESTRATOR in steps):
             print(f"==> {line}", flush=True)
@@ -171,6 +179,13 @@ def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[St
         for number, step in enumerate(steps, start=1):
             if not _run_step(instance, state.logs / f"{command}-{number}-{step.location.split('.')[0]}.log", step):
                 return 1
+    if not instance_was_in_cluster and in_cluster_instance(cfg, state):  # k3s: this command deployed it
+        try:
+            for line in bootstrap_instance(cfg, state, config_path(), restarts_orchestrator=False):
+                print(f"==> {line}", flush=True)
+        except BootstrapError as err:
+            print(f"platformctl: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -237,6 +252,10 @@ def down(state: StateDir, cfg: PlatformConfig) -> int:
 
 
 def status(state: StateDir, cfg: PlatformConfig) -> int:
+    if cfg.target != "local":  # the services are the cluster's (their Applications: `platformctl plan`)
+        line = sensors_status(state, cfg)
+        print(f"{_cluster_ui_line(state)[1]}\n{line}")
+        return 0 if "dagster-daemon up" in line else 1
     from platform_core.alerting.service_drift import local_findings, service_drift
     from platform_core.orchestrator.services import DagsterResource
 
@@ -269,8 +288,28 @@ def sensors_status(state: StateDir, cfg: PlatformConfig) -> str:
     return daemon_line(beats, time.time())
 
 
+def _cluster_ui_line(state: StateDir) -> tuple[bool, str]:
+    """k3s: (deployed, where the in-cluster webserver answers), as its asset recorded it."""
+    from platform_core.resource import recorded_endpoint
+
+    try:
+        found = recorded_endpoint(state, "dagster")
+    except RuntimeError:
+        return False, "Dagster UI: not deployed in the cluster yet; `make up` deploys it"
+    if "service" in found:
+        from platform_core.cluster.port_forward import kubectl_command
+
+        command = kubectl_command(found["namespace"], found["service"], int(found["port"]))
+        return True, f"Dagster UI (in the cluster, off the LAN): `{command}`, then http://127.0.0.1:{found['port']}"
+    return True, f"Dagster UI: http://{found['host']}:{found['port']}"
+
+
 def ui(state: StateDir, cfg: PlatformConfig) -> int:
     """Where the UI answers: the webserver is a service of the stack (`up` starts it), so nothing is opened here."""
+    if cfg.target != "local":
+        deployed, line = _cluster_ui_line(state)
+        print(line, file=sys.stdout if deployed else sys.stderr)
+        return 0 if deployed else 1
     url = f"http://127.0.0.1:{cfg.services.dagster.webserver_port}"
     if Supervisor(state.run, state.logs).status("dagster_webserver").running:
         print(f"Dagster UI: {url}")

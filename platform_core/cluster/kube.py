@@ -19,6 +19,7 @@ from urllib3.exceptions import HTTPError
 from platform_core.cluster.kube_diff import FieldChange, changes, normalize
 from platform_core.cluster.kube_error import KubeError
 from platform_core.cluster.kube_health import ImagePullFailure, WorkloadHealth
+from platform_core.settings import in_cluster
 
 if TYPE_CHECKING:  # the client itself loads on first use: a fifth of a second each code location's load
     from kubernetes import client
@@ -86,6 +87,24 @@ class KubeClient(WorkloadHealth):
             return cls(config.new_client_from_config(config_file=str(path)))
         except (ConfigException, ValueError, OSError) as err:
             raise KubeError(f"kubeconfig {path}: {err}") from err
+
+    @classmethod
+    def in_cluster(cls) -> KubeClient:
+        """From a pod: its service account's token and the cluster's CA, as mounted by the kubelet."""
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except ConfigException as err:
+            raise KubeError(f"in-cluster Kubernetes config: {err}") from err
+        return cls(client.ApiClient(configuration))
+
+    @classmethod
+    def for_platform(cls, kubeconfig: Path) -> KubeClient:
+        """The platform's client: the pod's service account in the cluster, else the kubeconfig k3s_cluster fetched."""
+        return cls.in_cluster() if in_cluster() else cls.from_kubeconfig(kubeconfig)
 
     def close(self) -> None:
         self.api.close()

@@ -16,7 +16,7 @@ from platform_core.cluster.render_argocd import argocd_server_patch, render_argo
 from platform_core.cluster.render_base import APPLICATION, ARGOCD_NAMESPACE, MANAGED_BY, application_ref
 from platform_core.cluster.render_metallb import render_metallb
 from platform_core.cluster.resource import ClusterResource
-from platform_core.cluster.secrets import render_secrets
+from platform_core.cluster.secrets import METALLB_MEMBERLIST, render_secrets
 from platform_core.services.seaweedfs import SeaweedFSResource
 
 Obj = dict[str, Any]
@@ -36,11 +36,11 @@ def desired(c: ClusterResource) -> list[Obj]:
     cfg = c.cfg
     identities = SeaweedFSResource(config_path=c.config_path, state_dir=c.state_dir).identities()
     mine = [
-        *render_metallb(cfg, c.state.credentials.token("metallb-memberlist")),
+        *render_metallb(cfg, c.state.credentials.token(METALLB_MEMBERLIST)),
         *render_argocd_pre(cfg),
         argocd_server_patch(cfg),
         root_application(cfg),
-        *render_secrets(cfg, c.state.credentials, identities),
+        *render_secrets(cfg, c.state.credentials, identities, c.config_text),
     ]
     tree = render_infra_tree(cfg)
     from_git = [doc for text in tree.values() for doc in yaml.safe_load_all(text) if doc]

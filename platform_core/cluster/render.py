@@ -19,6 +19,7 @@ from platform_core.cluster.render_argocd import (
     root_application,
 )
 from platform_core.cluster.render_base import Obj, to_yaml
+from platform_core.cluster.render_dagster import render_dagster
 from platform_core.cluster.render_metallb import (
     live_pool_problems,
     live_pool_strings,
@@ -59,13 +60,14 @@ SEED_NETWORK = {
     "cluster_dns": "10.45.0.10",
     "metallb_pool": "10.43.100.200-10.43.100.220",
 }
-# service -> its objects, in dependency order (storage first: MLflow needs both).
+# service -> its objects, in dependency order (storage first: MLflow needs both; the orchestrator last).
 SERVICES: dict[str, Callable[[PlatformConfig], list[Obj]]] = {
     "seaweedfs": render_seaweedfs,
     "postgres": render_postgres,
     "mlflow": render_mlflow,
     "data-api": render_data_api,
     "inference": render_inference,
+    "dagster": render_dagster,  # the orchestrator: its code servers load both locations, which use all above
 }
 
 

@@ -14,8 +14,9 @@ from typing import Any
 from platform_core.cluster.k3s_install import Mode, resolve_install_mode
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.upstream import Manifest, obtain_manifest, parse_manifest
-from platform_core.host.executor import Executor, PlanExecutor, executor_for
+from platform_core.host.executor import Executor, HostError, PlanExecutor, executor_for
 from platform_core.resource import KUBECONFIG_FILE, PlatformResource
+from platform_core.settings import in_cluster
 from platform_core.state import is_planning
 
 Obj = dict[str, Any]
@@ -35,6 +36,11 @@ class ClusterResource(PlatformResource):
 
     @cached_property
     def _executor(self) -> Executor:
+        if in_cluster():  # no SSH key for the host ever enters the cluster
+            raise HostError(
+                f"{self.cfg.host.address}: the host is reached from the workstation only; "
+                "run `platformctl up` there for host-level changes"
+            )
         return executor_for(self.cfg, self.state.root)
 
     @cached_property
@@ -45,10 +51,15 @@ class ClusterResource(PlatformResource):
     def kubeconfig(self) -> Path:
         return self.state.root / KUBECONFIG_FILE
 
+    @property
+    def installed(self) -> bool:
+        """Whether there is a cluster to talk to: in a pod of it, or k3s_cluster fetched its kubeconfig."""
+        return in_cluster() or self.kubeconfig.exists()
+
     def kube(self) -> KubeClient:
-        if not self.kubeconfig.exists():
+        if not self.installed:
             raise FileNotFoundError(f"{self.kubeconfig}: no kubeconfig yet; materialize k3s_cluster first")
-        return KubeClient.from_kubeconfig(self.kubeconfig)
+        return KubeClient.for_platform(self.kubeconfig)
 
     @cached_property
     def install_mode(self) -> tuple[Mode, list[str]]:
@@ -75,6 +86,11 @@ class ClusterResource(PlatformResource):
             state_dir=None if self.plan else self.state.root,
         )
         return found, parse_manifest(found.text)
+
+    @property
+    def config_text(self) -> str:
+        """platform.yaml as written: the in-cluster orchestrator reads the same file (from a Secret)."""
+        return Path(self.config_path).read_text(encoding="utf-8")
 
     def write_state_file(self, name: str, data: dict[str, Any]) -> bool:
         """A 0600 JSON file under the state directory (no-op when equal, and in plan mode)."""

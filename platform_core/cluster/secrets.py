@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from platform_core.cluster.render_base import meta, obj
+from platform_core.cluster.render_dagster import PG_PASSWORD_KEY, PG_PASSWORD_SECRET, PLATFORM_SECRET
 from platform_core.cluster.render_ml import DATA_API_SECRET, INFERENCE_SECRET, MLFLOW_SECRET, MLFLOW_USERS_SECRET
 from platform_core.cluster.render_storage import (
     POSTGRES,
@@ -19,6 +20,7 @@ from platform_core.cluster.render_storage import (
     service_dns,
 )
 from platform_core.config import PlatformConfig
+from platform_core.orchestrator.instance import instance_role
 from platform_core.services import mlflow_auth
 from platform_core.services.postgres import SUPERUSER
 from platform_core.state import Credentials
@@ -26,6 +28,7 @@ from platform_core.state import Credentials
 Obj = dict[str, Any]
 ASSET = "cluster_secrets"
 DATA_API_TOKEN = "data-api-admin"  # as ml_assets.data.service reads it
+METALLB_MEMBERLIST = "metallb-memberlist"  # MetalLB v0.12's speakers' shared secret
 # The ML step pods (dagster-k8s Pipes, ml_assets.step_runner) read S3 keys only from these, through envFrom:
 TRAINING_SECRET = "training-env"  # every step pod: the datasets bucket owner's keys
 REPORTS_SECRET = "reports-env"  # the drift_report pod alone: the reports bucket owner's keys
@@ -68,7 +71,28 @@ def ml_step_env(cfg: PlatformConfig, credentials: Credentials) -> dict[str, dict
     }
 
 
-def render_secrets(cfg: PlatformConfig, credentials: Credentials, s3_identities: dict[str, Any]) -> list[Obj]:
+def orchestrator_secrets(cfg: PlatformConfig, credentials: Credentials, config_text: str) -> list[Obj]:
+    """The in-cluster orchestrator's: its instance's password, and what its code servers and run pods read to do
+    what `platformctl` does here: platform.yaml (the alerts webhook can be a secret URL) and the credentials,
+    every one the config implies made first, since only the workstation generates them."""
+    for db in cfg.databases:
+        credentials.postgres_password(db.owner)
+    for bucket in cfg.buckets:
+        credentials.s3_keys(bucket.owner)
+    for identity in (mlflow_auth.writer, mlflow_auth.reader):
+        identity(credentials)
+    for token in (METALLB_MEMBERLIST, DATA_API_TOKEN, "mlflow-flask-secret"):
+        credentials.token(token)
+    stored = credentials.path.read_text() if credentials.path.exists() else "{}"
+    return [
+        _secret(cfg, PG_PASSWORD_SECRET, {PG_PASSWORD_KEY: credentials.postgres_password(instance_role(cfg))}),
+        _secret(cfg, PLATFORM_SECRET, {"platform.yaml": config_text, "credentials.json": stored}),
+    ]
+
+
+def render_secrets(
+    cfg: PlatformConfig, credentials: Credentials, s3_identities: dict[str, Any], config_text: str
+) -> list[Obj]:
     mlflow_role = next(db.owner for db in cfg.databases if db.name == cfg.mlflow.database)
     mlflow_password = credentials.postgres_password(mlflow_role)
     artifact_access, artifact_secret = credentials.s3_keys(cfg.bucket(cfg.mlflow.artifact_bucket).owner)
@@ -110,4 +134,5 @@ def render_secrets(cfg: PlatformConfig, credentials: Credentials, s3_identities:
         ),
         _secret(cfg, DATA_API_SECRET, {"token": credentials.token(DATA_API_TOKEN)}),
         *(_secret(cfg, name, data) for name, data in ml_step_env(cfg, credentials).items()),
+        *orchestrator_secrets(cfg, credentials, config_text),  # last: after every credential above is made
     ]

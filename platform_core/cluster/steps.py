@@ -49,7 +49,7 @@ from platform_core.cluster.render_base import ARGOCD_NAMESPACE, application_ref
 from platform_core.cluster.render_metallb import render_metallb
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.rollout import restart_consumers, restart_image_users
-from platform_core.cluster.secrets import render_secrets
+from platform_core.cluster.secrets import METALLB_MEMBERLIST, render_secrets
 from platform_core.cluster.step_result import StepResult
 from platform_core.host.facts import host_facts
 from platform_core.host.prepare import prepare_host, run_steps
@@ -86,7 +86,7 @@ def _apply(
 
 def _cluster_or_plan(c: ClusterResource) -> KubeClient | None:
     """The cluster's client; in plan mode on a host without K3s yet, None (everything would be created)."""
-    if c.plan and not c.kubeconfig.exists():
+    if c.plan and not c.installed:
         return None
     return c.kube()
 
@@ -171,7 +171,7 @@ def metallb_step(c: ClusterResource) -> StepResult:
     cfg = c.cfg
     kube = _cluster_or_plan(c)
     objs, metadata = _upstream(c, kube, "metallb", cfg.versions.metallb)
-    key = c.state.credentials.token("metallb-memberlist") if cfg.versions.metallb_mode == "configmap" else None
+    key = c.state.credentials.token(METALLB_MEMBERLIST) if cfg.versions.metallb_mode == "configmap" else None
     config = render_metallb(cfg, memberlist_key=key)
     metadata |= {"mode": cfg.versions.metallb_mode, "pool": cfg.network.metallb_pool if cfg.network else "?"}
     if kube is None:
@@ -242,7 +242,7 @@ def argocd_step(c: ClusterResource) -> StepResult:
 def secrets_step(c: ClusterResource) -> StepResult:
     cfg = c.cfg
     identities = SeaweedFSResource(config_path=c.config_path, state_dir=c.state_dir).identities()
-    secrets = render_secrets(cfg, c.state.credentials, identities)
+    secrets = render_secrets(cfg, c.state.credentials, identities, c.config_text)
     names = ", ".join(s["metadata"]["name"] for s in secrets)
     kube = _cluster_or_plan(c)
     if kube is None:

@@ -66,6 +66,7 @@ class ExposureConfig(_Model):
     argocd: Exposure = "cluster"  # behind Argo CD's admin login either way
     data_api: Exposure = "cluster"
     postgres: Exposure = "cluster"
+    dagster: Exposure = "cluster"  # the orchestrator's UI: it can launch any run
 
     def of(self, app: str) -> Exposure:
         """The decision for a Service by its name (``data-api`` is ``data_api`` here)."""

@@ -18,9 +18,18 @@ import psycopg2
 import sqlalchemy.exc
 from dagster import DagsterError
 
+from platform_core.cluster.kube_error import KubeError
 from platform_core.config import PlatformConfig
-from platform_core.orchestrator.instance import instance_file, open_instance, sqlite_history, write_instance_yaml
+from platform_core.orchestrator.instance import (
+    in_cluster_instance,
+    instance_file,
+    open_instance,
+    sqlite_history,
+    storage_env,
+    write_instance_yaml,
+)
 from platform_core.orchestrator.services import DagsterResource
+from platform_core.resource import ENDPOINTS_FILE
 from platform_core.results import change_text
 from platform_core.services.postgres import PostgresResource
 from platform_core.state import StateDir
@@ -40,11 +49,16 @@ def bootstrap_instance(
     """Make the instance's storage ready; returns what changed, a line each (nothing when nothing did).
     `restarts_orchestrator`: the command's last step starts the webserver, daemon and watchdog again."""
     if cfg.target != "local":
-        write_instance_yaml(cfg, state)  # k3s: the instance stays in the state directory for now
-        return []
+        return _cluster_instance(cfg, state)
     lines = _storage_up(cfg, state, config_path)
     if restarts_orchestrator:
         lines += _pause_stale_orchestrator(DagsterResource(config_path=str(config_path), state_dir=str(state.root)))
+    return lines + _adopt_postgres(cfg, state)
+
+
+def _adopt_postgres(cfg: PlatformConfig, state: StateDir) -> list[str]:
+    """Point dagster.yaml at Postgres, copying a sqlite history into it first (once)."""
+    lines = []
     old = legacy_sqlite_instance(state)
     if old is not None:
         try:
@@ -58,6 +72,23 @@ def bootstrap_instance(
             (state.dagster_home / MIGRATING).unlink(missing_ok=True)
     write_instance_yaml(cfg, state)  # only now: until the copy is whole, dagster.yaml still names the sqlite one
     return lines
+
+
+def _cluster_instance(cfg: PlatformConfig, state: StateDir) -> list[str]:
+    """k3s: the state directory's sqlite instance until Dagster runs in the cluster; from then on the cluster's
+    instance, with what was recorded here before copied into it, so there is one history."""
+    if not in_cluster_instance(cfg, state):
+        write_instance_yaml(cfg, state)
+        return []
+    try:
+        storage_env(cfg, state)  # opens the way to the cluster's Postgres: fail here, in one line, if it cannot
+    except (RuntimeError, OSError, KubeError) as err:
+        raise BootstrapError(
+            f"the Dagster instance is in the cluster's Postgres, which does not answer: {err}. While the cluster "
+            f"is rebuilt, remove the `dagster` entry of {state.root / ENDPOINTS_FILE}: runs are then recorded "
+            "here and copied into the cluster's instance once Dagster runs there again"
+        ) from err
+    return _adopt_postgres(cfg, state)
 
 
 def legacy_sqlite_instance(state: StateDir) -> dg.DagsterInstance | None:

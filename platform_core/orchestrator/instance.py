@@ -6,6 +6,7 @@ instance's configuration, so a password written into `dagster.yaml` would be on 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,12 +15,16 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from platform_core.cluster.render_storage import POSTGRES_PORT
 from platform_core.config import PlatformConfig
+from platform_core.resource import ENDPOINTS_FILE, service_address
 from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV
 from platform_core.state import StateDir
 from platform_core.supervisor import write_private
 
 PASSWORD_ENV = "DAGSTER_PG_PASSWORD"
+HOST_ENV, PORT_ENV = "DAGSTER_PG_HOST", "DAGSTER_PG_PORT"  # k3s workstation: where the cluster's Postgres answers
+DAGSTER_ENDPOINT = "dagster"  # the in-cluster webserver's entry in endpoints.json
 INSTANCE_FILE = "dagster.yaml"
 
 
@@ -27,20 +32,40 @@ def instance_role(cfg: PlatformConfig) -> str:
     return next(db.owner for db in cfg.databases if db.name == cfg.orchestrator.database)
 
 
-def instance_yaml(cfg: PlatformConfig) -> str:
+def postgres_storage(
+    cfg: PlatformConfig, hostname: str | dict[str, str], port: int | dict[str, str]
+) -> dict[str, object]:
+    """dagster-postgres's `postgres_db`: the orchestrator's database and role, the password from the environment."""
+    return {
+        "username": instance_role(cfg),
+        "password": {"env": PASSWORD_ENV},
+        "hostname": hostname,
+        "db_name": cfg.orchestrator.database,
+        "port": port,
+        "scheme": "postgresql+psycopg2",  # SQLAlchemy's default for postgresql:// is psycopg 3, not installed
+    }
+
+
+def in_cluster_instance(cfg: PlatformConfig, state: StateDir) -> bool:
+    """k3s: once the `dagster` asset deployed Dagster in the cluster (and recorded how to reach it), the
+    workstation records its runs in that instance too: one history, in the cluster's Postgres."""
+    if cfg.target != "k3s":
+        return False
+    path = state.root / ENDPOINTS_FILE
+    return path.exists() and DAGSTER_ENDPOINT in json.loads(path.read_text())
+
+
+def instance_yaml(cfg: PlatformConfig, state: StateDir) -> str:
     """`dagster.yaml`. Local: Postgres storage (runs, events, schedules, sensor cursors); compute logs stay
-    Dagster's default, files under `<state>/dagster_home/storage`. k3s: files in the state directory until the
-    instance moves into the cluster."""
+    Dagster's default, files under `<state>/dagster_home/storage`. k3s: the cluster's Postgres once Dagster runs
+    there, reached as the platform reaches it (port-forward or LoadBalancer, known only when a process opens it,
+    hence from the environment); before, files in the state directory."""
     config: dict[str, object] = {"telemetry": {"enabled": False}}
     if cfg.target == "local":
-        storage = {
-            "username": instance_role(cfg),
-            "password": {"env": PASSWORD_ENV},
-            "hostname": "127.0.0.1",
-            "db_name": cfg.orchestrator.database,
-            "port": cfg.services.postgres.port,
-            "scheme": "postgresql+psycopg2",  # SQLAlchemy's default for postgresql:// is psycopg 3, not installed
-        }
+        storage = postgres_storage(cfg, "127.0.0.1", cfg.services.postgres.port)
+        config["storage"] = {"postgres": {"postgres_db": storage}}
+    elif in_cluster_instance(cfg, state):
+        storage = postgres_storage(cfg, {"env": HOST_ENV}, {"env": PORT_ENV})
         config["storage"] = {"postgres": {"postgres_db": storage}}
     # runs stuck in STARTING or CANCELING (their launch died with a killed daemon) are failed after a timeout
     config["run_monitoring"] = {"enabled": True, "poll_interval_seconds": 30}
@@ -52,32 +77,42 @@ def instance_file(state: StateDir) -> Path:
     return state.dagster_home / INSTANCE_FILE
 
 
+def storage_env(cfg: PlatformConfig, state: StateDir) -> dict[str, str]:
+    """What the instance's storage needs from the environment: the role's password, and in the k3s target where
+    the cluster's Postgres answers for this process (opening the port-forward)."""
+    if cfg.target == "local":
+        return {PASSWORD_ENV: state.credentials.postgres_password(instance_role(cfg))}
+    if not in_cluster_instance(cfg, state):
+        return {}
+    host, port = service_address(cfg, state, "postgres", POSTGRES_PORT)
+    password = state.credentials.postgres_password(instance_role(cfg))
+    return {PASSWORD_ENV: password, HOST_ENV: host, PORT_ENV: str(port)}
+
+
 def instance_env(cfg: PlatformConfig, state: StateDir, config_path: Path) -> dict[str, str]:
     """What every Dagster process of this stack needs in its environment to open the instance and the stack."""
     env = {"DAGSTER_HOME": str(state.dagster_home), CONFIG_ENV: str(config_path), STATE_DIR_ENV: str(state.root)}
-    if cfg.target == "local":
-        env[PASSWORD_ENV] = state.credentials.postgres_password(instance_role(cfg))
-    return env
+    return env | storage_env(cfg, state)
 
 
 def write_instance_yaml(cfg: PlatformConfig, state: StateDir, name: str = INSTANCE_FILE) -> None:
-    write_private(state.dagster_home / name, instance_yaml(cfg))
+    write_private(state.dagster_home / name, instance_yaml(cfg, state))
 
 
 def load_instance(cfg: PlatformConfig, state: StateDir, name: str = INSTANCE_FILE) -> dg.DagsterInstance:
-    """The instance (the caller disposes of it), with the password in this process's environment only while
-    Dagster reads its config."""
-    if cfg.target != "local":
-        return dg.DagsterInstance.from_config(str(state.dagster_home), config_filename=name)
-    previous = os.environ.get(PASSWORD_ENV)
-    os.environ[PASSWORD_ENV] = state.credentials.postgres_password(instance_role(cfg))
+    """The instance (the caller disposes of it), with the storage's password (and address) in this process's
+    environment only while Dagster reads its config."""
+    env = storage_env(cfg, state)
+    previous = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
     try:
         return dg.DagsterInstance.from_config(str(state.dagster_home), config_filename=name)
     finally:
-        if previous is None:
-            os.environ.pop(PASSWORD_ENV, None)
-        else:
-            os.environ[PASSWORD_ENV] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextmanager

@@ -36,7 +36,7 @@ def heartbeat_ages(beats: dict[str, float], now: float) -> tuple[dict[str, float
 WORKSPACE_QUERY = """{
   workspaceOrError { __typename ... on Workspace { locationEntries {
     name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } }
-  instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } }
+  instance { daemonHealth { allDaemonStatuses { daemonType required healthy lastHeartbeatTime } } }
 }"""
 
 
@@ -49,7 +49,10 @@ class DagsterResource(PlatformResource):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.cfg.services.dagster.webserver_port}"
+        """127.0.0.1 locally; in the k3s target the in-cluster webserver, through the port-forward (or its DNS
+        name from a pod)."""
+        host, port = self.address("dagster", self.cfg.services.dagster.webserver_port)
+        return f"http://{host}:{port}"
 
     @property
     def workspace_file(self) -> Path:
@@ -65,7 +68,7 @@ class DagsterResource(PlatformResource):
             name=name,
             argv=(str(Path(sys.executable).parent / argv[0]), *argv[1:]),
             env=instance_env(self.cfg, state, Path(self.config_path)),
-            files={instance_file(state): instance_yaml(self.cfg), self.workspace_file: self._workspace_yaml()},
+            files={instance_file(state): instance_yaml(self.cfg, state), self.workspace_file: self._workspace_yaml()},
             health=health,
             ports=ports,
             cwd=Path(self.config_path).parent,

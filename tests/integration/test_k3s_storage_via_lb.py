@@ -34,10 +34,12 @@ from platform_core.cluster.render_argocd import platform_namespace
 from platform_core.cluster.render_ml import render_mlflow
 from platform_core.cluster.render_storage import POSTGRES_PORT, render_postgres
 from platform_core.config import load_config
+from platform_core.orchestrator.bootstrap import bootstrap_instance
+from platform_core.orchestrator.instance import instance_file, open_instance
 from platform_core.results import NO_CHANGE
 from platform_core.runs import run_report
 from platform_core.services import mlflow_auth
-from platform_core.state import load_platform
+from platform_core.state import StateDir, load_platform
 from platformctl.plan import plan
 from tests.integration.conftest import Stack
 from tests.k8s.fake_apiserver import FakeApiServer
@@ -153,3 +155,37 @@ def test_the_init_container_claims_the_models_before_the_server_answers_anyone(s
         assert again.stdout.strip() == "MLflow users and models: no change", again.stderr
     finally:
         requests.delete(f"{api}/registered-models/delete", json={"name": model}, auth=mlflow.writer.auth, timeout=10)
+
+
+def test_the_workstation_records_into_the_in_cluster_instance_once_dagster_runs_there(
+    k3s_config: Path, tmp_path: Path
+) -> None:
+    """Before the `dagster` asset deployed Dagster in the cluster, the workstation's runs go to sqlite in its state
+    directory; once its address is recorded, the bootstrap every `platformctl` command runs copies them into the
+    cluster's Postgres (here the stack's, behind the fake's port-forward) and points dagster.yaml there."""
+    cfg, cluster_state = load_platform(k3s_config)
+    state = StateDir(tmp_path / "workstation").ensure()
+    for name in ("secrets/credentials.json", "kubeconfig", "endpoints.json"):
+        shutil.copy(cluster_state.root / name, state.root / name)
+    assert bootstrap_instance(cfg, state, k3s_config, restarts_orchestrator=False) == []
+    assert "storage" not in yaml.safe_load(instance_file(state).read_text())  # sqlite, in the state directory
+
+    @dg.asset(name="before_dagster_ran_in_the_cluster")
+    def before() -> None:
+        return None
+
+    with open_instance(cfg, state) as local:
+        run_id = dg.materialize([before], instance=local).run_id
+
+    endpoints = json.loads((state.root / "endpoints.json").read_text())
+    endpoints["dagster"] = {"service": "dagster", "namespace": cfg.k3s.namespace, "port": 3000}  # as the asset does
+    (state.root / "endpoints.json").write_text(json.dumps(endpoints))
+    [line] = bootstrap_instance(cfg, state, k3s_config, restarts_orchestrator=False)
+    assert line.startswith("instance moved from sqlite to postgres: 1 runs with"), line
+    storage = yaml.safe_load(instance_file(state).read_text())["storage"]["postgres"]["postgres_db"]
+    # where the port-forward answers is known only in the process that opens it; the password never in the file
+    assert storage["hostname"] == {"env": "DAGSTER_PG_HOST"} and storage["port"] == {"env": "DAGSTER_PG_PORT"}
+    assert storage["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+    with open_instance(cfg, state) as cluster:
+        assert cluster.get_run_by_id(run_id) is not None
+    assert bootstrap_instance(cfg, state, k3s_config, restarts_orchestrator=False) == []  # once

@@ -17,7 +17,7 @@ def test_a_config_change_reaches_argo_cd_through_the_in_cluster_source(platform:
     change = changes(result)["gitops"]
     assert "configured ConfigMap argocd/gitops-source" in change
     assert "configured Deployment argocd/gitops-source" in change  # the server restarts on the new tree
-    assert "Argo CD refreshed data-api, inference, mlflow, mlops-platform, postgres, seaweedfs" in change
+    assert "Argo CD refreshed dagster, data-api, inference, mlflow, mlops-platform, postgres, seaweedfs" in change
     assert checks(result)["infra_matches_config"][0]
     app = platform.cluster().kube().get(application_ref("postgres"))
     assert app["spec"]["destination"]["namespace"] == "ml-prod"

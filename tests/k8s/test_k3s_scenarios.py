@@ -226,7 +226,15 @@ def test_a_rotated_credential_updates_its_secret_and_rolls_the_pods_reading_it(i
     assert "restarted Deployment mlops/inference (Secrets changed)" in result
     # one at a time, storage and MLflow (whose init container sets rotated passwords) before their clients
     rolled = [line.split()[2] for line in result.split("; ") if line.startswith("restarted")]
-    assert rolled == ["mlops/seaweedfs", "mlops/postgres", "mlops/mlflow", "mlops/data-api", "mlops/inference"]
+    orchestrator = ["mlops/dagster-code-platform", "mlops/dagster-code-ml", "mlops/dagster", "mlops/dagster-daemon"]
+    assert rolled == [
+        "mlops/seaweedfs",
+        "mlops/postgres",
+        "mlops/mlflow",
+        "mlops/data-api",
+        "mlops/inference",
+        *orchestrator,
+    ]
     live = (
         p.cluster()
         .kube()
@@ -295,7 +303,7 @@ def test_plan_mode_lists_changes_and_changes_nothing(platform: Platform) -> None
     assert planned["platform_image"].startswith("would: platform image: would change (")
     assert "run (sudo): /usr/local/bin/k3s ctr -n k8s.io images import" in planned["platform_image"]
     assert planned["gitops"] == (
-        "would: create Application mlops-platform (5 child Applications) "
+        "would: create Application mlops-platform (6 child Applications) "
         "from git://gitops-source.argocd.svc.cluster.local:9418/infra.git@main:infra/apps"
     )
 

@@ -103,7 +103,7 @@ def test_the_pod_dagster_k8s_sends_validates_against_the_kubernetes_schema(confi
 def test_every_secret_a_step_reads_is_rendered_with_exactly_its_variables(config_path: Path) -> None:
     cfg = load_config(config_path)
     credentials = StateDir(config_path.parent / "state").ensure().credentials
-    rendered = {s["metadata"]["name"]: s for s in render_secrets(cfg, credentials, {})}
+    rendered = {s["metadata"]["name"]: s for s in render_secrets(cfg, credentials, {}, "")}
     for step in STEPS.values():
         for name in step.secrets:
             assert set(rendered[name]["data"]) == set(SECRET_ENV[name]), name

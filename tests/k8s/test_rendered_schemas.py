@@ -139,7 +139,10 @@ def test_child_applications_follow_the_config() -> None:
         }
         assert app["spec"]["destination"]["namespace"] == "ml"
         assert any(p.startswith(f"infra/manifests/{svc}/") for p in tree)
-    assert all(o["metadata"].get("namespace") in ("ml", "argocd") for o in tree_objects(cfg))
+    namespaced = [o for o in tree_objects(cfg) if o["kind"] != "ClusterRoleBinding"]  # the run pods' rights
+    assert all(o["metadata"].get("namespace") in ("ml", "argocd") for o in namespaced)
+    bindings = [o for o in tree_objects(cfg) if o["kind"] == "ClusterRoleBinding"]
+    assert [s["namespace"] for b in bindings for s in b["subjects"]] == ["ml"]
 
 
 def test_the_in_cluster_git_source_serves_the_rendered_tree(seed: PlatformConfig) -> None:
@@ -167,7 +170,14 @@ def test_the_in_cluster_git_source_serves_the_rendered_tree(seed: PlatformConfig
 
 def test_containers_are_pinned_probed_bounded_and_non_root(seed: PlatformConfig) -> None:
     containers = _containers(tree_objects(seed))
-    assert {c["name"] for c in containers} == {"seaweedfs", "postgres", "mlflow", "data-api", "inference"}
+    orchestrator = {"dagster", "dagster-daemon", "dagster-code-platform", "dagster-code-ml"}
+    assert {c["name"] for c in containers} == {
+        "seaweedfs",
+        "postgres",
+        "mlflow",
+        "data-api",
+        "inference",
+    } | orchestrator
     for c in containers:
         image = c["image"]
         assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), image
@@ -182,7 +192,7 @@ def test_containers_are_pinned_probed_bounded_and_non_root(seed: PlatformConfig)
         "mlflow": "ghcr.io/example/mlops-platform:0.1.0",
         "data-api": "ghcr.io/example/mlops-platform:0.1.0",
         "inference": "ghcr.io/example/mlops-platform:0.1.0",
-    }
+    } | dict.fromkeys(orchestrator, "ghcr.io/example/mlops-platform:0.1.0")
     other = config(postgres_image="postgres:16.4-alpine", platform_image="registry.local:5000/mlops:1.2.3")
     changed = {c["name"]: c["image"] for c in _containers(tree_objects(other))}
     assert changed["postgres"] == "postgres:16.4-alpine" and changed["inference"] == "registry.local:5000/mlops:1.2.3"
@@ -228,6 +238,9 @@ def test_service_commands_and_secrets(seed: PlatformConfig) -> None:
         "mlflow": [5000],
         "data-api": [8001],
         "inference": [8000],
+        "dagster": [3000],
+        "dagster-code-platform": [4000],
+        "dagster-code-ml": [4000],
     }
     # k3s.exposure's defaults: only the S3 endpoint and the inference API on the LAN, at their pool IPs only
     on_lan = {name for name, spec in services.items() if spec["type"] == "LoadBalancer"}
@@ -236,7 +249,12 @@ def test_service_commands_and_secrets(seed: PlatformConfig) -> None:
     assert {spec["type"] for name, spec in services.items() if name not in on_lan} == {"ClusterIP"}
     # No credential in any generated file: only references to Secrets the platform creates.
     text = "\n".join(render.render_infra_tree(seed).values())
+    instance_file = "infra/manifests/dagster/configmap-dagster-instance.yaml"
+    text = "\n".join(t for p, t in render.render_infra_tree(seed).items() if p != instance_file)
     assert "stringData" not in text and "kind: Secret" not in text and "password:" not in text
+    instance = next(o for o in tree_objects(seed) if o["metadata"]["name"] == "dagster-instance")
+    storage = yaml.safe_load(instance["data"]["dagster.yaml"])["storage"]["postgres"]["postgres_db"]
+    assert storage["password"] == {"env": "DAGSTER_PG_PASSWORD"}  # the instance's, from the environment
 
 
 def test_vendor_manifests_validate_after_dropping_unserved_kinds() -> None:
@@ -313,7 +331,9 @@ def test_live_pool_problems(seed: PlatformConfig) -> None:
 
 def test_the_validator_refuses_bad_objects(seed: PlatformConfig) -> None:
     """The checks above mean something: typos and unknown kinds fail with kind/name/path."""
-    deployment = next(o for o in tree_objects(seed) if o["kind"] == "Deployment")
+    deployment = next(
+        o for o in tree_objects(seed) if o["metadata"]["name"] == "data-api" and o["kind"] == "Deployment"
+    )
     typo = copy.deepcopy(deployment)
     typo["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = 3
     with pytest.raises(
@@ -378,7 +398,7 @@ def test_mlflow_runs_basic_auth_with_its_users_written_from_secrets(seed: Platfo
     assert {"configMap": {"name": "mlflow-auth"}, "name": "auth-config"} in pod["volumes"]
     # the Secrets the platform applies: both passwords for the init container, the reader for inference
     credentials = StateDir(tmp_path / "state").ensure().credentials
-    secrets = {s["metadata"]["name"]: s for s in render_secrets(seed, credentials, {})}
+    secrets = {s["metadata"]["name"]: s for s in render_secrets(seed, credentials, {}, "")}
     for secret in secrets.values():
         validate(secret)
     users = {k: base64.b64decode(v).decode() for k, v in secrets["mlflow-users"]["data"].items()}

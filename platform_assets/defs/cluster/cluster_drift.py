@@ -16,14 +16,18 @@ from platform_core.cluster.orphans import application_orphans, describe, orphan_
 from platform_core.cluster.render import SERVICES
 from platform_core.cluster.render_metallb import render_metallb
 from platform_core.cluster.resource import ClusterResource
+from platform_core.cluster.secrets import METALLB_MEMBERLIST
 from platform_core.cluster.services import hand_edits
 from platform_core.cluster.steps import application_status, desired_applications
 from platform_core.host.executor import HostError
+from platform_core.settings import in_cluster
 
 APP_ASSET = {"postgres": "postgres", "seaweedfs": "seaweedfs", "mlflow": "mlflow_server"}
 
 
 def _rebuild(cluster: ClusterResource) -> list[Finding]:
+    if in_cluster():  # K3s's installed CIDRs are read on the host, over SSH from the workstation only
+        return []
     changes = cidr_change(cluster.cfg, installed_cidrs(cluster.executor))
     return (
         [
@@ -75,7 +79,7 @@ def _hand_edits(cluster: ClusterResource, kube: KubeClient) -> list[Finding]:
                     f"{'; '.join(edits)} differ from infra/: re-materialize {asset} (Argo CD sync)",
                 )
             )
-    for obj in render_metallb(cluster.cfg, cluster.state.credentials.token("metallb-memberlist")):
+    for obj in render_metallb(cluster.cfg, cluster.state.credentials.token(METALLB_MEMBERLIST)):
         if kube.diff(obj, field_manager="mlops-platform-drift-probe"):
             findings.append(
                 Finding(
@@ -140,7 +144,7 @@ def cluster_findings(cluster: ClusterResource) -> list[Finding]:
         findings = _rebuild(cluster)
     except HostError as err:
         return [_unreachable("unreachable:host", "host", f"host {cluster.cfg.host.address}", err)]
-    if not cluster.kubeconfig.exists():
+    if not cluster.installed:
         return findings  # nothing installed yet: nothing to drift from
     try:
         kube = cluster.kube()

@@ -6,6 +6,7 @@ import time
 
 import dagster as dg
 
+from platform_assets.defs.orchestrator.in_cluster import in_cluster_definitions
 from platform_assets.defs.storage.assets import postgres_databases
 from platform_core.alerting.service_drift import spec_change
 from platform_core.catalog import PLATFORM_OWNERS
@@ -140,9 +141,9 @@ def watchdog_rounds_fresh(dagster_resource: DagsterResource) -> dg.AssetCheckRes
 
 
 def orchestrator_definitions(cfg: PlatformConfig) -> dg.Definitions:
-    """Local target only: in k3s the orchestrator is deployed by Argo CD (issue 12, not yet here)."""
+    """Local: supervised processes. k3s: Argo CD deploys Dagster in the cluster (in_cluster.py)."""
     if cfg.target != "local":
-        return dg.Definitions()
+        return in_cluster_definitions()
     return dg.Definitions(
         assets=[dagster_webserver, dagster_daemon, orchestrator_watchdog],
         asset_checks=[

@@ -1,0 +1,106 @@
+"""The orchestrator on the platform in the k3s target, on the API fake: Argo CD deploys Dagster from infra/, the
+workstation records where its UI answers, and a run launched with the in-cluster instance's run launcher becomes
+a Kubernetes Job whose spec the fake validates against the 1.31 schemas, as a real API server would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from platform_core.cluster.kube import KubeClient
+from platform_core.cluster.render_dagster import (
+    CODE_SERVERS,
+    PG_PASSWORD_KEY,
+    PG_PASSWORD_SECRET,
+    PLATFORM_SECRET,
+    RUN_ACCOUNT,
+    instance_config,
+)
+from platform_core.config import load_config
+from platformctl.cli import _cluster_ui_line
+from tests.k8s.scenario_k3s import Platform, changes, checks
+from tests.k8s.schemas import validate_served
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _get(kube: KubeClient, api_version: str, kind: str, name: str, namespace: str = "mlops") -> dict[str, Any]:
+    found = kube.get({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}})
+    assert found is not None, f"{kind} {namespace}/{name} is not in the cluster"
+    return found
+
+
+def test_argo_cd_deploys_dagster_and_the_ui_stays_off_the_lan(installed: Platform) -> None:
+    p = installed
+    result = p.run(["gitops", "dagster"])
+    assert changes(result)["dagster"].startswith("address recorded: cluster only")
+    assert checks(result)["applications_synced_healthy"][0] and checks(result)["only_declared_on_lan"][0]
+    kube = p.cluster().kube()
+    app = _get(kube, "argoproj.io/v1alpha1", "Application", "dagster", "argocd")
+    assert (app["status"]["sync"]["status"], app["status"]["health"]["status"]) == ("Synced", "Healthy")
+    for name in ("dagster", "dagster-daemon", *CODE_SERVERS.values()):
+        deployment = _get(kube, "apps/v1", "Deployment", name)
+        assert deployment["status"].get("availableReplicas") == 1, name
+    assert _get(kube, "v1", "Service", "dagster")["spec"]["type"] == "ClusterIP"  # k3s.exposure.dagster: cluster
+    # the workstation's instance moves into the cluster's Postgres once it is recorded (bootstrap.py)
+    endpoints = json.loads((p.state_dir / "endpoints.json").read_text())
+    assert endpoints["dagster"] == {"service": "dagster", "namespace": "mlops", "port": 3000}
+    deployed, line = _cluster_ui_line(p.cluster().state)
+    assert deployed and "kubectl -n mlops port-forward svc/dagster 3000:3000" in line
+    # the Secrets its pods read: the instance's password and platform.yaml with the credentials, never in git
+    secret = _get(kube, "v1", "Secret", PLATFORM_SECRET)
+    assert set(secret["data"]) == {"platform.yaml", "credentials.json"}
+    assert set(_get(kube, "v1", "Secret", PG_PASSWORD_SECRET)["data"]) == {PG_PASSWORD_KEY}
+    assert changes(p.run(["gitops", "dagster"]))["dagster"] == "no change"
+
+
+def test_a_run_launched_from_the_in_cluster_instance_becomes_a_valid_job(installed: Platform) -> None:
+    """The run launcher and its config are the rendered ones; only what needs the cluster is swapped: the storage
+    (sqlite here: the fake runs no Postgres), the launcher's Kubernetes config (the fake's kubeconfig instead of
+    the pod's service account), and the queue (the daemon dequeues to the same launcher in the cluster)."""
+    p = installed
+    cfg = load_config(p.config)
+    config = instance_config(cfg)
+    config.pop("storage")
+    config["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
+    launcher = config["run_launcher"]["config"]
+    launcher.update(load_incluster_config=False, kubeconfig_file=str(p.state_dir / "kubeconfig"))
+    home = p.tmp / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PLATFORM_CONFIG": str(p.config),
+        "PLATFORM_STATE_DIR": str(p.state_dir),
+    }
+    dagster = str(Path(sys.executable).parent / "dagster")
+    command = [dagster, "job", "launch", "-m", "ml_assets.definitions", "-j", "retrain_and_deploy"]
+    launched = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+
+    jobs = p.cluster().kube().list("batch/v1", "Job", "mlops")
+    assert len(jobs) == 1, launched.stdout[-3000:] + launched.stderr[-3000:]
+    job = jobs[0]
+    validate_served({k: v for k, v in job.items() if k != "status"})  # as the fake did when it was created
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert job["metadata"]["name"].startswith("dagster-run-")
+    assert pod["serviceAccountName"] == RUN_ACCOUNT
+    assert container["image"] == cfg.versions.platform_image and container["imagePullPolicy"] == "IfNotPresent"
+    assert container["args"][:3] == ["dagster", "api", "execute_run"]
+    env_by_name = {e["name"]: e for e in container["env"]}
+    password = env_by_name["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert password == {"name": PG_PASSWORD_SECRET, "key": PG_PASSWORD_KEY}
+    assert env_by_name["PLATFORM_IN_CLUSTER"]["value"] == "true"
+    assert env_by_name["PLATFORM_CONFIG"]["value"] == "/etc/platform/platform.yaml"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["platform"]["secret"]["secretName"] == PLATFORM_SECRET
+    assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/etc/platform", "/var/lib/platform"}
+    assert container["securityContext"]["runAsNonRoot"] is True
