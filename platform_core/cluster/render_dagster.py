@@ -36,6 +36,7 @@ DAGSTER = "dagster"  # the Application, and the webserver's Deployment and Servi
 DAEMON = "dagster-daemon"
 CODE_SERVERS = {"platform_assets": "dagster-code-platform", "ml_assets": "dagster-code-ml"}  # location -> name
 GRPC_PORT = 4000
+GRPC_HEALTH_SERVICE = "DagsterApi"
 INSTANCE_CONFIGMAP = "dagster-instance"
 WORKSPACE_CONFIGMAP = "dagster-workspace"
 # Dagster's convention (K8sRunLauncher's postgres_password_secret): key postgresql-password -> DAGSTER_PG_PASSWORD
@@ -156,8 +157,11 @@ def _code_server(cfg: PlatformConfig, location: str, name: str) -> list[Obj]:
     # the image its runs use: K8sRunLauncher reads it from the code location the server reports
     container["env"] += [*env({**platform_env(cfg), "DAGSTER_CURRENT_IMAGE": cfg.versions.platform_image})]
     container["ports"] = [{"name": "grpc", "containerPort": GRPC_PORT}]
-    probe = {"grpc": {"port": GRPC_PORT}, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6}
-    container["readinessProbe"] = probe  # the server implements gRPC health checking once its code is loaded
+    # grpc.health.v1: Dagster's server reports its own service "DagsterApi" SERVING once started with its code
+    # loaded (dagster/_grpc/server.py, DagsterGrpcServer); the probe asks for it by name.
+    grpc = {"port": GRPC_PORT, "service": GRPC_HEALTH_SERVICE}
+    probe = {"grpc": grpc, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6}
+    container["readinessProbe"] = probe
     container["livenessProbe"] = {**probe, "initialDelaySeconds": 60, "periodSeconds": 20}
     container["resources"] = resources("100m", "512Mi", "1", "2Gi")
     pod = _pod(RUN_ACCOUNT, [container], [_config_volumes()[0], platform_volume(), state_volume()])

@@ -8,9 +8,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from platform_core.cluster.kube import KubeClient
@@ -21,11 +23,13 @@ from platform_core.cluster.render_dagster import (
     PLATFORM_SECRET,
     RUN_ACCOUNT,
     instance_config,
+    render_dagster,
 )
 from platform_core.config import load_config
 from platformctl.cli import _cluster_ui_line
-from tests.k8s.scenario_k3s import Platform, changes, checks
+from tests.k8s.scenario_k3s import Platform, changes, checks, platform_doc
 from tests.k8s.schemas import validate_served
+from tests.stacks import free_port_block
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,3 +108,41 @@ def test_a_run_launched_from_the_in_cluster_instance_becomes_a_valid_job(install
     assert volumes["platform"]["secret"]["secretName"] == PLATFORM_SECRET
     assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/etc/platform", "/var/lib/platform"}
     assert container["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_code_servers_probe_asks_what_a_real_code_server_answers(tmp_path: Path) -> None:
+    """The kubelet's gRPC probe (grpc.health.v1 Check for the probe's service) against a real `dagster api grpc`
+    started with the rendered command: the fake's kubelet does not probe, so this is where a probe a real kubelet
+    would fail forever (a service the server does not report) is caught."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    config = tmp_path / "platform.yaml"
+    config.write_text(yaml.safe_dump(platform_doc(tmp_path, tmp_path / "bundle")))
+    cfg = load_config(config)
+    server = next(o for o in render_dagster(cfg) if o["metadata"]["name"] == CODE_SERVERS["platform_assets"])
+    container = server["spec"]["template"]["spec"]["containers"][0]
+    probe = container["readinessProbe"]["grpc"]
+    port = free_port_block(1)
+    command = [str(Path(sys.executable).parent / "dagster"), *container["command"][1:]]
+    command = [*command[: command.index("-h")], "-h", "127.0.0.1", "-p", str(port)]
+    env = {**os.environ, "PLATFORM_CONFIG": str(config), "PLATFORM_STATE_DIR": str(tmp_path / "state")}
+    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            check = health_pb2_grpc.HealthStub(channel).Check
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    answer = check(health_pb2.HealthCheckRequest(service=probe["service"]), timeout=5)
+                    break
+                except grpc.RpcError:
+                    assert process.poll() is None and time.monotonic() < deadline, "the code server did not start"
+                    time.sleep(0.5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as unknown:  # a misspelt service would keep the pod unready
+                check(health_pb2.HealthCheckRequest(service="Dagster"), timeout=5)
+            assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
