@@ -80,6 +80,18 @@ def instance_config(cfg: PlatformConfig) -> dict[str, Any]:
             "config": {"max_concurrent_runs": 2},
         },
         "run_monitoring": {"enabled": True, "poll_interval_seconds": 30},
+        # The image's DAGSTER_HOME is the ConfigMap and not writable by the platform user: what a run writes goes
+        # to the state volume; stdout/stderr stay in each run pod's log (`kubectl logs`), as the Helm chart's
+        # default NoOpComputeLogManager leaves them, while the event log is in Postgres and in the UI.
+        "local_artifact_storage": {
+            "module": "dagster.core.storage.root",
+            "class": "LocalArtifactStorage",
+            "config": {"base_dir": f"{STATE_DIR}/dagster"},
+        },
+        "compute_logs": {
+            "module": "dagster.core.storage.noop_compute_log_manager",
+            "class": "NoOpComputeLogManager",
+        },
     }
 
 
