@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from urllib3.exceptions import HTTPError
 
-from platform_core.cluster.kube_diff import FieldChange, changes, normalize
+from platform_core.cluster.kube_diff import FieldChange, changes
 from platform_core.cluster.kube_error import KubeError
 from platform_core.cluster.kube_health import ImagePullFailure, WorkloadHealth
+from platform_core.cluster.kube_objects import CRD, crd_kinds, describe, server_message, settled, well_formed
 from platform_core.settings import in_cluster
 
 if TYPE_CHECKING:  # the client itself loads on first use: a fifth of a second each code location's load
@@ -27,7 +28,6 @@ if TYPE_CHECKING:  # the client itself loads on first use: a fifth of a second e
 __all__ = ["ApplyResult", "FieldChange", "ImagePullFailure", "KubeClient", "KubeError"]
 
 Obj = dict[str, Any]
-_CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 TRANSIENT = (429, 502, 503, 504)  # retried: the server (or an aggregated API behind it) asks us to come back
 ATTEMPTS, BACKOFF_SECONDS = 3, 0.5
 REQUEST_TIMEOUT = (5, 60)  # connect, read: a hung connection must not block a sensor tick forever
@@ -62,13 +62,6 @@ class _Resource:
         if self.namespaced and namespace:
             base += f"/namespaces/{namespace}"
         return f"{base}/{self.plural}" + (f"/{name}" if name else "")
-
-
-def describe(obj: Obj) -> str:
-    """``Deployment mlops/mlflow``: how errors and reports name an object."""
-    meta = obj.get("metadata") or {}
-    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
-    return f"{obj.get('kind', '?')} {where}{meta.get('name', '?')}"
 
 
 class KubeClient(WorkloadHealth):
@@ -138,7 +131,7 @@ class KubeClient(WorkloadHealth):
                 )
                 return json.loads(resp.data) if resp.data else None
             except ApiException as err:
-                error = KubeError(f"{what}: {_server_message(err)}", err.status)
+                error = KubeError(f"{what}: {server_message(err)}", err.status)
                 if err.status not in TRANSIENT:
                     raise error from err
             except HTTPError as err:
@@ -197,7 +190,7 @@ class KubeClient(WorkloadHealth):
 
     def split_unserved(self, objs: list[Obj]) -> tuple[list[Obj], list[Obj]]:
         """(served, unserved): objects of kinds the cluster serves (or CRDs among ``objs`` define), and the rest."""
-        served = self.served_kinds() | _crd_kinds(objs)
+        served = self.served_kinds() | crd_kinds(objs)
         keep = [o for o in objs if (o.get("apiVersion"), o.get("kind")) in served]
         return keep, [o for o in objs if (o.get("apiVersion"), o.get("kind")) not in served]
 
@@ -265,20 +258,20 @@ class KubeClient(WorkloadHealth):
 
         ``namespace`` is the default for namespaced objects that name none (like ``kubectl -n``; else "default").
         """
-        batch_crds = _crd_kinds(objs)
-        checked: builtins.list[Obj] = [_checked(o, i) for i, o in enumerate(objs)]
+        batch_crds = crd_kinds(objs)
+        checked: builtins.list[Obj] = [well_formed(o, i) for i, o in enumerate(objs)]
         for obj in checked:  # bad input fails before anything is written
             if (obj["apiVersion"], obj["kind"]) not in batch_crds:
                 self._resource(obj)
-        ordered = sorted(checked, key=lambda o: {_CRD[1]: 0, "Namespace": 1}.get(o["kind"], 2))
+        ordered = sorted(checked, key=lambda o: {CRD[1]: 0, "Namespace": 1}.get(o["kind"], 2))
         results: list[ApplyResult] = []
         for obj in ordered:
-            if obj["kind"] != _CRD[1] and results and results[-1].kind == _CRD[1] and not dry_run:
-                self._wait_established([o for o in ordered if o["kind"] == _CRD[1]])
+            if obj["kind"] != CRD[1] and results and results[-1].kind == CRD[1] and not dry_run:
+                self._wait_established([o for o in ordered if o["kind"] == CRD[1]])
             # A dry run creates no Namespace, so the server would refuse what goes into one this batch creates.
             new_ns = {r.name for r in results if r.kind == "Namespace" and r.action == "created"} if dry_run else set()
             results.append(self._apply_one(obj, field_manager, dry_run, force, namespace, new_ns))
-        if not dry_run and ordered and ordered[-1]["kind"] == _CRD[1]:
+        if not dry_run and ordered and ordered[-1]["kind"] == CRD[1]:
             self._wait_established(ordered)
         return results
 
@@ -315,7 +308,7 @@ class KubeClient(WorkloadHealth):
             content_type="application/apply-patch+yaml",
         )
         # Compared as settled, not by resourceVersion: a controller's status write between GET and PATCH moves it.
-        action = "created" if live is None else "unchanged" if _settled(live) == _settled(out) else "configured"
+        action = "created" if live is None else "unchanged" if settled(live) == settled(out) else "configured"
         return ApplyResult(key[0], key[1], ns, meta["name"], action)
 
     def _wait_established(self, crds: builtins.list[Obj], timeout: float = 60.0) -> None:
@@ -333,7 +326,7 @@ class KubeClient(WorkloadHealth):
         # Established (kubernetes/kubectl#1117 "no matches for kind"): wait for them there too.
         while True:
             self.refresh()
-            missing = _crd_kinds(crds) - set(self._discover())
+            missing = crd_kinds(crds) - set(self._discover())
             if not missing:
                 return
             if time.monotonic() > deadline:
@@ -349,7 +342,7 @@ class KubeClient(WorkloadHealth):
         Server-populated fields and status are ignored, and so are defaulted fields the desired object does not
         set (the dry run keeps them). An absent object is one change at path "" (live None, desired obj).
         """
-        obj = _checked(obj, 0)
+        obj = well_formed(obj, 0)
         res = self._resource(obj)
         if res.namespaced:
             obj = {
@@ -383,43 +376,3 @@ class KubeClient(WorkloadHealth):
                 return False
             raise
         return True
-
-
-def _server_message(err: client.ApiException) -> str:
-    try:
-        body = json.loads(err.body or "")
-        return str(body.get("message") or err.reason)
-    except (ValueError, AttributeError):
-        return f"{err.status} {err.reason}"
-
-
-def _checked(obj: Any, index: int) -> Obj:
-    if not isinstance(obj, dict) or not obj.get("apiVersion") or not obj.get("kind"):
-        raise KubeError(f"object #{index}: not a Kubernetes object (needs apiVersion and kind)")
-    if not (obj.get("metadata") or {}).get("name"):
-        raise KubeError(f"object #{index} ({obj['kind']}): metadata.name is required")
-    return obj
-
-
-def _crd_kinds(objs: list[Obj]) -> set[tuple[str, str]]:
-    """(apiVersion, kind) pairs the CRDs among ``objs`` will serve."""
-    out: set[tuple[str, str]] = set()
-    for o in objs:
-        if isinstance(o, dict) and (o.get("apiVersion"), o.get("kind")) == _CRD:
-            spec = o.get("spec") or {}
-            kind = str((spec.get("names") or {}).get("kind"))
-            out |= {
-                (f"{spec.get('group')}/{v.get('name')}", kind)
-                for v in spec.get("versions") or []
-                if v.get("served", True)
-            }
-    return out
-
-
-def _settled(obj: Obj) -> Obj:
-    """An object as compared for "unchanged": managed fields count, their timestamps do not."""
-    out = normalize(obj)
-    out["metadata"]["managedFields"] = [
-        {k: v for k, v in mf.items() if k != "time"} for mf in (obj.get("metadata") or {}).get("managedFields") or []
-    ]
-    return out
