@@ -10,6 +10,8 @@ with key `postgresql-password`, `dagster-daemon liveness-check` as the daemon's 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import yaml
@@ -50,6 +52,7 @@ WORKSPACE_DIR = "/opt/dagster/workspace"
 STATE_DIR = "/var/lib/platform"  # the alerts log, each location's published lineage (cross-location causes)
 STATE_CLAIM = "dagster-state"  # one host (k3s), so one ReadWriteOnce volume is shared by the pods on it
 PLATFORM_UID = 10001  # the non-root user of infra/image/Dockerfile
+CONFIG_DIGEST = "mlops-platform/dagster-config-digest"  # pod-template annotation
 
 
 def instance_config(cfg: PlatformConfig) -> dict[str, Any]:
@@ -68,6 +71,9 @@ def instance_config(cfg: PlatformConfig) -> dict[str, Any]:
         "volumes": [platform_volume(), state_volume()],
         "volume_mounts": platform_mounts(),
         "security_context": hardened(PLATFORM_UID),
+        # the pod's too: fsGroup makes the Secret's 0440 files and the state volume readable by the platform user
+        "run_k8s_config": {"pod_spec_config": {"security_context": pod_security()}},
+        "resources": resources("100m", "512Mi", "2", "4Gi"),  # a run loads a location and may train in process
         "labels": {"app.kubernetes.io/managed-by": "mlops-platform"},
     }
     return {
@@ -107,7 +113,11 @@ def platform_env(cfg: PlatformConfig) -> dict[str, str]:
 
 
 def platform_volume() -> Obj:
-    return {"name": "platform", "secret": {"secretName": PLATFORM_SECRET, "defaultMode": 0o400}}
+    return {"name": "platform", "secret": {"secretName": PLATFORM_SECRET, "defaultMode": 0o440}}
+
+
+def pod_security() -> Obj:
+    return {"runAsNonRoot": True, "fsGroup": PLATFORM_UID, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def state_volume() -> Obj:
@@ -134,11 +144,7 @@ def _pod(account: str, containers: list[Obj], volumes: list[Obj]) -> dict[str, A
         "serviceAccountName": account,
         "containers": containers,
         "volumes": volumes,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "fsGroup": PLATFORM_UID,  # the state volume is the platform user's
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(),
     }
 
 
@@ -174,7 +180,8 @@ def _code_server(cfg: PlatformConfig, location: str, name: str) -> list[Obj]:
     grpc = {"port": GRPC_PORT, "service": GRPC_HEALTH_SERVICE}
     probe = {"grpc": grpc, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6}
     container["readinessProbe"] = probe
-    container["livenessProbe"] = {**probe, "initialDelaySeconds": 60, "periodSeconds": 20}
+    container["livenessProbe"] = {**probe, "periodSeconds": 20}
+    container["startupProbe"] = {**probe, "failureThreshold": 30}  # up to 5 min to import on a busy 2-core host
     container["resources"] = resources("100m", "512Mi", "1", "2Gi")
     pod = _pod(RUN_ACCOUNT, [container], [_config_volumes()[0], platform_volume(), state_volume()])
     return [
@@ -215,16 +222,22 @@ def _daemon(cfg: PlatformConfig) -> Obj:
         "periodSeconds": 30,
         "failureThreshold": 3,
     }
-    container["readinessProbe"] = {**liveness_check, "initialDelaySeconds": 30, "periodSeconds": 30}
+    container["readinessProbe"] = {**liveness_check, "initialDelaySeconds": 60, "periodSeconds": 120}
     pod = _pod(LAUNCHER_ACCOUNT, [container], _config_volumes())
     return deployment(DAEMON, DAGSTER, cfg.k3s.namespace, pod, recreate=True)  # one daemon, never two
 
 
 def _rbac(cfg: PlatformConfig) -> list[Obj]:
     ns = cfg.k3s.namespace
+    # What K8sRunLauncher's client calls (dagster_k8s/client.py): create and delete the run's Job, read its status
+    # (run monitoring: read_namespaced_job_status), list, read and delete its pods (terminate), their logs and
+    # events (a failed run's debug info).
+    read = ["get", "list", "watch"]
     launch_rules = [
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
-        {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "delete", *read]},
+        {"apiGroups": ["batch"], "resources": ["jobs/status"], "verbs": read},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", *read]},
+        {"apiGroups": [""], "resources": ["pods/log", "pods/status", "events"], "verbs": read},
     ]
     rbac = "rbac.authorization.k8s.io/v1"
     launcher = [
@@ -271,5 +284,32 @@ def render_dagster(cfg: PlatformConfig) -> list[Obj]:
         ),
     ]
     code_servers = [item for location, name in CODE_SERVERS.items() for item in _code_server(cfg, location, name)]
+    workloads = [*code_servers, *_webserver(cfg), _daemon(cfg)]
+    # Dagster reads dagster.yaml and workspace.yaml once, at start: a changed one must restart the pods
+    digest = hashlib.sha256(json.dumps([c["data"] for c in config_maps], sort_keys=True).encode()).hexdigest()[:16]
+    for item in workloads:
+        if item["kind"] == "Deployment":
+            item["spec"]["template"]["metadata"]["annotations"] = {CONFIG_DIGEST: digest}
     state = pvc(STATE_CLAIM, DAGSTER, ns, DAGSTER, "1Gi")
-    return [*_rbac(cfg), *config_maps, state, *code_servers, *_webserver(cfg), _daemon(cfg)]
+    return [*_rbac(cfg), *config_maps, state, _code_server_policy(cfg), *workloads]
+
+
+def _code_server_policy(cfg: PlatformConfig) -> Obj:
+    """Only the webserver and the daemon reach the code servers' gRPC port: a caller there can start a run with
+    the code servers' rights (dagster/_grpc/server.py: StartRun). A pod isolated this way still takes its node's
+    connections (the kubelet's probes), as Kubernetes' NetworkPolicy documents; K3s enforces policies itself
+    (its embedded kube-router network policy controller)."""
+
+    def named(names: list[str]) -> Obj:
+        return {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": names}]}
+
+    spec = {
+        "podSelector": named(sorted(CODE_SERVERS.values())),
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {"from": [{"podSelector": named([DAGSTER, DAEMON])}], "ports": [{"protocol": "TCP", "port": GRPC_PORT}]}
+        ],
+    }
+    return obj(
+        "networking.k8s.io/v1", "NetworkPolicy", meta("dagster-code-servers", DAGSTER, cfg.k3s.namespace), spec=spec
+    )
