@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:  # `platformctl down` and `status` do without Dagster's import
     import dagster as dg
+
+    from platform_core.orchestrator.instance import WORKSTATION_RUN_TAG
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,11 @@ def materialize(instance: dg.DagsterInstance, step: Step, log: Path) -> bool:
     job = defs.resolve_implicit_global_asset_job_def()
     with log.open("w") as handle, _output_to(handle):
         result = job.execute_in_process(
-            instance=instance, asset_selection=sorted(keys), partition_key=step.partition, raise_on_error=False
+            instance=instance,
+            asset_selection=sorted(keys),
+            partition_key=step.partition,
+            raise_on_error=False,
+            tags={WORKSTATION_RUN_TAG: socket.gethostname()},
         )
     return result.success
 

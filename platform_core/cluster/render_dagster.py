@@ -79,7 +79,12 @@ def instance_config(cfg: PlatformConfig) -> dict[str, Any]:
     return {
         "telemetry": {"enabled": False},
         "storage": {"postgres": {"postgres_db": postgres_storage(cfg, service_dns(POSTGRES, cfg), POSTGRES_PORT)}},
-        "run_launcher": {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": launcher},
+        # K8sRunLauncher, minus run monitoring's verdict on the workstation's own runs (no Job to look at)
+        "run_launcher": {
+            "module": "platform_core.orchestrator.cluster_launcher",
+            "class": "PlatformRunLauncher",
+            "config": launcher,
+        },
         "run_coordinator": {
             "module": "dagster.core.run_coordinator",
             "class": "QueuedRunCoordinator",

@@ -24,6 +24,8 @@ from platform_core.supervisor import write_private
 
 PASSWORD_ENV = "DAGSTER_PG_PASSWORD"
 HOST_ENV, PORT_ENV = "DAGSTER_PG_HOST", "DAGSTER_PG_PORT"  # k3s workstation: where the cluster's Postgres answers
+# on the runs platformctl executes itself (the host's name): the cluster's run monitoring leaves them alone
+WORKSTATION_RUN_TAG = "mlops-platform/workstation"
 DAGSTER_ENDPOINT = "dagster"  # the in-cluster webserver's entry in endpoints.json
 INSTANCE_FILE = "dagster.yaml"
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from tests.k8s.fake_argocd import available, health, sync
+from tests.k8s.fake_jobs import reconcile_jobs
 from tests.k8s.fake_pods import compact, mid_rollout, owned_by, pod_for, pod_ready, pod_status
 from tests.k8s.fake_store import Obj, clone
 from tests.k8s.fake_types import ResourceType
@@ -63,6 +64,7 @@ class Controllers:
         for _ in range(10):  # until nothing changes: a sync makes Deployments, which make Pods
             changed = self._workloads()
             changed = self._pods() or changed
+            changed = reconcile_jobs(self) or changed
             changed = self._load_balancers() or changed
             changed = self._endpoints() or changed
             changed = self._applications() or changed

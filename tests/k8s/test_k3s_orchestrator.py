@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import yaml
 
@@ -90,6 +91,7 @@ def test_a_run_launched_from_the_in_cluster_instance_becomes_a_valid_job(install
     launched = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert launched.returncode == 0, launched.stderr[-3000:]
 
+    _run_monitoring_spares_the_workstations_runs(home)
     jobs = p.cluster().kube().list("batch/v1", "Job", "mlops")
     assert len(jobs) == 1, launched.stdout[-3000:] + launched.stderr[-3000:]
     job = jobs[0]
@@ -174,3 +176,22 @@ def test_the_launchers_role_allows_every_call_dagster_k8s_makes() -> None:
     rules = role["rules"]
     allowed = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     assert needed <= allowed, sorted(needed - allowed)
+
+
+def _run_monitoring_spares_the_workstations_runs(home: Path) -> None:
+    """What the daemon's run monitoring asks the launcher about each STARTED run: the one launched here has its
+    Job; a run `platformctl` executes on the workstation has none, and is not reported dead for it."""
+    from platform_core.orchestrator.cluster_launcher import PlatformRunLauncher
+    from platform_core.orchestrator.instance import WORKSTATION_RUN_TAG
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        launcher = instance.run_launcher
+        assert isinstance(launcher, PlatformRunLauncher)
+        [launched] = instance.get_runs()
+        launched_health = launcher.check_run_worker_health(launched)
+        assert launched_health.status.value == "RUNNING", launched_health.msg
+        workstation = dg.DagsterRun(job_name="__ASSET_JOB", tags={WORKSTATION_RUN_TAG: "laptop"})
+        health = launcher.check_run_worker_health(workstation)
+        assert (health.status.value, health.msg) == ("RUNNING", "executed by platformctl on laptop")
+        other = dg.DagsterRun(job_name="__ASSET_JOB")  # K8sRunLauncher's verdict on a run with no Job
+        assert launcher.check_run_worker_health(other).status.value == "UNKNOWN"
