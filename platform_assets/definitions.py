@@ -16,6 +16,7 @@ from platform_assets.defs.tracking.assets import tracking_definitions
 from platform_core.alerting.freshness_alerts import freshness_alert_sensor
 from platform_core.alerting.lineage import publish as publish_lineage
 from platform_core.alerting.sensors import check_failure_sensor
+from platform_core.cluster.resource import HOST_ASSETS
 from platform_core.config.base import config_errors_in_one_line
 from platform_core.freshness import with_default_freshness
 from platform_core.settings import config_path
@@ -40,9 +41,13 @@ def build_definitions(path: Path) -> dg.Definitions:
     cfg, state = load_platform(path)
     # Not the orchestrator's own services: the health schedule launches this job from the daemon, and a run
     # cannot restart the process it runs under (`platformctl up` brings those up, last).
+    # k3s: the daemon runs in the cluster, whose pods do not reach the host (the workstation does that part)
+    from_workstation = HOST_ASSETS if cfg.target == "k3s" else ()
     platform_up = dg.define_asset_job(
         "platform_up",
-        selection=dg.AssetSelection.all() - dg.AssetSelection.groups(ORCHESTRATOR),
+        selection=dg.AssetSelection.all()
+        - dg.AssetSelection.groups(ORCHESTRATOR)
+        - dg.AssetSelection.assets(*from_workstation),
         description="Bring up (or heal) every platform service.",
     )
     # each domain picks its own assets for the target
@@ -65,7 +70,9 @@ def build_definitions(path: Path) -> dg.Definitions:
         executor=dg.in_process_executor,
     )
     defs = with_default_freshness(
-        with_code_links(dg.Definitions.merge(*domains, common)), cfg.freshness.platform_minutes
+        with_code_links(dg.Definitions.merge(*domains, common)),
+        cfg.freshness.platform_minutes,
+        except_assets=from_workstation,
     )
     publish_lineage(state.lineage, "platform_assets", defs)
     return defs

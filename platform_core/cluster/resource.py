@@ -20,6 +20,9 @@ from platform_core.settings import in_cluster
 from platform_core.state import is_planning
 
 Obj = dict[str, Any]
+# The assets whose work is on the host, over SSH: only the workstation materializes them (no SSH key enters the
+# cluster), so the in-cluster schedule leaves them out and no freshness window applies to them there.
+HOST_ASSETS = ("host", "k3s_cluster", "cluster_images", "platform_image")
 
 
 class ClusterResource(PlatformResource):

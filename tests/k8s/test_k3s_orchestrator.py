@@ -195,3 +195,19 @@ def _run_monitoring_spares_the_workstations_runs(home: Path) -> None:
         assert (health.status.value, health.msg) == ("RUNNING", "executed by platformctl on laptop")
         other = dg.DagsterRun(job_name="__ASSET_JOB")  # K8sRunLauncher's verdict on a run with no Job
         assert launcher.check_run_worker_health(other).status.value == "UNKNOWN"
+
+
+def test_the_in_cluster_schedule_and_freshness_leave_the_host_to_the_workstation(tmp_path: Path) -> None:
+    """The daemon in the cluster runs `platform_health`; its pods have no way to the host, so the job leaves the
+    host-level assets out and no freshness window waits on them there (the workstation's `make up` does them)."""
+    from platform_assets.definitions import build_definitions
+    from platform_core.cluster.resource import HOST_ASSETS
+
+    config = tmp_path / "platform.yaml"
+    config.write_text(yaml.safe_dump(platform_doc(tmp_path, tmp_path / "bundle")))
+    defs = build_definitions(config)
+    job = defs.resolve_job_def("platform_up")
+    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert selected and not selected & set(HOST_ASSETS) and {"metallb", "gitops", "postgres"} <= selected
+    policies = {spec.key.to_user_string(): spec.freshness_policy for spec in defs.resolve_all_asset_specs()}
+    assert all(policies[name] is None for name in HOST_ASSETS) and policies["gitops"] is not None
