@@ -9,11 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dagster as dg
-import psycopg2
-import sqlalchemy.exc
-from dagster_postgres.utils import DagsterPostgresException
 
-from platform_core.cluster.kube_error import KubeError
 from platform_core.config import PlatformConfig
 from platform_core.redact import redact
 from platform_core.state import StateDir
@@ -71,14 +67,11 @@ def root_cause_line(error: SerializableErrorInfo | None) -> str:
     return redact(lines[0]) if lines else error.cls_name or "step failed"
 
 
-UNREACHABLE = (RuntimeError, OSError, KubeError)
-
-
 @contextmanager
 def recorded_instance(cfg: PlatformConfig, state: StateDir) -> Iterator[dg.DagsterInstance | None]:
     """The stack's Dagster instance, or None when there is none to read: never set up here (opening one would
     create it), or its Postgres is down."""
-    from platform_core.orchestrator.instance import instance_file, load_instance
+    from platform_core.orchestrator.instance import STORAGE_ERRORS, instance_file, load_instance
 
     if not instance_file(state).exists() or not state.secrets_file.exists():
         yield None
@@ -88,8 +81,7 @@ def recorded_instance(cfg: PlatformConfig, state: StateDir) -> Iterator[dg.Dagst
         return
     try:
         instance = load_instance(cfg, state)
-    # RuntimeError, OSError, KubeError: in the k3s target, no way to the cluster's Postgres
-    except (sqlalchemy.exc.OperationalError, psycopg2.OperationalError, DagsterPostgresException, *UNREACHABLE):
+    except STORAGE_ERRORS:
         yield None
         return
     try:

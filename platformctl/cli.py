@@ -8,6 +8,7 @@ UI shows those runs and the sensors run until `down`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -92,16 +93,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ingest":
         return ingest(state, cfg, args.day)
     if args.command == "dagster":  # its environment carries the instance's password: no export by hand
-        from platform_core.orchestrator.instance import in_cluster_instance
-
-        dagster = str(Path(sys.executable).parent / "dagster")
-        env = dagster_env(state, cfg, config_path())
-        if in_cluster_instance(cfg, state):  # the port-forward to the instance's Postgres lives in this process
-            return subprocess.run([dagster, *extra, *args.args], env=env).returncode
-        os.execve(dagster, [dagster, *extra, *args.args], env)
+        return run_dagster(state, cfg, [*extra, *args.args])
     if args.command == "rotate-credentials":
         return rotate_credentials(state, cfg)
     return {"up": up, "down": down, "status": status, "ui": ui}[args.command](state, cfg)
+
+
+def run_dagster(state: StateDir, cfg: PlatformConfig, argv: list[str]) -> int:
+    from platform_core.orchestrator.instance import STORAGE_ERRORS, in_postgres
+
+    dagster = str(Path(sys.executable).parent / "dagster")
+    try:
+        env = dagster_env(state, cfg, config_path())
+    except STORAGE_ERRORS as err:
+        print(f"platformctl: the Dagster instance cannot be reached: {redact(str(err))}", file=sys.stderr)
+        return 1
+    if cfg.target == "k3s" and in_postgres(state):  # the port-forward to the cluster's Postgres is this process's
+        return subprocess.run([dagster, *argv], env=env).returncode
+    os.execve(dagster, [dagster, *argv], env)
 
 
 def dagster_env(state: StateDir, cfg: PlatformConfig, path: Path) -> dict[str, str]:
@@ -164,29 +173,41 @@ def rotate_credentials(state: StateDir, cfg: PlatformConfig) -> int:
 
 
 def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[Step]) -> int:
-    from platform_core.orchestrator.bootstrap import BootstrapError, bootstrap_instance
-    from platform_core.orchestrator.instance import in_cluster_instance, instance_env, open_instance
+    from platform_core.orchestrator.instance import (
+        STORAGE_ERRORS,
+        in_cluster_instance,
+        in_postgres,
+        instance_env,
+        open_instance,
+    )
 
-    instance_was_in_cluster = in_cluster_instance(cfg, state)
-    try:
-        for line in bootstrap_instance(cfg, state, config_path(), restarts_orchestrator=ORCHESTRATOR in steps):
-            print(f"==> {line}", flush=True)
-    except BootstrapError as err:
-        print(f"platformctl: {err}", file=sys.stderr)
+    if not _bootstrap(state, cfg, restarts_orchestrator=ORCHESTRATOR in steps):
         return 1
-    os.environ.update(instance_env(cfg, state, config_path()))  # the instance's password, for its storage
-    with open_instance(cfg, state) as instance:  # every step's run goes into, and is read back from, this one
+    with contextlib.ExitStack() as stack:
+        try:
+            os.environ.update(instance_env(cfg, state, config_path()))  # the instance's password, for its storage
+            instance = stack.enter_context(open_instance(cfg, state))  # every step's run goes into this one
+        except STORAGE_ERRORS as err:
+            print(f"platformctl: the Dagster instance cannot be opened: {redact(str(err))}", file=sys.stderr)
+            return 1
         for number, step in enumerate(steps, start=1):
             if not _run_step(instance, state.logs / f"{command}-{number}-{step.location.split('.')[0]}.log", step):
                 return 1
-    if not instance_was_in_cluster and in_cluster_instance(cfg, state):  # k3s: this command deployed it
-        try:
-            for line in bootstrap_instance(cfg, state, config_path(), restarts_orchestrator=False):
-                print(f"==> {line}", flush=True)
-        except BootstrapError as err:
-            print(f"platformctl: {err}", file=sys.stderr)
-            return 1
+    if cfg.target == "k3s" and in_cluster_instance(cfg, state) and not in_postgres(state):
+        return 0 if _bootstrap(state, cfg, restarts_orchestrator=False) else 1  # this command deployed Dagster
     return 0
+
+
+def _bootstrap(state: StateDir, cfg: PlatformConfig, restarts_orchestrator: bool) -> bool:
+    from platform_core.orchestrator.bootstrap import BootstrapError, bootstrap_instance
+
+    try:
+        for line in bootstrap_instance(cfg, state, config_path(), restarts_orchestrator=restarts_orchestrator):
+            print(f"==> {line}", flush=True)
+    except BootstrapError as err:
+        print(f"platformctl: {err}", file=sys.stderr)
+        return False
+    return True
 
 
 def _run_step(instance: DagsterInstance, log: Path, step: Step) -> bool:

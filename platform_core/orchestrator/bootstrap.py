@@ -10,6 +10,7 @@ the sqlite files are kept aside, so no alert fires twice and no history is lost.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,14 +23,12 @@ from platform_core.cluster.kube_error import KubeError
 from platform_core.config import PlatformConfig
 from platform_core.orchestrator.instance import (
     in_cluster_instance,
-    instance_file,
+    in_postgres,
     open_instance,
     sqlite_history,
-    storage_env,
     write_instance_yaml,
 )
 from platform_core.orchestrator.services import DagsterResource
-from platform_core.resource import ENDPOINTS_FILE
 from platform_core.results import change_text
 from platform_core.services.postgres import PostgresResource
 from platform_core.state import StateDir
@@ -49,20 +48,20 @@ def bootstrap_instance(
     """Make the instance's storage ready; returns what changed, a line each (nothing when nothing did).
     `restarts_orchestrator`: the command's last step starts the webserver, daemon and watchdog again."""
     if cfg.target != "local":
-        return _cluster_instance(cfg, state)
+        return _cluster_instance(cfg, state, config_path)
     lines = _storage_up(cfg, state, config_path)
     if restarts_orchestrator:
         lines += _pause_stale_orchestrator(DagsterResource(config_path=str(config_path), state_dir=str(state.root)))
     return lines + _adopt_postgres(cfg, state)
 
 
-def _adopt_postgres(cfg: PlatformConfig, state: StateDir) -> list[str]:
+def _adopt_postgres(cfg: PlatformConfig, state: StateDir, cluster_storage: bool = False) -> list[str]:
     """Point dagster.yaml at Postgres, copying a sqlite history into it first (once)."""
     lines = []
     old = legacy_sqlite_instance(state)
     if old is not None:
         try:
-            write_instance_yaml(cfg, state, MIGRATING)
+            write_instance_yaml(cfg, state, MIGRATING, cluster_storage)
             lines.append(migrate_sqlite(cfg, state, old))
         except (DagsterError, psycopg2.Error, sqlalchemy.exc.SQLAlchemyError, OSError) as err:
             msg = f"copying the sqlite instance into postgres failed, nothing lost (the next run resumes): {err}"
@@ -70,31 +69,37 @@ def _adopt_postgres(cfg: PlatformConfig, state: StateDir) -> list[str]:
         finally:
             old.dispose()
             (state.dagster_home / MIGRATING).unlink(missing_ok=True)
-    write_instance_yaml(cfg, state)  # only now: until the copy is whole, dagster.yaml still names the sqlite one
+    # only now: until the copy is whole, dagster.yaml still names the sqlite one
+    write_instance_yaml(cfg, state, cluster_storage=cluster_storage)
     return lines
 
 
-def _cluster_instance(cfg: PlatformConfig, state: StateDir) -> list[str]:
+def _cluster_instance(cfg: PlatformConfig, state: StateDir, config_path: Path) -> list[str]:
     """k3s: the state directory's sqlite instance until Dagster runs in the cluster; from then on the cluster's
-    instance, with what was recorded here before copied into it, so there is one history."""
+    instance, with what was recorded here before copied into it, so there is one history. While the cluster's
+    Postgres does not answer (a cluster being rebuilt), this command records here again, copied in later."""
     if not in_cluster_instance(cfg, state):
         write_instance_yaml(cfg, state)
         return []
+    postgres = PostgresResource(config_path=str(config_path), state_dir=str(state.root))
+    database = next(db for db in cfg.databases if db.name == cfg.orchestrator.database)
     try:
-        storage_env(cfg, state)  # opens the way to the cluster's Postgres: fail here, in one line, if it cannot
-    except (RuntimeError, OSError, KubeError) as err:
-        raise BootstrapError(
-            f"the Dagster instance is in the cluster's Postgres, which does not answer: {err}. While the cluster "
-            f"is rebuilt, remove the `dagster` entry of {state.root / ENDPOINTS_FILE}: runs are then recorded "
-            "here and copied into the cluster's instance once Dagster runs there again"
-        ) from err
-    return _adopt_postgres(cfg, state)
+        # as the superuser, through the same way in: a rotated role password is set before the role logs in
+        change = postgres.ensure_database(database)
+    except (psycopg2.Error, RuntimeError, OSError, KubeError) as err:
+        write_instance_yaml(cfg, state)
+        reason = " ".join(str(err).split())
+        return [
+            f"instance: the cluster's Postgres does not answer ({reason}); this command records in "
+            f"{state.dagster_home}, copied into the cluster's instance once it answers"
+        ]
+    lines = [f"instance storage: database {database.name}: {'; '.join(change.changes)}"] if change.changes else []
+    return lines + _adopt_postgres(cfg, state, cluster_storage=True)
 
 
 def legacy_sqlite_instance(state: StateDir) -> dg.DagsterInstance | None:
     """The instance as its dagster.yaml still has it, when that predates the move to Postgres (sqlite)."""
-    current = instance_file(state).read_text() if instance_file(state).exists() else ""
-    if sqlite_history(state) is None or "postgres_db" in current:
+    if sqlite_history(state) is None or in_postgres(state):
         return None
     return dg.DagsterInstance.from_config(str(state.dagster_home))
 
@@ -138,8 +143,9 @@ def migrate_sqlite(cfg: PlatformConfig, state: StateDir, old: dg.DagsterInstance
             if new.get_instigator_state(instigator.instigator_origin_id, instigator.selector_id) is None:
                 new.add_instigator_state(instigator)
     home = state.dagster_home
-    kept = home / f"sqlite-before-postgres-{time.strftime('%Y%m%d%H%M%S')}"
-    (kept / "storage").mkdir(parents=True)
+    # k3s moves a history twice in a second when the cluster's Postgres comes back at once: never the same folder
+    kept = Path(tempfile.mkdtemp(prefix=f"sqlite-before-postgres-{time.strftime('%Y%m%d%H%M%S')}-", dir=home))
+    (kept / "storage").mkdir()
     moved = [home / "history", home / "schedules", *(home / "storage").glob("*.db*")]  # compute logs stay
     for path in (p for p in moved if p.exists()):
         shutil.move(str(path), str(kept / path.relative_to(home)))

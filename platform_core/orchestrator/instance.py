@@ -13,8 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import psycopg2
+import sqlalchemy.exc
 import yaml
+from dagster_postgres.utils import DagsterPostgresException
 
+from platform_core.cluster.kube_error import KubeError
 from platform_core.cluster.render_storage import POSTGRES_PORT
 from platform_core.config import PlatformConfig
 from platform_core.resource import ENDPOINTS_FILE, service_address
@@ -22,6 +26,16 @@ from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV
 from platform_core.state import StateDir
 from platform_core.supervisor import write_private
 
+# What opening the instance raises when its storage does not answer: Postgres down, or in the k3s target no way
+# to the cluster's (no address recorded, the port-forward's API server gone)
+STORAGE_ERRORS = (
+    psycopg2.Error,
+    sqlalchemy.exc.SQLAlchemyError,
+    DagsterPostgresException,
+    KubeError,
+    OSError,
+    RuntimeError,
+)
 PASSWORD_ENV = "DAGSTER_PG_PASSWORD"
 HOST_ENV, PORT_ENV = "DAGSTER_PG_HOST", "DAGSTER_PG_PORT"  # k3s workstation: where the cluster's Postgres answers
 # on the runs platformctl executes itself (the host's name): the cluster's run monitoring leaves them alone
@@ -50,23 +64,23 @@ def postgres_storage(
 
 def in_cluster_instance(cfg: PlatformConfig, state: StateDir) -> bool:
     """k3s: once the `dagster` asset deployed Dagster in the cluster (and recorded how to reach it), the
-    workstation records its runs in that instance too: one history, in the cluster's Postgres."""
+    workstation records its runs in that instance too: one history, in the cluster's Postgres (bootstrap.py)."""
     if cfg.target != "k3s":
         return False
     path = state.root / ENDPOINTS_FILE
     return path.exists() and DAGSTER_ENDPOINT in json.loads(path.read_text())
 
 
-def instance_yaml(cfg: PlatformConfig, state: StateDir) -> str:
+def instance_yaml(cfg: PlatformConfig, cluster_storage: bool = False) -> str:
     """`dagster.yaml`. Local: Postgres storage (runs, events, schedules, sensor cursors); compute logs stay
-    Dagster's default, files under `<state>/dagster_home/storage`. k3s: the cluster's Postgres once Dagster runs
-    there, reached as the platform reaches it (port-forward or LoadBalancer, known only when a process opens it,
-    hence from the environment); before, files in the state directory."""
+    Dagster's default, files under `<state>/dagster_home/storage`. k3s: with `cluster_storage`, the cluster's
+    Postgres, reached as the platform reaches it (port-forward or LoadBalancer, known only when a process opens
+    it, hence from the environment); without, files in the state directory."""
     config: dict[str, object] = {"telemetry": {"enabled": False}}
     if cfg.target == "local":
         storage = postgres_storage(cfg, "127.0.0.1", cfg.services.postgres.port)
         config["storage"] = {"postgres": {"postgres_db": storage}}
-    elif in_cluster_instance(cfg, state):
+    elif cluster_storage:
         storage = postgres_storage(cfg, {"env": HOST_ENV}, {"env": PORT_ENV})
         config["storage"] = {"postgres": {"postgres_db": storage}}
     # runs stuck in STARTING or CANCELING (their launch died with a killed daemon) are failed after a timeout
@@ -75,16 +89,22 @@ def instance_yaml(cfg: PlatformConfig, state: StateDir) -> str:
     return header + yaml.safe_dump(config, sort_keys=False)
 
 
-def instance_file(state: StateDir) -> Path:
-    return state.dagster_home / INSTANCE_FILE
+def instance_file(state: StateDir, name: str = INSTANCE_FILE) -> Path:
+    return state.dagster_home / name
 
 
-def storage_env(cfg: PlatformConfig, state: StateDir) -> dict[str, str]:
+def in_postgres(state: StateDir, name: str = INSTANCE_FILE) -> bool:
+    """Whether the instance file names Postgres storage (else Dagster's sqlite files in the state directory)."""
+    path = instance_file(state, name)
+    return path.exists() and "postgres_db" in path.read_text()
+
+
+def storage_env(cfg: PlatformConfig, state: StateDir, name: str = INSTANCE_FILE) -> dict[str, str]:
     """What the instance's storage needs from the environment: the role's password, and in the k3s target where
     the cluster's Postgres answers for this process (opening the port-forward)."""
     if cfg.target == "local":
         return {PASSWORD_ENV: state.credentials.postgres_password(instance_role(cfg))}
-    if not in_cluster_instance(cfg, state):
+    if not in_postgres(state, name):
         return {}
     host, port = service_address(cfg, state, "postgres", POSTGRES_PORT)
     password = state.credentials.postgres_password(instance_role(cfg))
@@ -97,14 +117,16 @@ def instance_env(cfg: PlatformConfig, state: StateDir, config_path: Path) -> dic
     return env | storage_env(cfg, state)
 
 
-def write_instance_yaml(cfg: PlatformConfig, state: StateDir, name: str = INSTANCE_FILE) -> None:
-    write_private(state.dagster_home / name, instance_yaml(cfg, state))
+def write_instance_yaml(
+    cfg: PlatformConfig, state: StateDir, name: str = INSTANCE_FILE, cluster_storage: bool = False
+) -> None:
+    write_private(state.dagster_home / name, instance_yaml(cfg, cluster_storage))
 
 
 def load_instance(cfg: PlatformConfig, state: StateDir, name: str = INSTANCE_FILE) -> dg.DagsterInstance:
     """The instance (the caller disposes of it), with the storage's password (and address) in this process's
     environment only while Dagster reads its config."""
-    env = storage_env(cfg, state)
+    env = storage_env(cfg, state, name)
     previous = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:

@@ -68,7 +68,7 @@ class DagsterResource(PlatformResource):
             name=name,
             argv=(str(Path(sys.executable).parent / argv[0]), *argv[1:]),
             env=instance_env(self.cfg, state, Path(self.config_path)),
-            files={instance_file(state): instance_yaml(self.cfg, state), self.workspace_file: self._workspace_yaml()},
+            files={instance_file(state): instance_yaml(self.cfg), self.workspace_file: self._workspace_yaml()},
             health=health,
             ports=ports,
             cwd=Path(self.config_path).parent,

@@ -189,3 +189,16 @@ def test_the_workstation_records_into_the_in_cluster_instance_once_dagster_runs_
     with open_instance(cfg, state) as cluster:
         assert cluster.get_run_by_id(run_id) is not None
     assert bootstrap_instance(cfg, state, k3s_config, restarts_orchestrator=False) == []  # once
+
+    # the cluster's Postgres stops answering (a cluster being rebuilt): the command records here, then copies
+    (state.root / "endpoints.json").write_text(json.dumps({**endpoints, "postgres": {"host": "127.0.0.1", "port": 9}}))
+    [line] = bootstrap_instance(cfg, state, k3s_config, restarts_orchestrator=False)
+    assert line.startswith("instance: the cluster's Postgres does not answer (") and "copied into" in line, line
+    assert "storage" not in yaml.safe_load(instance_file(state).read_text())
+    with open_instance(cfg, state) as local:
+        meanwhile = dg.materialize([before], instance=local).run_id
+    (state.root / "endpoints.json").write_text(json.dumps(endpoints))
+    [line] = bootstrap_instance(cfg, state, k3s_config, restarts_orchestrator=False)
+    assert line.startswith("instance moved from sqlite to postgres: 1 runs with"), line
+    with open_instance(cfg, state) as cluster:
+        assert cluster.get_run_by_id(meanwhile) is not None and cluster.get_run_by_id(run_id) is not None
