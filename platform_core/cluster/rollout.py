@@ -17,17 +17,46 @@ SECRETS_DIGEST = "mlops-platform/secrets-digest"  # pod-template annotation: a c
 IMAGE_DIGEST = "mlops-platform/image-digest"  # the same for a rebuilt or re-imported platform image
 
 
-def restart_consumers(kube: KubeClient, cfg: PlatformConfig, secrets: list[Obj]) -> list[str]:
-    """Pods read Secrets at start (env, subPath mounts): a changed Secret needs a rollout, as
-    `kubectl rollout restart` does it: a pod-template annotation, here the digest of the Secrets."""
-    digest = hashlib.sha256(json.dumps([s["data"] for s in secrets], sort_keys=True).encode()).hexdigest()[:16]
-    return _roll(kube, cfg, (SECRETS_DIGEST, digest), "mlops-platform-rollout", "Secrets changed")
+def restart_consumers(kube: KubeClient, cfg: PlatformConfig, secrets: list[Obj], changed: set[str]) -> list[str]:
+    """Pods read Secrets at start (env, subPath mounts; Dagster its config files): the workloads reading a
+    changed Secret roll, as `kubectl rollout restart` does, with a pod-template annotation: the digest of the
+    Secrets each one reads. One that reads none of ``changed`` is left alone (an edited platform.yaml, in the
+    orchestrator's Secret, restarts no database)."""
+    data = {s["metadata"]["name"]: s["data"] for s in secrets}
+
+    def digest(obj: Obj) -> str | None:
+        read = sorted(secret_names(obj))
+        if not set(read) & changed:
+            return None
+        payload = json.dumps([data.get(name) for name in read], sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    return _roll(kube, cfg, SECRETS_DIGEST, digest, "mlops-platform-rollout", "Secrets changed")
+
+
+def secret_names(workload: Obj) -> set[str]:
+    """The Secrets a workload's pods read: volumes, envFrom and env references, init containers too."""
+    pod = workload["spec"]["template"]["spec"]
+    names = {v["secret"]["secretName"] for v in pod.get("volumes") or [] if "secret" in v}
+    for container in [*(pod.get("initContainers") or []), *pod["containers"]]:
+        names |= {e["secretRef"]["name"] for e in container.get("envFrom") or [] if "secretRef" in e}
+        refs = [(e.get("valueFrom") or {}).get("secretKeyRef") for e in container.get("env") or []]
+        names |= {ref["name"] for ref in refs if ref}
+    return names
 
 
 def restart_image_users(kube: KubeClient, cfg: PlatformConfig, digest: str) -> list[str]:
     """Pods running the platform image under an unchanged tag keep the old image until they restart."""
-    stamp = (IMAGE_DIGEST, digest.removeprefix("sha256:")[:16])
-    return _roll(kube, cfg, stamp, "mlops-platform-image-rollout", "platform image changed", _uses_platform_image(cfg))
+    stamp = digest.removeprefix("sha256:")[:16]
+    uses = _uses_platform_image(cfg)
+    return _roll(
+        kube,
+        cfg,
+        IMAGE_DIGEST,
+        lambda obj: stamp if uses(obj) else None,
+        "mlops-platform-image-rollout",
+        "platform image changed",
+    )
 
 
 def _uses_platform_image(cfg: PlatformConfig) -> Callable[[Obj], bool]:
@@ -41,23 +70,24 @@ def _uses_platform_image(cfg: PlatformConfig) -> Callable[[Obj], bool]:
 def _roll(
     kube: KubeClient,
     cfg: PlatformConfig,
-    annotation: tuple[str, str],
+    annotation: str,
+    value_for: Callable[[Obj], str | None],
     manager: str,
     why: str,
-    selected: Callable[[Obj], bool] = lambda obj: True,
 ) -> list[str]:
-    """Stamp ``annotation`` on the pod template of each live, selected workload (its own field manager, so the
-    stamps of other reasons stay), which rolls its pods: one at a time, in SERVICES' order (storage, then MLflow,
-    then its clients), each rolled out before the next, so a client restarted with a rotated password never meets
-    the MLflow pod whose init container has yet to set it. A rollout that does not finish stops no other stamp
-    (the next run would see no change left to roll for): the rest are rolled, then the step fails naming it."""
+    """Stamp ``annotation`` with ``value_for(workload)`` on the pod template of each live workload it gives a
+    value for (its own field manager, so the stamps of other reasons stay), which rolls its pods: one at a time,
+    in SERVICES' order (storage, then MLflow, then its clients), each rolled out before the next, so a client
+    restarted with a rotated password never meets the MLflow pod whose init container has yet to set it. A
+    rollout that does not finish stops no other stamp (the next run would see no change left to roll for): the
+    rest are rolled, then the step fails naming it."""
     restarted: list[str] = []
     stuck: list[str] = []
     for app in SERVICES:
         for obj in SERVICES[app](cfg):
+            value = value_for(obj) if obj["kind"] == "Deployment" else None  # wait_available reads Deployments
             if (
-                obj["kind"] != "Deployment"  # what the platform renders; wait_available reads Deployments
-                or not selected(obj)
+                value is None
                 or kube.get({**obj, "metadata": {**obj["metadata"], "namespace": cfg.k3s.namespace}}) is None
             ):
                 continue
@@ -65,7 +95,7 @@ def _roll(
                 "apiVersion": obj["apiVersion"],
                 "kind": obj["kind"],
                 "metadata": {"name": obj["metadata"]["name"], "namespace": cfg.k3s.namespace},
-                "spec": {"template": {"metadata": {"annotations": dict([annotation])}}},
+                "spec": {"template": {"metadata": {"annotations": {annotation: value}}}},
             }
             kube.apply([stamp], field_manager=manager)
             restarted.append(f"restarted {obj['kind']} {cfg.k3s.namespace}/{obj['metadata']['name']} ({why})")

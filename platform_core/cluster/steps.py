@@ -75,13 +75,14 @@ def _lines(results: list[ApplyResult]) -> list[str]:
 def _apply(
     c: ClusterResource, kube: KubeClient, objs: list[Obj], namespace: str | None = None, manager: str = MANAGER
 ) -> list[str]:
-    lines = _lines(kube.apply(objs, dry_run=c.plan, namespace=namespace, field_manager=manager))
-    # plan mode: StepResult.change already says "would: "
-    return (
-        [line.replace("configured", "configure", 1).replace("created", "create", 1) for line in lines]
-        if c.plan
-        else lines
-    )
+    return _planned(c, _lines(kube.apply(objs, dry_run=c.plan, namespace=namespace, field_manager=manager)))
+
+
+def _planned(c: ClusterResource, lines: list[str]) -> list[str]:
+    """In plan mode what an apply would do (StepResult.change already says "would: ")."""
+    if not c.plan:
+        return lines
+    return [line.replace("configured", "configure", 1).replace("created", "create", 1) for line in lines]
 
 
 def _cluster_or_plan(c: ClusterResource) -> KubeClient | None:
@@ -249,9 +250,11 @@ def secrets_step(c: ClusterResource) -> StepResult:
         return StepResult([f"create Secrets {names}"], {"secrets": names})
     # values never reach metadata: only which Secret changed. The namespace too: this asset needs only
     # k3s_cluster, so it may run before argocd creates it.
-    changes = _apply(c, kube, [platform_namespace(cfg), *secrets])
-    if any(line.startswith("configured Secret") for line in changes) and not c.plan:
-        changes += restart_consumers(kube, cfg, secrets)
+    results = kube.apply([platform_namespace(cfg), *secrets], dry_run=c.plan, field_manager=MANAGER)
+    changes = _planned(c, _lines(results))
+    changed = {r.name for r in results if r.kind == "Secret" and r.action == "configured"}
+    if changed and not c.plan:
+        changes += restart_consumers(kube, cfg, secrets, changed)
     return StepResult(changes, {"secrets": names, "namespace": cfg.k3s.namespace})
 
 

@@ -64,6 +64,11 @@ def test_argo_cd_deploys_dagster_and_the_ui_stays_off_the_lan(installed: Platfor
     assert set(secret["data"]) == {"platform.yaml", "credentials.json"}
     assert set(_get(kube, "v1", "Secret", PG_PASSWORD_SECRET)["data"]) == {PG_PASSWORD_KEY}
     assert changes(p.run(["gitops", "dagster"]))["dagster"] == "no change"
+    # platform.yaml is in the code servers' Secret: an edit rolls them, and nothing else
+    p.config.write_text(p.config.read_text() + "# edited by hand\n")
+    edited = changes(p.run(["cluster_secrets"]))["cluster_secrets"]
+    rolled = [line.split()[2] for line in edited.split("; ") if line.startswith("restarted")]
+    assert rolled == ["mlops/dagster-code-platform", "mlops/dagster-code-ml"], edited
 
 
 def test_a_run_launched_from_the_in_cluster_instance_becomes_a_valid_job(installed: Platform) -> None:
