@@ -124,7 +124,9 @@ def dagster_env(state: StateDir, cfg: PlatformConfig, path: Path) -> dict[str, s
 PLATFORM = Step("platform services", "platform_assets.definitions", "not group:orchestrator")
 # last: the daemon's sensors judge a stack that is whole (the UI and the watchdog with it)
 ORCHESTRATOR = Step(
-    "orchestrator: dagster webserver, daemon, watchdog", "platform_assets.definitions", "group:orchestrator"
+    "orchestrator: Dagster's webserver and daemon (local: with the watchdog; k3s: in the cluster)",
+    "platform_assets.definitions",
+    "group:orchestrator",
 )
 _MODEL_ASSETS = ("ml_experiment", "features", "trained_model", "registered_model", "inference_service")
 ML_MODEL = Step(
@@ -150,7 +152,8 @@ def up(state: StateDir, cfg: PlatformConfig) -> int:
     if code == 0 and cfg.target == "local":
         _print_where(state, cfg)
     elif code == 0:
-        print(_cluster_ui_line(state)[1])
+        _, ui_line = _cluster_ui_line(state)
+        print(ui_line)
     return code
 
 
@@ -274,9 +277,10 @@ def down(state: StateDir, cfg: PlatformConfig) -> int:
 
 def status(state: StateDir, cfg: PlatformConfig) -> int:
     if cfg.target != "local":  # the services are the cluster's (their Applications: `platformctl plan`)
-        line = sensors_status(state, cfg)
-        print(f"{_cluster_ui_line(state)[1]}\n{line}")
-        return 0 if "dagster-daemon up" in line else 1
+        beating, line = sensors_status(state, cfg)
+        _, ui_line = _cluster_ui_line(state)
+        print(f"{ui_line}\n{line}")
+        return 0 if beating else 1
     from platform_core.alerting.service_drift import local_findings, service_drift
     from platform_core.orchestrator.services import DagsterResource
 
@@ -296,17 +300,21 @@ def status(state: StateDir, cfg: PlatformConfig) -> int:
         findings += service_drift(supervisor, services[key].service_spec())
     for finding in findings:
         print(f"DRIFT {finding.subject}: {finding.message} [{finding.remedy}]")
-    print(sensors_status(state, cfg))
+    print(sensors_status(state, cfg)[1])
     return 1 if findings else 0
 
 
-def sensors_status(state: StateDir, cfg: PlatformConfig) -> str:
-    """Who watches the watcher: the daemon that evaluates every alerting sensor, from its heartbeats."""
+def sensors_status(state: StateDir, cfg: PlatformConfig) -> tuple[bool, str]:
+    """Who watches the watcher: whether the daemon that evaluates every alerting sensor beats, from its heartbeats
+    (in the k3s target, the cluster's daemon, read from the cluster's instance), and the line saying so."""
+    from platform_core.orchestrator.services import heartbeat_ages
     from platform_core.runs import daemon_line, recorded_instance
 
     with recorded_instance(cfg, state) as instance:
         beats = {n: b.timestamp for n, b in instance.get_daemon_heartbeats().items()} if instance else None
-    return daemon_line(beats, time.time())
+    now = time.time()
+    ages, stale = heartbeat_ages(beats or {}, now)
+    return bool(ages) and not stale, daemon_line(beats, now)
 
 
 def _cluster_ui_line(state: StateDir) -> tuple[bool, str]:

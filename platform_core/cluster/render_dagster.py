@@ -3,9 +3,11 @@ the platform image, with the instance in the cluster's Postgres and runs launche
 K8sRunLauncher. What the pods read that is secret (the instance's password, platform.yaml, the credentials) comes
 from Secrets the platform makes (platform_core/cluster/secrets.py); infra/ only names them.
 
-The layout follows Dagster's Helm chart (dagster/dagster, `helm/dagster`): the instance's `dagster.yaml` in a
-ConfigMap mounted at DAGSTER_HOME, `workspace.yaml` naming the code servers by Service, the password in a Secret
-with key `postgresql-password`, `dagster-daemon liveness-check` as the daemon's liveness probe.
+Taken from Dagster's Helm chart (dagster-io/dagster, `helm/dagster`): the instance's `dagster.yaml` in a ConfigMap,
+`workspace.yaml` naming the code servers by Service, the password in a Secret with key `postgresql-password`,
+`dagster-daemon liveness-check` as the daemon's liveness probe, config digests on the pod templates. Unlike it,
+the ConfigMap is DAGSTER_HOME itself (read-only): nothing of Dagster writes there once the storage is Postgres,
+the artifacts go to the state volume and the compute logs to the pods' own logs.
 """
 
 from __future__ import annotations
@@ -91,9 +93,10 @@ def instance_config(cfg: PlatformConfig) -> dict[str, Any]:
             "config": {"max_concurrent_runs": 2},
         },
         "run_monitoring": {"enabled": True, "poll_interval_seconds": 30},
-        # The image's DAGSTER_HOME is the ConfigMap and not writable by the platform user: what a run writes goes
-        # to the state volume; stdout/stderr stay in each run pod's log (`kubectl logs`), as the Helm chart's
-        # default NoOpComputeLogManager leaves them, while the event log is in Postgres and in the UI.
+        # DAGSTER_HOME is not the platform user's to write (the ConfigMap in the long-running pods; a directory the
+        # image lacks in run pods): what a run writes goes to the state volume; stdout/stderr stay in each run
+        # pod's log (`kubectl logs`), as the Helm chart's default NoOpComputeLogManager leaves them, while the
+        # event log is in Postgres and in the UI.
         "local_artifact_storage": {
             "module": "dagster.core.storage.root",
             "class": "LocalArtifactStorage",

@@ -81,7 +81,7 @@ def orchestrator_secrets(cfg: PlatformConfig, credentials: Credentials, config_t
         credentials.s3_keys(bucket.owner)
     for identity in (mlflow_auth.writer, mlflow_auth.reader):
         identity(credentials)
-    for token in (METALLB_MEMBERLIST, DATA_API_TOKEN, "mlflow-flask-secret"):
+    for token in (METALLB_MEMBERLIST, DATA_API_TOKEN, mlflow_auth.FLASK_SECRET_TOKEN):
         credentials.token(token)
     stored = credentials.path.read_text() if credentials.path.exists() else "{}"
     return [
@@ -112,7 +112,7 @@ def render_secrets(
                 "PGPASSWORD": mlflow_password,
                 "AWS_ACCESS_KEY_ID": artifact_access,
                 "AWS_SECRET_ACCESS_KEY": artifact_secret,
-                "MLFLOW_FLASK_SERVER_SECRET_KEY": credentials.token("mlflow-flask-secret"),
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": credentials.token(mlflow_auth.FLASK_SECRET_TOKEN),
             },
         ),
         _secret(

@@ -25,12 +25,24 @@ WATCHDOG_BEAT = "watchdog-beat.json"  # in the run directory: the watchdog's las
 WATCHDOG_STALE_ROUNDS = 3  # rounds without a beat before the watchdog counts as gone
 
 
-def heartbeat_ages(beats: dict[str, float], now: float) -> tuple[dict[str, float], list[str]]:
+def heartbeat_ages(
+    beats: dict[str, float], now: float, watched: tuple[str, ...] = WATCHED_DAEMONS
+) -> tuple[dict[str, float], list[str]]:
     """(seconds since each watched daemon's newest heartbeat, the watched daemons that are stale or never beat):
-    the one judgement `platformctl status` and the daemon's check both report."""
-    ages = {name: now - beats[name] for name in WATCHED_DAEMONS if name in beats}
-    stale = [name for name in WATCHED_DAEMONS if ages.get(name, float("inf")) > HEARTBEAT_STALE_SECONDS]
+    the one judgement `platformctl status` and the daemons' checks report."""
+    ages = {name: now - beats[name] for name in watched if name in beats}
+    stale = [name for name in watched if ages.get(name, float("inf")) > HEARTBEAT_STALE_SECONDS]
     return ages, stale
+
+
+def unloaded_locations(workspace: dict[str, object]) -> tuple[list[str], list[str]]:
+    """(the locations the webserver lists, each code location not loaded with why) from WORKSPACE_QUERY's answer."""
+    entries = workspace["workspaceOrError"]["locationEntries"]  # type: ignore[index]
+    loaded = {e["name"]: e["locationOrLoadError"]["__typename"] for e in entries}
+    problems = [
+        f"{name}: {loaded.get(name, 'missing')}" for name in LOCATIONS if loaded.get(name) != "RepositoryLocation"
+    ]
+    return sorted(loaded), problems
 
 
 WORKSPACE_QUERY = """{

@@ -79,7 +79,7 @@ class MlflowResource(PlatformResource):
             "PGPASSWORD": self.state.credentials.postgres_password(self.backend_role),
             "MLFLOW_AUTH_CONFIG_PATH": str(self.state.etc / INI_NAME),
             # signs the UI's sessions and CSRF tokens: the same in every worker
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": self.state.credentials.token("mlflow-flask-secret"),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": self.state.credentials.token(mlflow_auth.FLASK_SECRET_TOKEN),
             "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{cfg.services.seaweedfs.s3_port}",
             "AWS_ACCESS_KEY_ID": access,
             "AWS_SECRET_ACCESS_KEY": secret,

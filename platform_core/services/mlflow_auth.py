@@ -35,6 +35,7 @@ WRITER = "platform-admin"
 READER = "reader"
 INI_NAME = "mlflow-auth.ini"
 APP_NAME = "basic-auth"
+FLASK_SECRET_TOKEN = "mlflow-flask-secret"  # the auth app's session signing key, a generated token
 CHECK_MODEL = "_platform_checks"  # a registered model of the checks' own, like the check experiment
 _PROBE_ALIAS = "auth-probe"
 # The init container's environment (the Secret mlflow-users); the ini names the store, PGPASSWORD unlocks it.

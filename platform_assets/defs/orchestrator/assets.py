@@ -14,11 +14,11 @@ from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
 from platform_core.orchestrator.services import (
-    LOCATIONS,
     WATCHDOG_STALE_ROUNDS,
     WATCHED_DAEMONS,
     DagsterResource,
     heartbeat_ages,
+    unloaded_locations,
 )
 from platform_core.results import check_errors_fail, loopback_only, service_result
 from platform_core.supervisor import ServiceSpec
@@ -95,13 +95,9 @@ def watchdog_change(dagster_resource: DagsterResource, host_resource: HostResour
 )
 @check_errors_fail
 def webserver_serves_both_locations(dagster_resource: DagsterResource) -> dg.AssetCheckResult:
-    entries = dagster_resource.graphql()["workspaceOrError"]["locationEntries"]  # type: ignore[index]
-    loaded = {e["name"]: e["locationOrLoadError"]["__typename"] for e in entries}
-    problems = [
-        f"{name}: {loaded.get(name, 'missing')}" for name in LOCATIONS if loaded.get(name) != "RepositoryLocation"
-    ]
+    listed, problems = unloaded_locations(dagster_resource.graphql())
     return dg.AssetCheckResult(
-        passed=not problems, description="; ".join(problems) or f"locations {', '.join(sorted(loaded))} loaded"
+        passed=not problems, description="; ".join(problems) or f"locations {', '.join(listed)} loaded"
     )
 
 

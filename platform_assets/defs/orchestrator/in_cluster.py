@@ -7,11 +7,17 @@ import time
 import dagster as dg
 
 from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
-from platform_core.orchestrator.services import HEARTBEAT_STALE_SECONDS, LOCATIONS, WATCHED_DAEMONS, DagsterResource
+from platform_core.orchestrator.services import (
+    WATCHED_DAEMONS,
+    DagsterResource,
+    heartbeat_ages,
+    unloaded_locations,
+)
 from platform_core.results import check_errors_fail
 
 GROUP = "orchestrator"
 DAGSTER = "dagster"
+CLUSTER_DAEMONS = (*WATCHED_DAEMONS, "QUEUED_RUN_COORDINATOR", "MONITORING")
 
 dagster_in_cluster = cluster_service_asset(
     cluster_spec(
@@ -27,39 +33,30 @@ dagster_in_cluster = cluster_service_asset(
 
 
 def daemon_problems(statuses: list[dict[str, object]], now: float) -> tuple[list[str], list[str]]:
-    """(each watched daemon's heartbeat age, what is wrong) from the webserver's daemonHealth."""
-    by_type = {str(s["daemonType"]): s for s in statuses}
-    ages, problems = [], []
-    for name in WATCHED_DAEMONS:
-        status = by_type.get(name)
-        beat = status.get("lastHeartbeatTime") if status else None
-        if beat is None:
-            problems.append(f"{name} never beat")
-            continue
-        age = now - float(beat)  # type: ignore[arg-type]
-        ages.append(f"{name} {age:.0f}s ago")
-        if not status or not status["healthy"] or age > HEARTBEAT_STALE_SECONDS:
-            problems.append(f"{name} unhealthy")
-    return ages, problems
+    """(each watched daemon's heartbeat age, what is wrong) from the webserver's daemonHealth: the same judgement
+    as the local daemon's check, over the daemons a cluster deployment needs (runs are queued, then launched and
+    watched as Jobs)."""
+    beats = {str(s["daemonType"]): float(s["lastHeartbeatTime"]) for s in statuses if s.get("lastHeartbeatTime")}  # type: ignore[arg-type]
+    ages, stale = heartbeat_ages(beats, now, CLUSTER_DAEMONS)
+    unhealthy = {str(s["daemonType"]) for s in statuses if not s.get("healthy")}
+    problems = [f"{name} {'never beat' if name not in ages else 'stale'}" for name in stale]
+    problems += [f"{name} unhealthy" for name in CLUSTER_DAEMONS if name in unhealthy and name not in stale]
+    return [f"{name} {age:.0f}s ago" for name, age in ages.items()], problems
 
 
 @dg.asset_check(
     asset=DAGSTER,
     blocking=True,
-    description="The in-cluster webserver answers GraphQL with both code locations loaded, and its sensor and "
-    "schedule daemons' heartbeats are fresh.",
+    description="The in-cluster webserver answers GraphQL with both code locations loaded, and the sensor, "
+    "schedule, run queue and run monitoring daemons' heartbeats are fresh.",
 )
 @check_errors_fail
 def dagster_serves_and_daemon_beats(dagster_resource: DagsterResource) -> dg.AssetCheckResult:
     data = dagster_resource.graphql()
-    entries = data["workspaceOrError"]["locationEntries"]  # type: ignore[index]
-    loaded = {e["name"]: e["locationOrLoadError"]["__typename"] for e in entries}
-    problems = [
-        f"{name}: {loaded.get(name, 'missing')}" for name in LOCATIONS if loaded.get(name) != "RepositoryLocation"
-    ]
+    listed, problems = unloaded_locations(data)
     statuses = data["instance"]["daemonHealth"]["allDaemonStatuses"]  # type: ignore[index]
     ages, daemon = daemon_problems(statuses, time.time())
-    shown = f"locations {', '.join(sorted(loaded))}; heartbeats: {', '.join(ages) or 'none'}"
+    shown = f"locations {', '.join(listed)}; heartbeats: {', '.join(ages) or 'none'}"
     return dg.AssetCheckResult(passed=not problems + daemon, description="; ".join([shown, *problems, *daemon]))
 
 
