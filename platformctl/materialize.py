@@ -18,8 +18,6 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:  # `platformctl down` and `status` do without Dagster's import
     import dagster as dg
 
-    from platform_core.orchestrator.instance import WORKSTATION_RUN_TAG
-
 
 @dataclass(frozen=True)
 class Step:
@@ -41,6 +39,8 @@ def location_definitions(location: str) -> dg.Definitions:
 def materialize(instance: dg.DagsterInstance, step: Step, log: Path) -> bool:
     """Run the step into `instance`, its Dagster log in `log`; True when the run succeeded."""
     import dagster as dg
+
+    from platform_core.orchestrator.instance import WORKSTATION_RUN_TAG
 
     defs = location_definitions(step.location)
     keys = dg.AssetSelection.from_string(step.selection).resolve(defs.resolve_asset_graph())

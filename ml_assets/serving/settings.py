@@ -16,5 +16,5 @@ class ServingSettings(BaseModel):
     threads: int = Field(1, ge=1)
     max_batch_rows: int = Field(1000, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
-    log_flush_rows: int = Field(500, ge=1)
+    log_flush_rows: int = Field(10_000, ge=1)
     flush_interval_seconds: float = Field(10, gt=0)

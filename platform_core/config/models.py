@@ -118,7 +118,9 @@ class InferenceService(_Model):
     threads: int = Field(1, strict=True, ge=1, le=8)  # model threads per request: more only adds contention
     max_batch_rows: int = Field(1000, strict=True, ge=1, le=100_000)
     max_body_bytes: int = Field(1_048_576, strict=True, ge=1024)
-    log_flush_rows: int = Field(500, strict=True, ge=1)  # predictions buffered before a write to S3
+    # predictions buffered before a write to S3 (else every 10 s): one Parquet file and PUT per ~10k rows, not a
+    # PUT per few requests, which under batch load cost the server more CPU than its predictions
+    log_flush_rows: int = Field(10_000, strict=True, ge=1)
 
 
 class DataApiService(_Model):

@@ -39,7 +39,7 @@ def test_settings_from_env_complete() -> None:
     assert (settings.model_name, settings.predictions_bucket) == ("housing-price", "predictions")
     assert (settings.s3_access_key, settings.s3_secret_key) == ("ml-access", SECRET)
     assert (settings.threads, settings.max_batch_rows) == (2, 500)  # parsed from strings
-    assert (settings.alias, settings.max_body_bytes, settings.log_flush_rows) == ("champion", 1_048_576, 500)
+    assert (settings.alias, settings.max_body_bytes, settings.log_flush_rows) == ("champion", 1_048_576, 10_000)
     assert SECRET not in repr(settings)
 
 
