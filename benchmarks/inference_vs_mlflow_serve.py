@@ -110,9 +110,10 @@ def main() -> None:
     try:
         print("bringing up a private stack (platform, first batch, champion, inference service)...", flush=True)
         subprocess.run([*platformctl, "up"], check=True, capture_output=True)
-        from platform_core.config import load_config
+        from platform_core.services import mlflow_auth
+        from platform_core.state import load_platform
 
-        cfg = load_config(config)
+        cfg, state = load_platform(config)
         ours = f"http://127.0.0.1:{cfg.services.inference.port}"
         port = free_port_block(1)
         venv_bin = str(Path(sys.executable).parent)  # mlflow execs `uvicorn` from PATH
@@ -120,6 +121,7 @@ def main() -> None:
             **os.environ,
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{cfg.services.mlflow.port}",
             "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+            **mlflow_auth.reader(state.credentials).environ(),  # MLflow is behind its basic auth
         }
         serve = subprocess.Popen(
             [
