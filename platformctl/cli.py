@@ -307,13 +307,13 @@ def status(state: StateDir, cfg: PlatformConfig) -> int:
 def sensors_status(state: StateDir, cfg: PlatformConfig) -> tuple[bool, str]:
     """Who watches the watcher: whether the daemon that evaluates every alerting sensor beats, from its heartbeats
     (in the k3s target, the cluster's daemon, read from the cluster's instance), and the line saying so."""
-    from platform_core.orchestrator.services import heartbeat_ages
+    from platform_core.orchestrator.services import CLUSTER_DAEMONS, WATCHED_DAEMONS, heartbeat_ages
     from platform_core.runs import daemon_line, recorded_instance
 
     with recorded_instance(cfg, state) as instance:
         beats = {n: b.timestamp for n, b in instance.get_daemon_heartbeats().items()} if instance else None
     now = time.time()
-    ages, stale = heartbeat_ages(beats or {}, now)
+    ages, stale = heartbeat_ages(beats or {}, now, CLUSTER_DAEMONS if cfg.target == "k3s" else WATCHED_DAEMONS)
     return bool(ages) and not stale, daemon_line(beats, now)
 
 

@@ -21,14 +21,15 @@ def restart_consumers(kube: KubeClient, cfg: PlatformConfig, secrets: list[Obj],
     """Pods read Secrets at start (env, subPath mounts; Dagster its config files): the workloads reading a
     changed Secret roll, as `kubectl rollout restart` does, with a pod-template annotation: the digest of the
     Secrets each one reads. One that reads none of ``changed`` is left alone (an edited platform.yaml, in the
-    orchestrator's Secret, restarts no database)."""
+    orchestrator's Secret, restarts no database), unless its stamp is behind what it reads (a roll cut short:
+    the Secret changed on an earlier run), so calling this on every run finishes what one left undone."""
     data = {s["metadata"]["name"]: s["data"] for s in secrets}
 
-    def digest(obj: Obj) -> str | None:
-        read = sorted(secret_names(obj))
-        if not set(read) & changed:
+    def digest(obj: Obj, stamped: str | None) -> str | None:
+        read = sorted(secret_names(obj) & data.keys())
+        if not read or (stamped is None and not set(read) & changed):  # never stamped and nothing new to read
             return None
-        payload = json.dumps([data.get(name) for name in read], sort_keys=True).encode()
+        payload = json.dumps([data[name] for name in read], sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
     return _roll(kube, cfg, SECRETS_DIGEST, digest, "mlops-platform-rollout", "Secrets changed")
@@ -53,7 +54,7 @@ def restart_image_users(kube: KubeClient, cfg: PlatformConfig, digest: str) -> l
         kube,
         cfg,
         IMAGE_DIGEST,
-        lambda obj: stamp if uses(obj) else None,
+        lambda obj, _stamped: stamp if uses(obj) else None,
         "mlops-platform-image-rollout",
         "platform image changed",
     )
@@ -71,25 +72,26 @@ def _roll(
     kube: KubeClient,
     cfg: PlatformConfig,
     annotation: str,
-    value_for: Callable[[Obj], str | None],
+    value_for: Callable[[Obj, str | None], str | None],
     manager: str,
     why: str,
 ) -> list[str]:
-    """Stamp ``annotation`` with ``value_for(workload)`` on the pod template of each live workload it gives a
-    value for (its own field manager, so the stamps of other reasons stay), which rolls its pods: one at a time,
-    in SERVICES' order (storage, then MLflow, then its clients), each rolled out before the next, so a client
-    restarted with a rotated password never meets the MLflow pod whose init container has yet to set it. A
-    rollout that does not finish stops no other stamp (the next run would see no change left to roll for): the
-    rest are rolled, then the step fails naming it."""
+    """Stamp ``annotation`` with ``value_for(workload, its live stamp)`` on the pod template of each live
+    workload it gives a new value for (its own field manager, so the stamps of other reasons stay), which rolls
+    its pods: one at a time, in SERVICES' order (storage, then MLflow, then its clients), each rolled out before
+    the next, so a client restarted with a rotated password never meets the MLflow pod whose init container has
+    yet to set it. A rollout that does not finish stops no other stamp: the rest are rolled, then the step fails
+    naming it."""
     restarted: list[str] = []
     stuck: list[str] = []
     for app in SERVICES:
         for obj in SERVICES[app](cfg):
-            value = value_for(obj) if obj["kind"] == "Deployment" else None  # wait_available reads Deployments
-            if (
-                value is None
-                or kube.get({**obj, "metadata": {**obj["metadata"], "namespace": cfg.k3s.namespace}}) is None
-            ):
+            if obj["kind"] != "Deployment":  # wait_available reads Deployments
+                continue
+            live = kube.get({**obj, "metadata": {**obj["metadata"], "namespace": cfg.k3s.namespace}})
+            stamped = ((live or {}).get("spec", {}).get("template", {}).get("metadata") or {}).get("annotations", {})
+            value = value_for(obj, stamped.get(annotation)) if live else None
+            if value is None or value == stamped.get(annotation):
                 continue
             stamp = {
                 "apiVersion": obj["apiVersion"],

@@ -253,7 +253,7 @@ def secrets_step(c: ClusterResource) -> StepResult:
     results = kube.apply([platform_namespace(cfg), *secrets], dry_run=c.plan, field_manager=MANAGER)
     changes = _planned(c, _lines(results))
     changed = {r.name for r in results if r.kind == "Secret" and r.action == "configured"}
-    if changed and not c.plan:
+    if not c.plan:  # also finishes a roll an earlier run left undone
         changes += restart_consumers(kube, cfg, secrets, changed)
     return StepResult(changes, {"secrets": names, "namespace": cfg.k3s.namespace})
 

@@ -29,6 +29,7 @@ from platform_core.orchestrator.instance import (
     write_instance_yaml,
 )
 from platform_core.orchestrator.services import DagsterResource
+from platform_core.redact import redact
 from platform_core.results import change_text
 from platform_core.services.postgres import PostgresResource
 from platform_core.state import StateDir
@@ -87,8 +88,10 @@ def _cluster_instance(cfg: PlatformConfig, state: StateDir, config_path: Path) -
         # as the superuser, through the same way in: a rotated role password is set before the role logs in
         change = postgres.ensure_database(database)
     except (psycopg2.Error, RuntimeError, OSError, KubeError) as err:
+        reason = redact(" ".join(str(err).split()))
+        if "authentication failed" in reason:  # it answers, and refuses: recording elsewhere would hide that
+            raise BootstrapError(f"the cluster's Postgres refused the platform's superuser: {reason}") from err
         write_instance_yaml(cfg, state)
-        reason = " ".join(str(err).split())
         return [
             f"instance: the cluster's Postgres does not answer ({reason}); this command records in "
             f"{state.dagster_home}, copied into the cluster's instance once it answers"
@@ -138,7 +141,7 @@ def migrate_sqlite(cfg: PlatformConfig, state: StateDir, old: dg.DagsterInstance
     with open_instance(cfg, state, MIGRATING) as new:
         for record in reversed(old.get_run_records()):  # oldest first: the newest run stays the newest
             copied = _copy_run(old, new, record)
-            runs, events = runs + bool(copied), events + copied
+            runs, events = runs + (copied is not None), events + (copied or 0)
         for instigator in old.all_instigator_state():
             if new.get_instigator_state(instigator.instigator_origin_id, instigator.selector_id) is None:
                 new.add_instigator_state(instigator)
@@ -155,17 +158,21 @@ def migrate_sqlite(cfg: PlatformConfig, state: StateDir, old: dg.DagsterInstance
     )
 
 
-def _copy_run(old: dg.DagsterInstance, new: dg.DagsterInstance, record: dg.RunRecord) -> int:
-    """The run and its events, unless already copied whole; returns how many events were copied."""
+def _copy_run(old: dg.DagsterInstance, new: dg.DagsterInstance, record: dg.RunRecord) -> int | None:
+    """The run and its events, unless already copied whole (None); returns how many events were copied."""
     run, entries = record.dagster_run, old.all_logs(record.dagster_run.run_id)
     if new.has_run(run.run_id):
-        if len(new.all_logs(run.run_id)) == len(entries):
-            return 0
+        whole = len(entries) + (not run.is_finished)  # an unfinished one got its failure when copied
+        if len(new.all_logs(run.run_id)) == whole:
+            return None
         new.delete_run(run.run_id)  # cut short by a failed migration: again, whole
     _copy_snapshots(old, new, run)
     new.run_storage.add_historical_run(run, record.create_timestamp)
     for entry in entries:
         new.store_event(entry)
+    copied = new.get_run_by_id(run.run_id)
+    if copied is not None and not copied.is_finished:  # its process is gone; STARTED, it would hold a queue slot
+        new.report_run_failed(copied, "copied unfinished from the state directory: the process running it is gone")
     return len(entries)
 
 

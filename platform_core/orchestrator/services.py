@@ -19,6 +19,8 @@ from platform_core.supervisor import ServiceSpec
 
 LOCATIONS = {"platform_assets": "platform_assets.definitions", "ml_assets": "ml_assets.definitions"}
 WATCHED_DAEMONS = ("SENSOR", "SCHEDULER")  # what evaluates the alerting sensors and the health schedule
+# in the cluster, runs are queued, then launched and watched as Jobs: those daemons too
+CLUSTER_DAEMONS = (*WATCHED_DAEMONS, "QUEUED_RUN_COORDINATOR", "MONITORING")
 HEARTBEAT_STALE_SECONDS = 90  # the daemon beats every 30 s: three missed beats mean it is gone
 
 WATCHDOG_BEAT = "watchdog-beat.json"  # in the run directory: the watchdog's last round (time, findings)

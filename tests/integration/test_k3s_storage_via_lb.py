@@ -197,8 +197,12 @@ def test_the_workstation_records_into_the_in_cluster_instance_once_dagster_runs_
     assert "storage" not in yaml.safe_load(instance_file(state).read_text())
     with open_instance(cfg, state) as local:
         meanwhile = dg.materialize([before], instance=local).run_id
+        # and a command killed mid-run: its run was left STARTED
+        killed = local.add_run(dg.DagsterRun(job_name="killed_midway", status=dg.DagsterRunStatus.STARTED)).run_id
     (state.root / "endpoints.json").write_text(json.dumps(endpoints))
     [line] = bootstrap_instance(cfg, state, k3s_config, restarts_orchestrator=False)
-    assert line.startswith("instance moved from sqlite to postgres: 1 runs with"), line
+    assert line.startswith("instance moved from sqlite to postgres: 2 runs with"), line
     with open_instance(cfg, state) as cluster:
         assert cluster.get_run_by_id(meanwhile) is not None and cluster.get_run_by_id(run_id) is not None
+        dead = cluster.get_run_by_id(killed)  # failed on arrival: STARTED, it would hold a run-queue slot for good
+        assert dead is not None and dead.status == dg.DagsterRunStatus.FAILURE

@@ -366,7 +366,9 @@ class _Handler(BaseHTTPRequestHandler):
             out = store.patch(rt, ns, name, ctype, raw, manager, dry, force, sub)
             code = 200 if existed else 201
         elif method == "DELETE" and name:
-            code, out = 200, store.delete(rt, ns, name, dry)
+            options = _body(raw) if raw else {}
+            propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
+            code, out = 200, store.delete(rt, ns, name, dry, propagation)
         else:
             raise ApiError(
                 405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({method})"

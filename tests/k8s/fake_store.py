@@ -190,10 +190,15 @@ class Store:
             new.pop("status", None)
         return self._commit(rt, old, new, own, dry_run)
 
-    def delete(self, rt: ResourceType, ns: str | None, name: str, dry_run: bool = False) -> Obj:
+    def delete(
+        self, rt: ResourceType, ns: str | None, name: str, dry_run: bool = False, propagation: str | None = None
+    ) -> Obj:
         """An object with finalizers is only marked (deletionTimestamp: Terminating) and answered with 200 and
         the object; it goes once its finalizers are removed (kubernetes.io/docs/concepts/overview/
-        working-with-objects/finalizers/)."""
+        working-with-objects/finalizers/). Its dependents go with it, or are orphaned (their ownerReference
+        dropped) with propagationPolicy Orphan, which is the API's default for batch/v1 Jobs (kubernetes
+        pkg/registry/batch/job/strategy.go, DefaultGarbageCollectionPolicy): why dagster-k8s deletes a run's pods
+        itself after its Job."""
         obj = self.find(rt, ns, name)
         if obj is None:
             raise not_found(rt, name)
@@ -207,6 +212,8 @@ class Store:
             self.objects[(rt.group, rt.plural, ns or "", name)] = marked
             return self._view(rt, marked)
         if not dry_run:
+            if propagation == "Orphan" or (propagation is None and (rt.group, rt.kind) == ("batch", "Job")):
+                self._orphan(obj["metadata"]["uid"])
             self._remove(rt, obj)
         return {
             "kind": "Status",
@@ -353,6 +360,14 @@ class Store:
             if str(ip) not in used and str(ip) != self.cluster_dns:
                 return str(ip)
         raise ApiError(500, "InternalError", "Internal error occurred: failed to allocate a serviceIP: range is full")
+
+    def _orphan(self, uid: str) -> None:
+        for key, other in list(self.objects.items()):
+            refs = other["metadata"].get("ownerReferences") or []
+            if any(r.get("uid") == uid for r in refs):
+                kept = clone(other)
+                kept["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
+                self.objects[key] = kept
 
     def _remove(self, rt: ResourceType, obj: Obj) -> None:
         meta = obj["metadata"]

@@ -129,3 +129,61 @@ def test_crd_appears_in_discovery_a_moment_after_established(
     assert [w.metadata.name for w in widgets.get(namespace="default").items] == ["w"]
     ext.delete_custom_resource_definition("widgets.example.com")
     assert _err(_raw, api_client, "GET", "/apis/example.com/v1beta1")[0] == 404
+
+
+def test_a_jobs_status_follows_its_pod_and_a_finished_job_stays_finished(
+    fake_api: FakeApiServer, api_client: client.ApiClient
+) -> None:
+    """The job controller (tests/k8s/fake_jobs.py): a running pod is `active`; a pod gone while running is a
+    failed attempt, fatal past `backoffLimit`; a Complete Job is left alone, even when its pod goes."""
+    batch, core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
+    fake_api.node_images = lambda: {"docker.io/library/nginx:1.27"}
+
+    def job(name: str) -> dict[str, object]:
+        pod = deployment(name)["spec"]["template"]
+        pod["spec"]["restartPolicy"] = "Never"
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "template": pod},
+        }
+
+    batch.create_namespaced_job("default", job("killed"))
+    assert batch.read_namespaced_job_status("killed", "default").status.active == 1
+    (pod,) = core.list_namespaced_pod("default", label_selector="batch.kubernetes.io/job-name=killed").items
+    core.delete_namespaced_pod(pod.metadata.name, "default")
+    status = batch.read_namespaced_job_status("killed", "default").status
+    assert (status.failed, status.active, [(c.type, c.reason) for c in status.conditions]) == (
+        1,
+        None,
+        [("Failed", "BackoffLimitExceeded")],
+    )
+    assert not core.list_namespaced_pod("default", label_selector="batch.kubernetes.io/job-name=killed").items
+
+    fake_api.pod_runner = lambda pod: ("Succeeded", "done\n")
+    batch.create_namespaced_job("default", job("done"))
+    (pod,) = core.list_namespaced_pod("default", label_selector="batch.kubernetes.io/job-name=done").items
+    core.delete_namespaced_pod(pod.metadata.name, "default")
+    status = batch.read_namespaced_job_status("done", "default").status
+    assert (status.succeeded, [c.type for c in status.conditions]) == (1, ["Complete"])
+    assert not core.list_namespaced_pod("default", label_selector="batch.kubernetes.io/job-name=done").items
+
+
+def test_deleting_a_job_orphans_its_pods_unless_told(fake_api: FakeApiServer, api_client: client.ApiClient) -> None:
+    """batch/v1 Jobs default to propagationPolicy Orphan (kubernetes pkg/registry/batch/job/strategy.go), which is
+    why dagster-k8s deletes a run's pods after its Job; kubectl asks for Background."""
+    batch, core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
+    fake_api.node_images = lambda: {"docker.io/library/nginx:1.27"}
+    for name in ("orphaning", "cascading"):
+        pod = deployment(name)["spec"]["template"]
+        pod["spec"]["restartPolicy"] = "Never"
+        batch.create_namespaced_job("default", {"metadata": {"name": name}, "spec": {"template": pod}})
+
+    def pods(name: str) -> list[client.V1Pod]:
+        return core.list_namespaced_pod("default", label_selector=f"batch.kubernetes.io/job-name={name}").items
+
+    batch.delete_namespaced_job("orphaning", "default")
+    batch.delete_namespaced_job("cascading", "default", propagation_policy="Background")
+    (left,) = pods("orphaning")
+    assert not left.metadata.owner_references and not pods("cascading")

@@ -184,22 +184,38 @@ def test_the_launchers_role_allows_every_call_dagster_k8s_makes() -> None:
 
 
 def _run_monitoring_spares_the_workstations_runs(home: Path) -> None:
-    """What the daemon's run monitoring asks the launcher about each STARTED run: the one launched here has its
-    Job; a run `platformctl` executes on the workstation has none, and is not reported dead for it."""
-    from platform_core.orchestrator.cluster_launcher import PlatformRunLauncher
+    """What the daemon's run monitoring and the UI's Terminate ask the launcher: the run launched here has its
+    Job; runs executed in process (platformctl on the workstation, tagged or not) have none, are not called dead
+    while they write events, are failed once silent too long, and are not "terminated" from the cluster."""
+    from platform_core.orchestrator import cluster_launcher
     from platform_core.orchestrator.instance import WORKSTATION_RUN_TAG
+
+    @dg.asset
+    def elsewhere() -> None:
+        return None
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         launcher = instance.run_launcher
-        assert isinstance(launcher, PlatformRunLauncher)
+        assert isinstance(launcher, cluster_launcher.PlatformRunLauncher)
         [launched] = instance.get_runs()
         launched_health = launcher.check_run_worker_health(launched)
         assert launched_health.status.value == "RUNNING", launched_health.msg
-        workstation = dg.DagsterRun(job_name="__ASSET_JOB", tags={WORKSTATION_RUN_TAG: "laptop"})
-        health = launcher.check_run_worker_health(workstation)
+        tagged = dg.materialize([elsewhere], instance=instance, tags={WORKSTATION_RUN_TAG: "laptop"}).dagster_run
+        untagged = dg.materialize([elsewhere], instance=instance).dagster_run
+        health = launcher.check_run_worker_health(tagged)
         assert (health.status.value, health.msg) == ("RUNNING", "executed by platformctl on laptop")
-        other = dg.DagsterRun(job_name="__ASSET_JOB")  # K8sRunLauncher's verdict on a run with no Job
-        assert launcher.check_run_worker_health(other).status.value == "UNKNOWN"
+        assert launcher.check_run_worker_health(untagged).msg == "executed outside the cluster"
+        assert not launcher.terminate(tagged.run_id)  # nothing in the cluster to stop: it says where it runs
+        messages = [e.message for e in instance.all_logs(tagged.run_id) if e.message]
+        assert (
+            "[PlatformRunLauncher] not terminated: executed by platformctl on laptop, it is stopped there (Ctrl-C)"
+            in messages
+        )
+        cluster_launcher.SILENT_RUN_SECONDS = -1  # as if its process had been killed an hour ago
+        try:
+            assert launcher.check_run_worker_health(untagged).status.value == "FAILED"
+        finally:
+            cluster_launcher.SILENT_RUN_SECONDS = 3600
 
 
 def test_the_in_cluster_schedule_and_freshness_leave_the_host_to_the_workstation(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import dagster as dg
 
 from platform_core.cluster.reconcile import cluster_service_asset, cluster_spec
 from platform_core.orchestrator.services import (
-    WATCHED_DAEMONS,
+    CLUSTER_DAEMONS,
     DagsterResource,
     heartbeat_ages,
     unloaded_locations,
@@ -17,7 +17,6 @@ from platform_core.results import check_errors_fail
 
 GROUP = "orchestrator"
 DAGSTER = "dagster"
-CLUSTER_DAEMONS = (*WATCHED_DAEMONS, "QUEUED_RUN_COORDINATOR", "MONITORING")
 
 dagster_in_cluster = cluster_service_asset(
     cluster_spec(
