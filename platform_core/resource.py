@@ -35,10 +35,15 @@ def read_config(path: str) -> PlatformConfig:
     return _cached_config(path, Path(path).stat().st_mtime_ns)
 
 
-def recorded_endpoint(state: StateDir, service: str) -> dict[str, Any]:
-    """How the workstation reaches a k3s service, as its asset recorded it (endpoints.json)."""
+def recorded_endpoints(state: StateDir) -> dict[str, Any]:
+    """How the workstation reaches each k3s service, as its asset recorded it (endpoints.json; {} before any)."""
     path = state.root / ENDPOINTS_FILE
-    found = json.loads(path.read_text()).get(service) if path.exists() else None
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def recorded_endpoint(state: StateDir, service: str) -> dict[str, Any]:
+    """How the workstation reaches one k3s service, as its asset recorded it."""
+    found = recorded_endpoints(state).get(service)
     if not found:
         raise RuntimeError(f"no address recorded for {service}: materialize it first")
     return dict(found)
@@ -52,7 +57,7 @@ def service_address(cfg: PlatformConfig, state: StateDir, service: str, local_po
     if cfg.target == "local":
         return "127.0.0.1", local_port
     if in_cluster():  # a pod of the orchestrator: the Service's cluster DNS name
-        from platform_core.cluster.services import service_dns_address
+        from platform_core.cluster.addresses import service_dns_address
 
         return service_dns_address(cfg, service)
     found = recorded_endpoint(state, service)

@@ -98,14 +98,14 @@ def _accepts(port: int) -> bool:
     return True
 
 
-def daemon_line(beats: dict[str, float] | None, now: float) -> str:
+def daemon_line(beats: dict[str, float] | None, now: float, watched: tuple[str, ...] | None = None) -> str:
     """Whether anything evaluates the sensors now: the dagster-daemon's newest heartbeat, per watched daemon
-    (None: the instance cannot be read)."""
-    from platform_core.orchestrator.services import heartbeat_ages
+    (None: the instance cannot be read; `watched`: WATCHED_DAEMONS unless given)."""
+    from platform_core.orchestrator.services import WATCHED_DAEMONS, heartbeat_ages
 
     if beats is None:
         return "sensors    the Dagster instance cannot be read (is postgres up?): nothing alerts but the watchdog"
-    ages, stale = heartbeat_ages(beats, now)
+    ages, stale = heartbeat_ages(beats, now, watched or WATCHED_DAEMONS)
     if not ages:
         return "sensors    no dagster-daemon has run on this stack's instance: nothing alerts (start it: make up)"
     shown = ", ".join(f"{name} heartbeat {age:.0f}s ago" for name, age in ages.items())

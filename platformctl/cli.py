@@ -312,9 +312,9 @@ def sensors_status(state: StateDir, cfg: PlatformConfig) -> tuple[bool, str]:
 
     with recorded_instance(cfg, state) as instance:
         beats = {n: b.timestamp for n, b in instance.get_daemon_heartbeats().items()} if instance else None
-    now = time.time()
-    ages, stale = heartbeat_ages(beats or {}, now, CLUSTER_DAEMONS if cfg.target == "k3s" else WATCHED_DAEMONS)
-    return bool(ages) and not stale, daemon_line(beats, now)
+    now, watched = time.time(), CLUSTER_DAEMONS if cfg.target == "k3s" else WATCHED_DAEMONS
+    ages, stale = heartbeat_ages(beats or {}, now, watched)
+    return bool(ages) and not stale, daemon_line(beats, now, watched)  # the line and the exit code agree
 
 
 def _cluster_ui_line(state: StateDir) -> tuple[bool, str]:

@@ -33,7 +33,7 @@ from platform_core.cluster.render_base import (
 )
 from platform_core.cluster.render_storage import POSTGRES, POSTGRES_PORT, service_dns
 from platform_core.config import PlatformConfig
-from platform_core.orchestrator.instance import PASSWORD_ENV, postgres_storage
+from platform_core.dagster_storage import PASSWORD_ENV, postgres_storage
 from platform_core.settings import CLUSTER_SECRET_DIR, CONFIG_ENV, IN_CLUSTER_ENV, STATE_DIR_ENV
 
 DAGSTER = "dagster"  # the Application, and the webserver's Deployment and Service

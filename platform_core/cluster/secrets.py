@@ -20,7 +20,7 @@ from platform_core.cluster.render_storage import (
     service_dns,
 )
 from platform_core.config import PlatformConfig
-from platform_core.orchestrator.instance import instance_role
+from platform_core.dagster_storage import instance_role
 from platform_core.services import mlflow_auth
 from platform_core.services.postgres import SUPERUSER
 from platform_core.state import Credentials

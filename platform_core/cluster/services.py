@@ -10,11 +10,11 @@ from typing import Any
 
 import dagster as dg
 
+from platform_core.cluster.addresses import service_ports
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.port_forward import kubectl_command
 from platform_core.cluster.render import SERVICES
 from platform_core.cluster.render_base import application_ref
-from platform_core.cluster.render_storage import POSTGRES_PORT, service_dns
 from platform_core.cluster.resource import ClusterResource
 from platform_core.cluster.step_result import StepResult
 from platform_core.cluster.steps import application_status
@@ -25,24 +25,6 @@ Obj = dict[str, Any]
 SYNC_MANAGER = "mlops-platform-sync"
 DRIFT_PROBE = "mlops-platform-drift-probe"  # used only for dry runs
 SETTLE_SECONDS = 600  # a first sync pulls images: minutes on a fresh node
-
-
-def service_ports(cfg: PlatformConfig) -> dict[str, tuple[str, int]]:
-    """asset -> (Argo CD Application / Service name, port clients use)."""
-    return {
-        "postgres": ("postgres", POSTGRES_PORT),
-        "seaweedfs": ("seaweedfs", cfg.services.seaweedfs.s3_port),
-        "mlflow_server": ("mlflow", cfg.services.mlflow.port),
-        "data_api": ("data-api", cfg.services.data_api.port),
-        "inference_service": ("inference", cfg.services.inference.port),
-        "dagster": ("dagster", cfg.services.dagster.webserver_port),
-    }
-
-
-def service_dns_address(cfg: PlatformConfig, asset: str) -> tuple[str, int]:
-    """Where a pod in the cluster reaches the service of ``asset``: its Service's DNS name."""
-    name, port = service_ports(cfg)[asset]
-    return service_dns(name, cfg), port
 
 
 def hand_edits(kube: KubeClient, cfg: PlatformConfig, app: str) -> list[str]:

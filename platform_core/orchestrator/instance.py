@@ -1,12 +1,8 @@
-"""The stack's Dagster instance: its `dagster.yaml`, stored in the platform's Postgres, and how to open it.
-
-The role's password reaches Dagster only through the environment (`{env: DAGSTER_PG_PASSWORD}`): the UI shows the
-instance's configuration, so a password written into `dagster.yaml` would be on a web page.
-"""
+"""The stack's Dagster instance: its `dagster.yaml`, stored in the platform's Postgres, and how to open it (its
+storage section, the role and the password's variable: platform_core/dagster_storage.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +17,8 @@ from dagster_postgres.utils import DagsterPostgresException
 from platform_core.cluster.kube_error import KubeError
 from platform_core.cluster.render_storage import POSTGRES_PORT
 from platform_core.config import PlatformConfig
-from platform_core.resource import ENDPOINTS_FILE, service_address
+from platform_core.dagster_storage import HOST_ENV, PASSWORD_ENV, PORT_ENV, instance_role, postgres_storage
+from platform_core.resource import recorded_endpoints, service_address
 from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV
 from platform_core.state import StateDir
 from platform_core.supervisor import write_private
@@ -36,39 +33,16 @@ STORAGE_ERRORS = (
     OSError,
     RuntimeError,
 )
-PASSWORD_ENV = "DAGSTER_PG_PASSWORD"
-HOST_ENV, PORT_ENV = "DAGSTER_PG_HOST", "DAGSTER_PG_PORT"  # k3s workstation: where the cluster's Postgres answers
 # on the runs platformctl executes itself (the host's name): the cluster's run monitoring leaves them alone
 WORKSTATION_RUN_TAG = "mlops-platform/workstation"
 DAGSTER_ENDPOINT = "dagster"  # the in-cluster webserver's entry in endpoints.json
 INSTANCE_FILE = "dagster.yaml"
 
 
-def instance_role(cfg: PlatformConfig) -> str:
-    return next(db.owner for db in cfg.databases if db.name == cfg.orchestrator.database)
-
-
-def postgres_storage(
-    cfg: PlatformConfig, hostname: str | dict[str, str], port: int | dict[str, str]
-) -> dict[str, object]:
-    """dagster-postgres's `postgres_db`: the orchestrator's database and role, the password from the environment."""
-    return {
-        "username": instance_role(cfg),
-        "password": {"env": PASSWORD_ENV},
-        "hostname": hostname,
-        "db_name": cfg.orchestrator.database,
-        "port": port,
-        "scheme": "postgresql+psycopg2",  # SQLAlchemy's default for postgresql:// is psycopg 3, not installed
-    }
-
-
 def in_cluster_instance(cfg: PlatformConfig, state: StateDir) -> bool:
     """k3s: once the `dagster` asset deployed Dagster in the cluster (and recorded how to reach it), the
     workstation records its runs in that instance too: one history, in the cluster's Postgres (bootstrap.py)."""
-    if cfg.target != "k3s":
-        return False
-    path = state.root / ENDPOINTS_FILE
-    return path.exists() and DAGSTER_ENDPOINT in json.loads(path.read_text())
+    return cfg.target == "k3s" and DAGSTER_ENDPOINT in recorded_endpoints(state)
 
 
 def instance_yaml(cfg: PlatformConfig, cluster_storage: bool = False) -> str:

@@ -13,7 +13,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from platform_core.orchestrator.instance import PASSWORD_ENV, instance_env, instance_file, instance_yaml, open_instance
+from platform_core.dagster_storage import PASSWORD_ENV
+from platform_core.orchestrator.instance import instance_env, instance_file, instance_yaml, open_instance
 from platform_core.resource import PlatformResource
 from platform_core.supervisor import ServiceSpec
 

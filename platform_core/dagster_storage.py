@@ -1,0 +1,32 @@
+"""The Dagster instance's storage as platform.yaml describes it: its database's role, dagster-postgres's
+`postgres_db` section, and the environment variables it reads. Both the local instance (orchestrator/instance.py)
+and the in-cluster one (cluster/render_dagster.py) are written from here.
+
+The role's password reaches Dagster only through the environment (`{env: DAGSTER_PG_PASSWORD}`): the UI shows the
+instance's configuration, so a password written into `dagster.yaml` would be on a web page.
+"""
+
+from __future__ import annotations
+
+from platform_core.config import PlatformConfig
+
+PASSWORD_ENV = "DAGSTER_PG_PASSWORD"
+HOST_ENV, PORT_ENV = "DAGSTER_PG_HOST", "DAGSTER_PG_PORT"  # k3s workstation: where the cluster's Postgres answers
+
+
+def instance_role(cfg: PlatformConfig) -> str:
+    return next(db.owner for db in cfg.databases if db.name == cfg.orchestrator.database)
+
+
+def postgres_storage(
+    cfg: PlatformConfig, hostname: str | dict[str, str], port: int | dict[str, str]
+) -> dict[str, object]:
+    """dagster-postgres's `postgres_db`: the orchestrator's database and role, the password from the environment."""
+    return {
+        "username": instance_role(cfg),
+        "password": {"env": PASSWORD_ENV},
+        "hostname": hostname,
+        "db_name": cfg.orchestrator.database,
+        "port": port,
+        "scheme": "postgresql+psycopg2",  # SQLAlchemy's default for postgresql:// is psycopg 3, not installed
+    }
