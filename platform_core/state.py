@@ -108,6 +108,11 @@ class StateDir:
         return self.root / "lineage"
 
     @property
+    def scores(self) -> Path:
+        """What approved model files predicted for tables they scored (ModelTracker.approved_predictions)."""
+        return self.root / "cache" / "scores"
+
+    @property
     def secrets_file(self) -> Path:
         return self.root / "secrets" / "credentials.json"
 

@@ -6,6 +6,7 @@ per command instead of once per step."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import os
 import socket
@@ -45,6 +46,7 @@ def materialize(instance: dg.DagsterInstance, step: Step, log: Path) -> bool:
     defs = location_definitions(step.location)
     keys = dg.AssetSelection.from_string(step.selection).resolve(defs.resolve_asset_graph())
     job = defs.resolve_implicit_global_asset_job_def()
+    gc.freeze()  # see below
     with log.open("w") as handle, _output_to(handle):
         result = job.execute_in_process(
             instance=instance,
@@ -53,6 +55,10 @@ def materialize(instance: dg.DagsterInstance, step: Step, log: Path) -> bool:
             raise_on_error=False,
             tags={WORKSTATION_RUN_TAG: socket.gethostname()},
         )
+    # What lives now (Dagster, the definitions, the libraries a step imported) lives until the command ends: out
+    # of the cyclic collector's sight, its full collections scan only what the next step allocates, and the
+    # interpreter's exit skips a last one (a no-op `up` spent 1.3 s collecting and 1 s exiting before)
+    gc.freeze()
     return result.success
 
 

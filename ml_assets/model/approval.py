@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from platform_core.services.mlflow_rest import MlflowRest
+
 DIGEST_TAG = "artifact_sha256"  # on the registry version: the digest the promotion gate approved
 
 
@@ -28,16 +30,21 @@ def tree_digest(root: Path) -> str:
 
 
 def download_version(tracking_uri: str, name: str, version: str, destination: Path) -> Path:
-    """The registry version's files, downloaded into `destination` (by number: an alias may move meanwhile)."""
-    import mlflow  # where it is used: most of a second at the code location's load
+    """The registry version's files, downloaded into `destination` (by number: an alias may move meanwhile) as
+    `mlflow.artifacts.download_artifacts("models:/<name>/<version>")` lays them out, through MLflow's REST API
+    (no client import on a check's path), as whoever the environment names."""
+    import yaml
 
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{name}/{version}",
-        dst_path=str(destination),
-        tracking_uri=tracking_uri,
-        registry_uri=tracking_uri,
+    rest = MlflowRest(tracking_uri)
+    root = rest.download_tree(rest.version_root(name, version), destination)
+    # MLflow's download of a models:/ URI adds this file beside MLmodel (ModelsArtifactRepository.
+    # _add_registered_model_meta_file, mlflow/store/artifact/models_artifact_repo.py): the approved digests of
+    # versions approved before include it, so the same bytes are written here
+    meta = {"model_name": name, "model_version": version}
+    (root / "registered_model_meta").write_text(
+        yaml.safe_dump(meta, default_flow_style=False, allow_unicode=True, sort_keys=True), encoding="utf-8"
     )
-    return Path(local)
+    return root
 
 
 def verified(root: Path, name: str, version: str, tags: dict[str, str]) -> str:

@@ -6,7 +6,9 @@ sensors and the UI reload the definitions, and those imports are most of a secon
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -17,9 +19,10 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import numpy as np
 
-from ml_assets.model.approval import DIGEST_TAG, download_version, tree_digest
+from ml_assets.model.approval import DIGEST_TAG, download_version, tree_digest, verified
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.mlflow_auth import MlflowIdentity
+from platform_core.services.mlflow_rest import DOES_NOT_EXIST, NO_SUCH_ALIAS, MlflowRest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,23 +70,24 @@ class ModelTracker:
 
     @cached_property
     def client(self) -> MlflowClient:
+        """For what writes (a run, a model, a version); reads go through `rest`."""
         from mlflow import MlflowClient
 
         return MlflowClient(tracking_uri=self.url, registry_uri=self.url)
+
+    @cached_property
+    def rest(self) -> MlflowRest:
+        """MLflow's REST API for the reads of every pass, without the client's import (services/mlflow_rest.py)."""
+        return MlflowRest(self.url, self.identity.auth if self.identity else None)
 
     @classmethod
     def of(cls, resource: MlflowResource) -> ModelTracker:
         cfg = resource.cfg
         return cls(resource.url, cfg.mlflow.experiment, cfg.ml.model_name, resource.writer)
 
-    @_as_identity
     def run_exists(self, run_id: str) -> bool:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client.get_run(run_id).info.lifecycle_stage == "active"
-        except MlflowException:
-            return False
+        found = self.rest.get("runs/get", run_id=run_id)
+        return found is not None and found["run"]["info"]["lifecycle_stage"] == "active"
 
     @_as_identity
     def log_model_run(
@@ -106,21 +110,25 @@ class ModelTracker:
         url = f"{self.url}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
         return LoggedRun(run.info.run_id, url, info.model_uri)
 
-    @_as_identity
     def run_summary(self, run_id: str) -> tuple[dict[str, str], dict[str, float]]:
-        """A run's params and metrics, e.g. the training days and holdout errors of the champion's run."""
-        data = self.client.get_run(run_id).data
-        return dict(data.params), dict(data.metrics)
+        """A run's params and metrics (the latest value of each), e.g. the training days and holdout errors of the
+        champion's run."""
+        found = self.rest.get("runs/get", run_id=run_id)
+        if found is None:
+            raise LookupError(f"MLflow run {run_id} does not exist")
+        data = found["run"].get("data", {})
+        params = {p["key"]: p["value"] for p in data.get("params", [])}
+        return params, {m["key"]: float(m["value"]) for m in data.get("metrics", [])}
 
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
         return found.experiment_id if found else self.client.create_experiment(self.experiment)
 
     # -- registry -----------------------------------------------------------------------------------------
-    @_as_identity
     def version_of_run(self, run_id: str) -> Version | None:
-        for found in self.client.search_model_versions(f"name='{self.model_name}' and run_id='{run_id}'"):
-            return Version(str(found.version), str(found.run_id))
+        query = f"name='{self.model_name}' and run_id='{run_id}'"
+        for found in (self.rest.get("model-versions/search", filter=query) or {}).get("model_versions", []):
+            return Version(str(found["version"]), str(found["run_id"]))
         return None
 
     @_as_identity
@@ -136,15 +144,10 @@ class ModelTracker:
         created = mlflow.register_model(model_uri, self.model_name)  # resolves MLflow 3's models:/m-<id> URIs
         return Version(created.version, run_id), True
 
-    @_as_identity
     def champion(self) -> Version | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            found = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
-        except MlflowException:
-            return None
-        return Version(str(found.version), str(found.run_id))
+        absent = (DOES_NOT_EXIST, NO_SUCH_ALIAS)  # no such model yet, or no version carries the alias
+        found = self.rest.get("registered-models/alias", absent, name=self.model_name, alias=CHAMPION)
+        return Version(str(found["model_version"]["version"]), str(found["model_version"]["run_id"])) if found else None
 
     @_as_identity
     def set_champion(self, version: str) -> None:
@@ -159,8 +162,13 @@ class ModelTracker:
     @_as_identity
     def approved_digest(self, version: str) -> str | None:
         """The digest the promotion gate recorded for the version (None: never approved)."""
-        tags = self.client.get_model_version(self.model_name, version).tags
-        return tags.get(DIGEST_TAG)
+        return self.version_tags(version).get(DIGEST_TAG)
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        found = self.rest.get("model-versions/get", name=self.model_name, version=version)
+        if found is None:
+            raise LookupError(f"model {self.model_name} v{version} is not in the registry")
+        return {tag["key"]: tag["value"] for tag in found["model_version"].get("tags", [])}
 
     @_as_identity
     def approve(self, version: str) -> str:
@@ -177,6 +185,38 @@ class ModelTracker:
     @_as_identity
     def predict(self, version: str, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(_load(self.url, self.model_name, version).predict(frame), dtype=float)
+
+    @_as_identity
+    def approved_predictions(self, version: str, frame: pd.DataFrame, memo_dir: Path) -> np.ndarray:
+        """The version's predictions for `frame` from its approved files only (ModelRejected for any other files).
+        Loading the model is most of a check's second (sklearn's import, the unpickling), and the same files on
+        the same rows predict the same: a table they scored before is answered from `memo_dir`, kept by the files'
+        digest and the rows' content, after the files are hashed again."""
+        from ml_assets.data.store import frame_hash
+
+        tags = self.version_tags(version)
+        with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+            root = download_version(self.url, self.model_name, version, Path(tmp))
+            digest = verified(root, self.model_name, version, tags)
+            memo = memo_dir / f"{digest[:32]}-{frame_hash(frame)}.npy"
+            with contextlib.suppress(OSError, ValueError):  # none yet, or unreadable: score again
+                remembered = np.asarray(np.load(memo), dtype=float)
+                if remembered.shape == (len(frame),):
+                    return remembered
+            prices = np.asarray(_load_files(root).predict(frame), dtype=float)
+        with contextlib.suppress(OSError):  # a read-only state directory only costs the next check a load
+            memo_dir.mkdir(parents=True, exist_ok=True)
+            partial = memo.with_suffix(f".{os.getpid()}.tmp")
+            with partial.open("wb") as handle:
+                np.save(handle, prices)
+            partial.replace(memo)
+        return prices
+
+
+def _load_files(root: Path) -> PyFuncModel:
+    import mlflow
+
+    return mlflow.pyfunc.load_model(str(root))
 
 
 @lru_cache(maxsize=8)

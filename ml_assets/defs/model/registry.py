@@ -164,7 +164,7 @@ def _result(
 @dg.asset_check(
     asset=registered_model,
     blocking=True,
-    description="Alias `champion` resolves, loads, and scores the holdout above the quality floor.",
+    description="Alias `champion` resolves to approved files that score the holdout above the quality floor.",
 )
 @check_errors_fail
 def champion_resolves_and_scores(datasets: DatasetsResource, mlflow_resource: MlflowResource) -> dg.AssetCheckResult:
@@ -173,7 +173,7 @@ def champion_resolves_and_scores(datasets: DatasetsResource, mlflow_resource: Ml
     if champion is None:
         return dg.AssetCheckResult(passed=False, description="no version carries the champion alias yet")
     holdout = _holdout(datasets)
-    prices = tracker.predict(champion.version, listing_columns(holdout))
+    prices = tracker.approved_predictions(champion.version, listing_columns(holdout), mlflow_resource.state.scores)
     metrics = evaluate(prices, holdout[TARGET].to_numpy())
     floor = mlflow_resource.cfg.ml.quality_floor_r2
     return dg.AssetCheckResult(

@@ -132,7 +132,7 @@ def serves_registry_predictions(
     probe = listing_columns(table[table["holdout"]].head(PROBE_ROWS))
     if probe.empty:
         return dg.AssetCheckResult(passed=False, description="the training table has no holdout rows to probe with")
-    expected = tracker.predict(champion.version, probe)
+    expected = tracker.approved_predictions(champion.version, probe, mlflow_resource.state.scores)
     records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in probe.to_dict("records")]
     served = np.array([inference_resource.predict(record) for record in records])
     worst = float(np.max(np.abs(served - expected) / expected))
