@@ -39,6 +39,7 @@ bench: $(STAMP)  ## the benchmarks; the inference one needs Debian's wrk
 	scripts/system-packages bench
 	$(BIN)/python benchmarks/definitions_load.py
 	$(BIN)/python benchmarks/install_vs_pip.py
+	$(BIN)/python benchmarks/first_command.py
 	$(BIN)/python benchmarks/platform_cold_start.py
 	$(BIN)/python benchmarks/make_up_noop.py
 	$(BIN)/python benchmarks/inference_vs_mlflow_serve.py

@@ -30,6 +30,8 @@ SERVICES = (
 # The orchestrator's own processes (platform_core/orchestrator/): supervisor name -> asset. Last, so that
 # `platformctl down`, which stops dependents first, stops the watchdog before anything it would restart.
 ORCHESTRATOR_SERVICES = {
+    "dagster_code_platform": "dagster_code_servers",
+    "dagster_code_ml": "dagster_code_servers",
     "dagster_webserver": "dagster_webserver",
     "dagster_daemon": "dagster_daemon",
     "watchdog": "orchestrator_watchdog",

@@ -143,3 +143,26 @@ def wait_reaped(pid: int | None, created: float, timeout: float) -> None:
         except psutil.NoSuchProcess:
             return
         time.sleep(0.1)
+
+
+def kill_group_orphans(leader: int | None) -> bool:
+    """Kill what is left of a service whose leader died (mlflow's uvicorn child, say); True if any.
+
+    Linux never hands out a PID still used as a process group id, so while any member of the recorded group
+    lives, no unrelated process can hold the recorded pid: when that pid is taken, there is nothing of ours.
+    """
+    members = group_orphans(leader)
+    kill_all(members)
+    return bool(members)
+
+
+def group_orphans(leader: int | None) -> list[psutil.Process]:
+    """The live members of the process group `leader` led, when the leader is gone (see `kill_group_orphans`)."""
+    if leader is None or is_live(leader):
+        return []
+    members = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(ProcessLookupError, psutil.Error):
+            if os.getpgid(proc.pid) == leader and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+    return members

@@ -50,12 +50,19 @@ def change_text(result: EnsureResult, also: Sequence[str] = ()) -> str:
 
 
 def service_result(
-    supervisor: Supervisor, name: str, result: EnsureResult, metadata: dict[str, Any], also: Sequence[str] = ()
+    supervisor: Supervisor,
+    name: str,
+    result: EnsureResult,
+    metadata: dict[str, Any],
+    also: Sequence[str] = (),
+    asset_key: str | None = None,
 ) -> dg.MaterializeResult[Any]:
     """Metadata a person wants in the UI; the config hash doubles as the data version, so a re-run that
-    changed nothing shows the same version. `also`: changes made beside the process, reported with it."""
+    changed nothing shows the same version. `also`: changes made beside the process, reported with it;
+    `asset_key`: which asset, when one step materializes several."""
     listening = sorted(f"{ip}:{port}" for ip, port in supervisor.listen_addresses(name))
     return dg.MaterializeResult(
+        asset_key=asset_key,
         metadata={
             "change": change_text(result, also),
             "pid": result.pid,
@@ -68,10 +75,13 @@ def service_result(
     )
 
 
+LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1")  # gRPC binds 127.0.0.1 on a dual-stack socket, in its mapped form
+
+
 def loopback_only(supervisor: Supervisor, name: str) -> dg.AssetCheckResult:
     """Every socket the service listens on is bound to 127.0.0.1, as the platform promises."""
     addresses = supervisor.listen_addresses(name)
-    exposed = sorted(f"{ip}:{port}" for ip, port in addresses if ip != "127.0.0.1")
+    exposed = sorted(f"{ip}:{port}" for ip, port in addresses if ip not in LOOPBACK)
     return dg.AssetCheckResult(
         passed=bool(addresses) and not exposed,
         description=(

@@ -16,7 +16,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,9 +24,10 @@ from typing import Any, Literal
 import psutil
 
 from platform_core.processes import (
-    is_live,
+    group_orphans,
     is_same_process,
     kill_all,
+    kill_group_orphans,
     name_of,
     pid_tree,
     ports_in_use,
@@ -169,16 +170,34 @@ class Supervisor:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
+    def ensure_together(self, specs: Sequence[ServiceSpec]) -> list[EnsureResult]:
+        """`ensure` for services that need not wait for each other: every one to start is spawned before the first
+        is waited for, so their start-ups overlap (Dagster's webserver and daemon each load every code location)."""
+        with contextlib.ExitStack() as locks:
+            for name in sorted(spec.name for spec in specs):  # one order for every caller: no deadlock
+                locks.enter_context(self._locked(name))
+            begun = [self._begin(spec) for spec in specs]
+            for spec, (_, record) in zip(specs, begun, strict=True):
+                if record is not None:
+                    self._await_healthy(spec, record)
+            return [result for result, _ in begun]
+
     def _ensure(self, spec: ServiceSpec) -> EnsureResult:
+        result, record = self._begin(spec)
+        if record is not None:
+            self._await_healthy(spec, record)
+        return result
+
+    def _begin(self, spec: ServiceSpec) -> tuple[EnsureResult, dict[str, Any] | None]:
+        """Leave the service be, or (re)start it without waiting: its result, and its record when it started."""
         state = self.inspect(spec)
         if state.action == "keep" and state.status.pid:
-            return EnsureResult("unchanged", state.status.pid, spec.config_hash, state.reason)
+            return EnsureResult("unchanged", state.status.pid, spec.config_hash, state.reason), None
         if state.action == "restart":
             self._stop(spec.name, spec.stop_signal, spec.stop_timeout)
-        pid = self._start(spec)
-        return EnsureResult(
-            "restarted" if state.action == "restart" else "started", pid, spec.config_hash, state.reason
-        )
+        record = self._spawn(spec)
+        change: Action = "restarted" if state.action == "restart" else "started"
+        return EnsureResult(change, record["pid"], spec.config_hash, state.reason), record
 
     def stop(self, name: str, stop_signal: int = signal.SIGTERM, timeout: float = 5.0, on_purpose: bool = True) -> bool:
         """Stop the recorded process group, one caller at a time (see `_stop`)."""
@@ -198,7 +217,7 @@ class Supervisor:
         if record is not None:
             self._mark_stopped(name, status.config_hash, deployed=status.deployed and not on_purpose)
         if status.pid is None:
-            return _kill_orphans(record)
+            return kill_group_orphans((record or {}).get("pid"))
         tree = pid_tree(status.pid)  # Postgres's children lead process groups of their own: the group is not all
         for proc in tree:
             with contextlib.suppress(psutil.Error):
@@ -207,7 +226,8 @@ class Supervisor:
         if not wait_gone(status.pid, timeout):
             signal_group(status.pid, signal.SIGKILL)
             wait_gone(status.pid, 10.0)
-        _kill_orphans(record)  # members that outlived their leader (they would hold its ports or shared memory)
+        # members that outlived their leader (they would hold its ports or shared memory)
+        kill_group_orphans((record or {}).get("pid"))
         kill_all(tree)  # and descendants outside its group, e.g. a Postgres worker that was stopped
         return True
 
@@ -221,13 +241,13 @@ class Supervisor:
         stopped = {"pid": None, "config_hash": config_hash, "deployed": deployed, "stopped_at": time.time()}
         write_private(self.pid_file(name), json.dumps(stopped, indent=2))
 
-    def _start(self, spec: ServiceSpec) -> int:
+    def _spawn(self, spec: ServiceSpec) -> dict[str, Any]:
         for path, content in spec.files.items():
             write_private(path, content)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         record = self._read_record(spec.name)
-        _kill_orphans(record)  # children of a leader that died still hold its ports
+        kill_group_orphans((record or {}).get("pid"))  # children of a leader that died still hold its ports
         wait_reaped((record or {}).get("pid"), (record or {}).get("create_time", 0.0), timeout=10.0)
         _wait_ports_free(spec.name, spec.ports, timeout=15.0)
         log = self.log_file(spec.name).open("ab")
@@ -254,9 +274,11 @@ class Supervisor:
             "ready": False,  # a watcher probing it meanwhile sees a start, not an outage
         }
         write_private(self.pid_file(spec.name), json.dumps(record, indent=2))
-        self._wait_healthy(spec, pid, create_time)
+        return record
+
+    def _await_healthy(self, spec: ServiceSpec, record: dict[str, Any]) -> None:
+        self._wait_healthy(spec, record["pid"], record["create_time"])
         write_private(self.pid_file(spec.name), json.dumps({**record, "ready": True}, indent=2))
-        return pid
 
     def _wait_healthy(self, spec: ServiceSpec, pid: int, create_time: float) -> None:
         deadline = time.monotonic() + spec.start_timeout
@@ -293,7 +315,7 @@ class Supervisor:
     def orphans(self, name: str) -> set[int]:
         """Live members of the service's recorded process group whose leader died (mlflow's uvicorn child after
         a kill -9 of mlflow): still ours, holding our ports, reaped by the next start."""
-        return {proc.pid for proc in _orphans(self._read_record(name))}
+        return {proc.pid for proc in group_orphans((self._read_record(name) or {}).get("pid"))}
 
     def listen_addresses(self, name: str) -> set[tuple[str, int]]:
         """(address, port) of every listening socket the service holds."""
@@ -357,30 +379,6 @@ def _wait_ports_free(name: str, ports: tuple[int, ...], timeout: float) -> None:
     if busy:
         held = ", ".join(f"{port} (held by {name_of(pid)} pid {pid})" for port, pid in sorted(busy.items()))
         raise ServiceStartError(f"{name} cannot start: port(s) {held} still in use after {timeout:.0f}s")
-
-
-def _kill_orphans(record: dict[str, Any] | None) -> bool:
-    """Kill what is left of a service whose leader died (mlflow's uvicorn child, say); True if any.
-
-    Linux never hands out a PID still used as a process group id, so while any member of the recorded group
-    lives, no unrelated process can hold the recorded pid: when that pid is taken, there is nothing of ours.
-    """
-    members = _orphans(record)
-    kill_all(members)
-    return bool(members)
-
-
-def _orphans(record: dict[str, Any] | None) -> list[psutil.Process]:
-    """The live members of the recorded process group when its leader is gone (see `_kill_orphans`)."""
-    pid = (record or {}).get("pid")
-    if pid is None or is_live(pid):
-        return []
-    members = []
-    for proc in psutil.process_iter():
-        with contextlib.suppress(ProcessLookupError, psutil.Error):
-            if os.getpgid(proc.pid) == pid and proc.status() != psutil.STATUS_ZOMBIE:
-                members.append(proc)
-    return members
 
 
 def write_private(path: Path, content: str) -> None:

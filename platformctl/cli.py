@@ -292,7 +292,7 @@ def status(state: StateDir, cfg: PlatformConfig) -> int:
     services = _services(state, cfg)
     dagster = DagsterResource(config_path=str(config_path()), state_dir=str(state.root))
     specs = [resource.service_spec() for resource in reversed(services.values())]
-    specs += [dagster.webserver_spec(), dagster.daemon_spec(), dagster.watchdog_spec()]
+    specs += dagster.specs()
     supervisor = Supervisor(state.run, state.logs)
     for spec in specs:
         current = supervisor.status(spec.name)

@@ -30,7 +30,7 @@ def _ephemeral_low() -> int:
         return 32768  # Linux's default
 
 
-def free_port_block(size: int = 9) -> int:
+def free_port_block(size: int = 11) -> int:
     """A base port such that base..base+size and their +10000 gRPC twins are all free.
 
     Every port stays below the ephemeral range: a service started late in the session (the inference service, on
@@ -56,7 +56,7 @@ def write_stack_config(directory: Path, **overrides: object) -> Path:
         "mlflow": {"port": base + 5, "workers": 1},
         "inference": {"port": base + 6},
         "data_api": {"port": base + 7},
-        "dagster": {"webserver_port": base + 8},
+        "dagster": {"webserver_port": base + 8, "platform_code_port": base + 9, "ml_code_port": base + 10},
     }
     data.update(overrides)
     path = directory / "platform.yaml"

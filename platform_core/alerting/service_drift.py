@@ -33,7 +33,7 @@ def local_findings(
     healthy: dict[str, bool] = {}
     specs = [resource.service_spec() for resource in (postgres, seaweedfs, mlflow)]
     if dagster is not None:
-        specs += [dagster.webserver_spec(), dagster.daemon_spec(), dagster.watchdog_spec()]
+        specs += dagster.specs()
     for spec in specs:
         service_findings = service_drift(supervisor, spec)
         findings += service_findings

@@ -9,9 +9,12 @@ from platform_core.config.base import Port, _Model
 
 
 class DagsterService(_Model):
-    """The Dagster webserver (the UI and its GraphQL API), on 127.0.0.1 like every local service."""
+    """The Dagster webserver (the UI and its GraphQL API) and one gRPC code server per code location, which the
+    webserver and the daemon share, on 127.0.0.1 like every local service."""
 
     webserver_port: Port = 3000
+    platform_code_port: Port = 4000  # the platform_assets location's code server
+    ml_code_port: Port = 4001  # the ml_assets location's
 
 
 class OrchestratorConfig(_Model):

@@ -3,11 +3,13 @@ the webserver answers GraphQL for both code locations, the daemon's heartbeats i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import requests
@@ -19,6 +21,9 @@ from platform_core.resource import PlatformResource
 from platform_core.supervisor import ServiceSpec
 
 LOCATIONS = {"platform_assets": "platform_assets.definitions", "ml_assets": "ml_assets.definitions"}
+CODE_SERVERS = {"platform_assets": "dagster_code_platform", "ml_assets": "dagster_code_ml"}  # location -> service
+GRPC_HEALTH_SERVICE = "DagsterApi"  # what Dagster's gRPC server reports SERVING once its code is loaded
+CODE_PACKAGES = ("platform_core", "platform_assets", "ml_assets")  # the code the code servers load
 WATCHED_DAEMONS = ("SENSOR", "SCHEDULER")  # what evaluates the alerting sensors and the health schedule
 # in the cluster, runs are queued, then launched and watched as Jobs: those daemons too
 CLUSTER_DAEMONS = (*WATCHED_DAEMONS, "QUEUED_RUN_COORDINATOR", "MONITORING")
@@ -74,8 +79,17 @@ class DagsterResource(PlatformResource):
         return self.state.etc / "workspace.yaml"
 
     def _workspace_yaml(self) -> str:
-        entries = [{"python_module": {"module_name": m, "location_name": n}} for n, m in LOCATIONS.items()]
+        """The shared code servers, not modules: a `python_module` entry makes the webserver and the daemon each
+        spawn a server per location, and the daemon spawns fresh ones every minute (dagster/_daemon/controller.py,
+        RELOAD_WORKSPACE_INTERVAL), each loading the code again."""
+        entries = [
+            {"grpc_server": {"host": "127.0.0.1", "port": self.code_port(n), "location_name": n}} for n in LOCATIONS
+        ]
         return yaml.safe_dump({"load_from": entries}, sort_keys=False)
+
+    def code_port(self, location: str) -> int:
+        dagster = self.cfg.services.dagster
+        return dagster.platform_code_port if location == "platform_assets" else dagster.ml_code_port
 
     def _spec(self, name: str, argv: list[str], health: Callable[[], bool], ports: tuple[int, ...] = ()) -> ServiceSpec:
         state = self.state
@@ -95,6 +109,25 @@ class DagsterResource(PlatformResource):
         port = self.cfg.services.dagster.webserver_port
         argv = ["dagster-webserver", "-h", "127.0.0.1", "-p", str(port), "-w", str(self.workspace_file)]
         return self._spec("dagster_webserver", argv, self.webserver_healthy, (port,))
+
+    def specs(self) -> list[ServiceSpec]:
+        """Every process of the orchestrator, in start order."""
+        return [*self.code_server_specs(), self.webserver_spec(), self.daemon_spec(), self.watchdog_spec()]
+
+    def code_server_specs(self) -> list[ServiceSpec]:
+        """One `dagster api grpc` per code location (as in the cluster). Their code is part of their spec, so an
+        upgraded checkout restarts them at the next `make up` (a gRPC server never reloads its code itself)."""
+        return [self._code_server_spec(location) for location in LOCATIONS]
+
+    def _code_server_spec(self, location: str) -> ServiceSpec:
+        port = self.code_port(location)
+        argv = ["dagster", "api", "grpc", "-m", LOCATIONS[location], "-h", "127.0.0.1", "-p", str(port)]
+        spec = self._spec(CODE_SERVERS[location], [*argv, "--location-name", location], self._serving(port), (port,))
+        return replace(spec, env={**spec.env, CODE_DIGEST_ENV: code_digest()}, start_timeout=60.0)
+
+    @staticmethod
+    def _serving(port: int) -> Callable[[], bool]:
+        return lambda: grpc_serving(f"127.0.0.1:{port}")
 
     def daemon_spec(self) -> ServiceSpec:
         return self._spec(
@@ -160,3 +193,27 @@ class DagsterResource(PlatformResource):
         pid = self.supervisor.status(name).pid
         if pid is not None and os.getpgid(0) == pid:
             raise SelfRestartError(f"{name} cannot restart itself from a run it launched: run `platformctl up`")
+
+
+CODE_DIGEST_ENV = "PLATFORM_CODE_DIGEST"
+
+
+def code_digest() -> str:
+    """sha256 of the code the code servers load (every .py file of the platform's packages, by path)."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parents[2]
+    for package in CODE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def grpc_serving(target: str, timeout: float = 2.0) -> bool:
+    """grpc.health.v1 Check of Dagster's own service on a code server: SERVING once its definitions loaded."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        request = health_pb2.HealthCheckRequest(service=GRPC_HEALTH_SERVICE)
+        answer = health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout)
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)

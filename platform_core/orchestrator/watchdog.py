@@ -21,7 +21,7 @@ from pathlib import Path
 from platform_core.alerting.alerts import AlertsResource
 from platform_core.alerting.findings import Finding, track
 from platform_core.alerting.service_drift import credentials_finding
-from platform_core.orchestrator.services import WATCHDOG_BEAT, DagsterResource
+from platform_core.orchestrator.services import CODE_SERVERS, WATCHDOG_BEAT, DagsterResource
 from platform_core.redact import redact
 from platform_core.services.postgres import PostgresResource
 from platform_core.settings import config_path
@@ -58,9 +58,16 @@ class Watchdog:
         ensure = self.supervisor.ensure
         self.watched = [  # the instance's storage first: nothing else can be judged while it is down
             Watched("postgres", postgres.service_spec, lambda: postgres.ensure_server()[0].action),
+            *(self._code_server(dagster, location) for location in CODE_SERVERS),  # what the two below load
             Watched("dagster_daemon", dagster.daemon_spec, lambda: ensure(dagster.daemon_spec()).action),
             Watched("dagster_webserver", dagster.webserver_spec, lambda: ensure(dagster.webserver_spec()).action),
         ]
+
+    def _code_server(self, dagster: DagsterResource, location: str) -> Watched:
+        def spec() -> ServiceSpec:
+            return next(s for s in dagster.code_server_specs() if s.name == CODE_SERVERS[location])
+
+        return Watched(CODE_SERVERS[location], spec, lambda: self.supervisor.ensure(spec()).action)
 
     def round(self) -> list[Finding]:
         """Probe each watched service in order, restart the dead, alert on what appeared or cleared."""
@@ -135,7 +142,10 @@ def main() -> None:
     alerts = build_resources(cfg, state, path)["alerts"]
     assert isinstance(alerts, AlertsResource)
     dog = Watchdog(PostgresResource(**where), DagsterResource(**where), alerts)
-    log.info("watching postgres, dagster_daemon and dagster_webserver every %ss", cfg.orchestrator.watchdog_seconds)
+    log.info(
+        "watching postgres, the code servers, dagster_daemon and dagster_webserver every %ss",
+        cfg.orchestrator.watchdog_seconds,
+    )
     while True:
         started = time.monotonic()
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import requests
 from botocore import UNSIGNED
 from botocore.client import BaseClient
 from botocore.config import Config
@@ -139,8 +140,12 @@ class SeaweedFSResource(PlatformResource):
         return self.supervisor.ensure(self.service_spec())
 
     def is_healthy(self) -> bool:
+        """S3 answers, and the master knows a volume server to store on: a volume server whose first heartbeat
+        comes before the master's election beats again only 5 s later, and every write fails until then."""
         self.client(ADMIN, timeout=2).list_buckets()
-        return True
+        master = f"http://127.0.0.1:{self.cfg.services.seaweedfs.master_port}/dir/status"
+        topology = requests.get(master, timeout=2).json()["Topology"]
+        return any(rack.get("DataNodes") for dc in topology.get("DataCenters") or [] for rack in dc.get("Racks") or [])
 
     def client(self, identity: str, timeout: float = 10, secret: str | None = None) -> BaseClient:
         access, real_secret = self.state.credentials.s3_keys(identity)

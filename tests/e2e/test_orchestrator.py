@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import pytest
 
 from ml_assets.definitions import build_definitions as build_ml_definitions
@@ -38,8 +39,14 @@ def _firing(receiver: Receiver) -> Counter[str]:
 def test_the_orchestrator_runs_as_services_of_the_stack(stack_config: Path) -> None:
     dagster = _dagster(stack_config)
     supervisor = dagster.supervisor
-    for name in ("dagster_webserver", "dagster_daemon", "watchdog"):
+    for name in ("dagster_code_platform", "dagster_code_ml", "dagster_webserver", "dagster_daemon", "watchdog"):
         assert supervisor.status(name).running, f"{name} is not running after make up"
+    # both load the locations from the shared code servers: neither spawns servers of its own (the daemon would
+    # spawn fresh ones every minute)
+    for name in ("dagster_webserver", "dagster_daemon"):
+        children = psutil.Process(supervisor.status(name).pid or 0).children(recursive=True)
+        assert not [c.pid for c in children if "api" in c.cmdline() and "grpc" in c.cmdline()], name
+    assert "grpc_server" in dagster.workspace_file.read_text()
     # no terminal holds them: each leads its own session, as every supervised service does
     assert all(os.getsid(supervisor.status(n).pid or 0) == supervisor.status(n).pid for n in ("dagster_daemon",))
     data = dagster.graphql()

@@ -525,6 +525,8 @@ def test_defaults() -> None:
         "services.inference.port": 8000,
         "services.data_api.port": 8001,
         "services.dagster.webserver_port": 3000,
+        "services.dagster.platform_code_port": 4000,
+        "services.dagster.ml_code_port": 4001,
     }
 
 

@@ -2,7 +2,9 @@
 services on the instance in the platform's Postgres, and the watchdog that restarts them (and Postgres) when
 they die, since no sensor can notice that the daemon evaluating it has stopped."""
 
+import hashlib
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -14,63 +16,127 @@ from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
 from platform_core.orchestrator.services import (
+    LOCATIONS,
     WATCHDOG_STALE_ROUNDS,
     WATCHED_DAEMONS,
     DagsterResource,
     heartbeat_ages,
     unloaded_locations,
 )
-from platform_core.results import check_errors_fail, loopback_only, service_result
-from platform_core.supervisor import ServiceSpec
+from platform_core.results import NO_CHANGE, change_text, check_errors_fail, loopback_only, service_result
+from platform_core.supervisor import EnsureResult, ServiceSpec, Supervisor
 
 GROUP = "orchestrator"
 WEBSERVER, DAEMON, WATCHDOG = "dagster_webserver", "dagster_daemon", "orchestrator_watchdog"
+CODE_SERVERS = "dagster_code_servers"
 
 
-def _ensure(dagster_resource: DagsterResource, spec: ServiceSpec, metadata: dict[str, object]) -> dg.MaterializeResult:
-    supervisor = dagster_resource.supervisor
-    if supervisor.inspect(spec).action == "restart":
-        dagster_resource.refuse_self_restart(spec.name)  # a run launched by this very service
-    return service_result(supervisor, spec.name, supervisor.ensure(spec), metadata)
+ORCHESTRATOR_SPECS = [
+    dg.AssetSpec(
+        CODE_SERVERS,
+        group_name=GROUP,
+        kinds={"dagster"},
+        owners=PLATFORM_OWNERS,
+        deps=[postgres_databases],
+        description="One gRPC code server per code location (`dagster api grpc`), shared by the webserver and the "
+        "daemon: each location's definitions load once, not in a fresh process of the daemon every minute.",
+    ),
+    dg.AssetSpec(
+        WEBSERVER,
+        group_name=GROUP,
+        kinds={"dagster"},
+        owners=PLATFORM_OWNERS,
+        deps=[CODE_SERVERS],
+        description="dagster-webserver (the UI and GraphQL API) on 127.0.0.1, on the instance in Postgres.",
+    ),
+    dg.AssetSpec(
+        DAEMON,
+        group_name=GROUP,
+        kinds={"dagster"},
+        owners=PLATFORM_OWNERS,
+        deps=[CODE_SERVERS],
+        description="dagster-daemon: runs every sensor (drift, freshness, failed checks) and the health schedule.",
+    ),
+    dg.AssetSpec(
+        WATCHDOG,
+        group_name=GROUP,
+        kinds={"python"},
+        owners=PLATFORM_OWNERS,
+        deps=[DAEMON, WEBSERVER],
+        description="Restarts Postgres, the daemon and the webserver when they die, and alerts: outside Dagster.",
+    ),
+]
 
 
-@dg.asset(
-    name=WEBSERVER,
-    group_name=GROUP,
-    kinds={"dagster"},
-    owners=PLATFORM_OWNERS,
-    deps=[postgres_databases],
-    description="dagster-webserver (the UI and GraphQL API) on 127.0.0.1, on the instance in Postgres.",
-)
-def dagster_webserver(dagster_resource: DagsterResource) -> dg.MaterializeResult:
-    return _ensure(
-        dagster_resource, dagster_resource.webserver_spec(), {"url": dg.MetadataValue.url(dagster_resource.url)}
-    )
+@dg.multi_asset(specs=ORCHESTRATOR_SPECS, can_subset=True, name="orchestrator_processes")
+def orchestrator_processes(
+    context: dg.AssetExecutionContext, dagster_resource: DagsterResource
+) -> Iterator[dg.MaterializeResult]:
+    """The selected processes, in two waves: the code servers, then the webserver, the daemon and the watchdog.
+    Within a wave every process that must (re)start is spawned before the first is waited for: the webserver and
+    the daemon each take seconds to start, and neither needs the other up (a sensor's tick meanwhile sees a
+    service starting, not one down)."""
+    supervisor, wanted = dagster_resource.supervisor, {key.to_user_string() for key in context.selected_asset_keys}
+    for wave in _waves(dagster_resource):
+        services = [entry for entry in wave if entry[0] in wanted]
+        for _, spec, _ in services:
+            if supervisor.inspect(spec).action == "restart":
+                dagster_resource.refuse_self_restart(spec.name)  # a run launched by this very service
+        results = supervisor.ensure_together([spec for _, spec, _ in services])
+        yield from _results(supervisor, list(zip(services, results, strict=True)))
 
 
-@dg.asset(
-    name=DAEMON,
-    group_name=GROUP,
-    kinds={"dagster"},
-    owners=PLATFORM_OWNERS,
-    deps=[postgres_databases, WEBSERVER],  # its sensors' first ticks judge a stack that is whole
-    description="dagster-daemon: runs every sensor (drift, freshness, failed checks) and the health schedule.",
-)
-def dagster_daemon(dagster_resource: DagsterResource) -> dg.MaterializeResult:
-    return _ensure(dagster_resource, dagster_resource.daemon_spec(), {"watched_daemons": ", ".join(WATCHED_DAEMONS)})
-
-
-@dg.asset(
-    name=WATCHDOG,
-    group_name=GROUP,
-    kinds={"python"},
-    owners=PLATFORM_OWNERS,
-    deps=[DAEMON, WEBSERVER],
-    description="Restarts Postgres, the daemon and the webserver when they die, and alerts: outside Dagster.",
-)
-def orchestrator_watchdog(dagster_resource: DagsterResource) -> dg.MaterializeResult:
+def _waves(dagster_resource: DagsterResource) -> list[list[tuple[str, ServiceSpec, dict[str, object]]]]:
+    """(asset, one of its services, what its materialization shows), wave by wave."""
     interval = dagster_resource.cfg.orchestrator.watchdog_seconds
-    return _ensure(dagster_resource, dagster_resource.watchdog_spec(), {"interval_seconds": interval})
+    ports = {name: dagster_resource.code_port(name) for name in LOCATIONS}
+    return [
+        [
+            (CODE_SERVERS, spec, {"ports": dg.MetadataValue.json(ports)})
+            for spec in dagster_resource.code_server_specs()
+        ],
+        [
+            (WEBSERVER, dagster_resource.webserver_spec(), {"url": dg.MetadataValue.url(dagster_resource.url)}),
+            (DAEMON, dagster_resource.daemon_spec(), {"watched_daemons": ", ".join(WATCHED_DAEMONS)}),
+            (WATCHDOG, dagster_resource.watchdog_spec(), {"interval_seconds": interval}),
+        ],
+    ]
+
+
+def _results(
+    supervisor: Supervisor, results: list[tuple[tuple[str, ServiceSpec, dict[str, object]], EnsureResult]]
+) -> Iterator[dg.MaterializeResult]:
+    """One materialization per asset; an asset of several processes reports each one's change."""
+    by_asset: dict[str, list[tuple[ServiceSpec, dict[str, object], EnsureResult]]] = {}
+    for (name, spec, metadata), result in results:
+        by_asset.setdefault(name, []).append((spec, metadata, result))
+    for name, entries in by_asset.items():
+        spec, metadata, result = entries[0]
+        if len(entries) == 1:
+            yield service_result(supervisor, spec.name, result, metadata, asset_key=name)
+            continue
+        texts = {s.name: change_text(r) for s, _, r in entries}
+        # the same change for all (a first start) is said once; else each process that changed, by name
+        same = len(set(texts.values())) == 1
+        changes = [next(iter(texts.values()))] if same else [f"{n}: {t}" for n, t in texts.items() if t != NO_CHANGE]
+        hashes = "+".join(r.config_hash for _, _, r in entries)
+        yield dg.MaterializeResult(
+            asset_key=name,
+            metadata={
+                "change": "; ".join(changes),
+                "pids": ", ".join(str(r.pid) for _, _, r in entries),
+                **metadata,  # type: ignore[dict-item]
+            },
+            data_version=dg.DataVersion(hashlib.sha256(hashes.encode()).hexdigest()[:16]),
+        )
+
+
+@decides(CODE_SERVERS, reads=("postgres",), target="local", when_down=f"would start {CODE_SERVERS}")
+def code_servers_change(dagster_resource: DagsterResource, host_resource: HostResource) -> str:
+    changes = [
+        spec_change(dagster_resource.supervisor, spec, host_resource) for spec in dagster_resource.code_server_specs()
+    ]
+    return "; ".join(change for change in changes if change != NO_CHANGE) or NO_CHANGE
 
 
 @decides(WEBSERVER, reads=("postgres",), target="local", when_down=f"would start {WEBSERVER}")
@@ -98,6 +164,15 @@ def webserver_serves_both_locations(dagster_resource: DagsterResource) -> dg.Ass
     listed, problems = unloaded_locations(dagster_resource.graphql())
     return dg.AssetCheckResult(
         passed=not problems, description="; ".join(problems) or f"locations {', '.join(listed)} loaded"
+    )
+
+
+@dg.asset_check(asset=CODE_SERVERS, blocking=True, description="Each code server listens on 127.0.0.1 only.")
+@check_errors_fail
+def code_servers_loopback_only(dagster_resource: DagsterResource) -> dg.AssetCheckResult:
+    verdicts = [loopback_only(dagster_resource.supervisor, spec.name) for spec in dagster_resource.code_server_specs()]
+    return dg.AssetCheckResult(
+        passed=all(v.passed for v in verdicts), description="; ".join(str(v.description) for v in verdicts)
     )
 
 
@@ -141,8 +216,9 @@ def orchestrator_definitions(cfg: PlatformConfig) -> dg.Definitions:
     if cfg.target != "local":
         return in_cluster_definitions()
     return dg.Definitions(
-        assets=[dagster_webserver, dagster_daemon, orchestrator_watchdog],
+        assets=[orchestrator_processes],
         asset_checks=[
+            code_servers_loopback_only,
             webserver_serves_both_locations,
             webserver_loopback_only,
             daemon_heartbeats_fresh,
