@@ -3,7 +3,7 @@ packages with no cache, the whole local platform, the first batch, a champion, t
 champion answers a prediction. Target: <= 60 s. There is no peer for the whole command: it prints its two parts
 (the install, timed apart by `install_vs_pip.py` against pip) and the target.
 
-The clone's platform.yaml gets free ports and a state directory inside the clone, so a stack already running on
+The clone's platform.yaml gets free ports and a state directory beside the clone, so a stack already running on
 this machine is left alone; everything is stopped and removed at the end. Needs the package index.
 
     .venv/bin/python benchmarks/first_command.py
@@ -46,7 +46,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-first-") as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-        write_stack_config(clone)  # the shipped platform.yaml, with free ports and its state in the clone
+        # the shipped platform.yaml with free ports; its state beside the clone (platformctl refuses a state
+        # directory inside a git working tree: its credentials would be one `git add -A` from a commit)
+        write_stack_config(clone, state_dir=str(Path(tmp) / "state"))
         port = yaml.safe_load((clone / "platform.yaml").read_text())["services"]["inference"]["port"]
         env = {**os.environ, "UV_NO_CACHE": "1", "PIP_NO_CACHE_DIR": "1"}  # a fresh machine has no cache
         env.pop("VIRTUAL_ENV", None)

@@ -71,7 +71,7 @@ def root_cause_line(error: SerializableErrorInfo | None) -> str:
 def recorded_instance(cfg: PlatformConfig, state: StateDir) -> Iterator[dg.DagsterInstance | None]:
     """The stack's Dagster instance, or None when there is none to read: never set up here (opening one would
     create it), or its Postgres is down."""
-    from platform_core.orchestrator.instance import STORAGE_ERRORS, instance_file, load_instance
+    from platform_core.orchestrator.instance import instance_file, load_instance, storage_errors
 
     if not instance_file(state).exists() or not state.secrets_file.exists():
         yield None
@@ -81,7 +81,7 @@ def recorded_instance(cfg: PlatformConfig, state: StateDir) -> Iterator[dg.Dagst
         return
     try:
         instance = load_instance(cfg, state)
-    except STORAGE_ERRORS:
+    except storage_errors():
         yield None
         return
     try:

@@ -172,14 +172,20 @@ class Supervisor:
 
     def ensure_together(self, specs: Sequence[ServiceSpec]) -> list[EnsureResult]:
         """`ensure` for services that need not wait for each other: every one to start is spawned before the first
-        is waited for, so their start-ups overlap (Dagster's webserver and daemon each load every code location)."""
+        is waited for, so their start-ups overlap (Dagster's webserver and daemon take seconds each)."""
         with contextlib.ExitStack() as locks:
             for name in sorted(spec.name for spec in specs):  # one order for every caller: no deadlock
                 locks.enter_context(self._locked(name))
             begun = [self._begin(spec) for spec in specs]
+            failures = []
             for spec, (_, record) in zip(specs, begun, strict=True):
-                if record is not None:
-                    self._await_healthy(spec, record)
+                try:  # every one started is waited for (and marked ready or stopped), whatever another did
+                    if record is not None:
+                        self._await_healthy(spec, record)
+                except ServiceStartError as err:
+                    failures.append(err)
+            if failures:
+                raise failures[0]
             return [result for result, _ in begun]
 
     def _ensure(self, spec: ServiceSpec) -> EnsureResult:

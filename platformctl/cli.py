@@ -100,12 +100,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_dagster(state: StateDir, cfg: PlatformConfig, argv: list[str]) -> int:
-    from platform_core.orchestrator.instance import STORAGE_ERRORS, in_postgres
+    from platform_core.orchestrator.instance import in_postgres, storage_errors
 
     dagster = str(Path(sys.executable).parent / "dagster")
     try:
         env = dagster_env(state, cfg, config_path())
-    except STORAGE_ERRORS as err:
+    except storage_errors() as err:
         print(f"platformctl: the Dagster instance cannot be reached: {redact(str(err))}", file=sys.stderr)
         return 1
     if cfg.target == "k3s" and in_postgres(state):  # the port-forward to the cluster's Postgres is this process's
@@ -126,7 +126,7 @@ STATEMENT_TIMEOUT_MS = 120_000  # a storage query of a step; the webserver's own
 PLATFORM = Step("platform services", "platform_assets.definitions", "not group:orchestrator")
 # last: the daemon's sensors judge a stack that is whole (the UI and the watchdog with it)
 ORCHESTRATOR = Step(
-    "orchestrator: Dagster's webserver and daemon (local: with the watchdog; k3s: in the cluster)",
+    "orchestrator: Dagster's code servers, webserver and daemon (local: with the watchdog; k3s: in the cluster)",
     "platform_assets.definitions",
     "group:orchestrator",
 )
@@ -179,11 +179,11 @@ def rotate_credentials(state: StateDir, cfg: PlatformConfig) -> int:
 
 def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[Step]) -> int:
     from platform_core.orchestrator.instance import (
-        STORAGE_ERRORS,
         in_cluster_instance,
         in_postgres,
         instance_env,
         open_instance,
+        storage_errors,
     )
 
     if not _bootstrap(state, cfg, restarts_orchestrator=ORCHESTRATOR in steps):
@@ -192,10 +192,14 @@ def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[St
         try:
             os.environ.update(instance_env(cfg, state, config_path()))  # the instance's password, for its storage
             instance = stack.enter_context(open_instance(cfg, state))  # every step's run goes into this one
-            # one open connection per storage for the whole command, as Dagster's webserver holds them: by default
-            # every event of every step opened its own (~900 connections of ~4 ms in a no-op `up`)
-            instance.optimize_for_webserver(statement_timeout=STATEMENT_TIMEOUT_MS, pool_recycle=3600, max_overflow=2)
-        except STORAGE_ERRORS as err:
+            if cfg.target == "local":
+                # one open connection per storage for the whole command, as Dagster's webserver holds them: by
+                # default every event opened its own (~900 connections of ~4 ms in a no-op `up`). Not through the
+                # k3s port-forward, where a dropped tunnel would fail the next event rather than reconnect
+                instance.optimize_for_webserver(
+                    statement_timeout=STATEMENT_TIMEOUT_MS, pool_recycle=3600, max_overflow=2
+                )
+        except storage_errors() as err:
             print(f"platformctl: the Dagster instance cannot be opened: {redact(str(err))}", file=sys.stderr)
             return 1
         for number, step in enumerate(steps, start=1):

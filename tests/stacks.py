@@ -30,15 +30,16 @@ def _ephemeral_low() -> int:
         return 32768  # Linux's default
 
 
-def free_port_block(size: int = 11) -> int:
-    """A base port such that base..base+size and their +10000 gRPC twins are all free.
+def free_port_block(size: int = 11) -> int:  # at most 20
+    """A base port such that base..base+size-1 and their +10000 gRPC twins are all free (blocks are 20 apart, so
+    two stacks never share a port).
 
     Every port stays below the ephemeral range: a service started late in the session (the inference service, on
     its first deploy) must not find its port taken by some client connection's local end."""
     rng = random.Random()
     top = max(_ephemeral_low() - GRPC_OFFSET - size, 12000)
     for _ in range(200):
-        base = rng.randrange(10000, top, 10)
+        base = rng.randrange(10000, top, 20)
         ports = [base + i for i in range(size)]
         if all(_free(p) and _free(p + GRPC_OFFSET) for p in ports):
             return base

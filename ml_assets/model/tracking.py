@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -70,7 +72,7 @@ class ModelTracker:
 
     @cached_property
     def client(self) -> MlflowClient:
-        """For what writes (a run, a model, a version); reads go through `rest`."""
+        """For what writes (a run, a model, a version) and the reads on those paths; the other reads: `rest`."""
         from mlflow import MlflowClient
 
         return MlflowClient(tracking_uri=self.url, registry_uri=self.url)
@@ -198,24 +200,43 @@ class ModelTracker:
         with tempfile.TemporaryDirectory(prefix="model-") as tmp:
             root = download_version(self.url, self.model_name, version, Path(tmp))
             digest = verified(root, self.model_name, version, tags)
-            memo = memo_dir / f"{digest[:32]}-{frame_hash(frame)}.npy"
+            memo = memo_dir / f"{digest[:32]}-{_scoring_code()}-{frame_hash(frame)}.npy"
             with contextlib.suppress(OSError, ValueError):  # none yet, or unreadable: score again
                 remembered = np.asarray(np.load(memo), dtype=float)
                 if remembered.shape == (len(frame),):
                     return remembered
-            prices = np.asarray(_load_files(root).predict(frame), dtype=float)
+            prices = np.asarray(_load_files(self.url, root).predict(frame), dtype=float)
         with contextlib.suppress(OSError):  # a read-only state directory only costs the next check a load
             memo_dir.mkdir(parents=True, exist_ok=True)
             partial = memo.with_suffix(f".{os.getpid()}.tmp")
             with partial.open("wb") as handle:
                 np.save(handle, prices)
             partial.replace(memo)
+            prefix = memo.name.rsplit("-", 1)[0]  # kept: the tables these files scored under this code, no other
+            for stale in memo_dir.glob("*.npy"):
+                if not stale.name.startswith(prefix):
+                    stale.unlink(missing_ok=True)
         return prices
 
 
-def _load_files(root: Path) -> PyFuncModel:
+def _scoring_code() -> str:
+    """What else decides a prediction besides the files and the rows: the model's class is pickled by reference,
+    so the pipeline's code and the libraries it runs on (an upgrade may change a prediction)."""
+    from importlib.metadata import version
+
+    from platform_core.source_digest import code_digest
+
+    libraries = ",".join(f"{name}={version(name)}" for name in ("scikit-learn", "numpy", "mlflow", "pandas"))
+    return hashlib.sha256(f"{code_digest()}|{libraries}|{sys.version}".encode()).hexdigest()[:16]
+
+
+def _load_files(url: str, root: Path) -> PyFuncModel:
     import mlflow
 
+    # MLflow 3 looks the model up in the tracking store even from local files: the platform's, never the default
+    # (a sqlite mlflow.db in whatever directory the process stands in)
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)
     return mlflow.pyfunc.load_model(str(root))
 
 

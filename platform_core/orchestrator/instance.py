@@ -9,10 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import psycopg2
-import sqlalchemy.exc
 import yaml
-from dagster_postgres.utils import DagsterPostgresException
 
 from platform_core.cluster.kube_error import KubeError
 from platform_core.cluster.render_storage import POSTGRES_PORT
@@ -23,20 +20,22 @@ from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV
 from platform_core.state import StateDir
 from platform_core.supervisor import write_private
 
-# What opening the instance raises when its storage does not answer: Postgres down, or in the k3s target no way
-# to the cluster's (no address recorded, the port-forward's API server gone)
-STORAGE_ERRORS = (
-    psycopg2.Error,
-    sqlalchemy.exc.SQLAlchemyError,
-    DagsterPostgresException,
-    KubeError,
-    OSError,
-    RuntimeError,
-)
 # on the runs platformctl executes itself (the host's name): the cluster's run monitoring leaves them alone
 WORKSTATION_RUN_TAG = "mlops-platform/workstation"
 DAGSTER_ENDPOINT = "dagster"  # the in-cluster webserver's entry in endpoints.json
 INSTANCE_FILE = "dagster.yaml"
+
+
+def storage_errors() -> tuple[type[Exception], ...]:
+    """What opening the instance raises when its storage does not answer: Postgres down, or in the k3s target no
+    way to the cluster's (no address recorded, the port-forward's API server gone). A function: the Postgres
+    storage's modules (sqlalchemy, alembic) are a fifth of a second, and the code locations' definitions, which
+    import this module, never open an instance while they load."""
+    import psycopg2
+    import sqlalchemy.exc
+    from dagster_postgres.utils import DagsterPostgresException
+
+    return (psycopg2.Error, sqlalchemy.exc.SQLAlchemyError, DagsterPostgresException, KubeError, OSError, RuntimeError)
 
 
 def in_cluster_instance(cfg: PlatformConfig, state: StateDir) -> bool:

@@ -12,18 +12,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import requests
 import yaml
 
 from platform_core.dagster_storage import PASSWORD_ENV
 from platform_core.orchestrator.instance import instance_env, instance_file, instance_yaml, open_instance
 from platform_core.resource import PlatformResource
+from platform_core.source_digest import code_digest
 from platform_core.supervisor import ServiceSpec
 
 LOCATIONS = {"platform_assets": "platform_assets.definitions", "ml_assets": "ml_assets.definitions"}
 CODE_SERVERS = {"platform_assets": "dagster_code_platform", "ml_assets": "dagster_code_ml"}  # location -> service
 GRPC_HEALTH_SERVICE = "DagsterApi"  # what Dagster's gRPC server reports SERVING once its code is loaded
-CODE_PACKAGES = ("platform_core", "platform_assets", "ml_assets")  # the code the code servers load
 WATCHED_DAEMONS = ("SENSOR", "SCHEDULER")  # what evaluates the alerting sensors and the health schedule
 # in the cluster, runs are queued, then launched and watched as Jobs: those daemons too
 CLUSTER_DAEMONS = (*WATCHED_DAEMONS, "QUEUED_RUN_COORDINATOR", "MONITORING")
@@ -61,7 +62,7 @@ WORKSPACE_QUERY = """{
 
 
 class SelfRestartError(RuntimeError):
-    """A run launched by a Dagster service asked to restart that same service: it would kill its own run."""
+    """A run asked to restart the Dagster service it runs under: it would kill its own run."""
 
 
 class DagsterResource(PlatformResource):
@@ -101,8 +102,8 @@ class DagsterResource(PlatformResource):
             health=health,
             ports=ports,
             cwd=Path(self.config_path).parent,
-            stop_timeout=15.0,  # the daemon and webserver stop their code servers first
-            start_timeout=180.0,  # both load the two code locations before they answer
+            stop_timeout=15.0,
+            start_timeout=180.0,  # a busy 2-core machine may take long to load a location
         )
 
     def webserver_spec(self) -> ServiceSpec:
@@ -115,15 +116,17 @@ class DagsterResource(PlatformResource):
         return [*self.code_server_specs(), self.webserver_spec(), self.daemon_spec(), self.watchdog_spec()]
 
     def code_server_specs(self) -> list[ServiceSpec]:
-        """One `dagster api grpc` per code location (as in the cluster). Their code is part of their spec, so an
-        upgraded checkout restarts them at the next `make up` (a gRPC server never reloads its code itself)."""
+        """One `dagster api grpc` per code location (as in the cluster). What they load (the code, platform.yaml) is
+        part of their spec, so an edit restarts them at the next `make up` (a gRPC server never reloads itself)."""
         return [self._code_server_spec(location) for location in LOCATIONS]
 
     def _code_server_spec(self, location: str) -> ServiceSpec:
         port = self.code_port(location)
         argv = ["dagster", "api", "grpc", "-m", LOCATIONS[location], "-h", "127.0.0.1", "-p", str(port)]
         spec = self._spec(CODE_SERVERS[location], [*argv, "--location-name", location], self._serving(port), (port,))
-        return replace(spec, env={**spec.env, CODE_DIGEST_ENV: code_digest()}, start_timeout=60.0)
+        # what they load: the code, and platform.yaml, which the definitions are built from at import
+        loaded = hashlib.sha256(f"{code_digest()}|{self.cfg.model_dump_json()}".encode()).hexdigest()[:16]
+        return replace(spec, env={**spec.env, CODE_DIGEST_ENV: loaded}, start_timeout=60.0)
 
     @staticmethod
     def _serving(port: int) -> Callable[[], bool]:
@@ -188,24 +191,16 @@ class DagsterResource(PlatformResource):
         return data
 
     def refuse_self_restart(self, name: str) -> None:
-        """A run launched from the webserver or the daemon lives in that service's process group: restarting the
-        service from it would kill the run halfway. Only a run from outside (`platformctl up`) may."""
+        """A run launched from the UI or by a sensor is a child of a code server (and in a service's process group
+        before): restarting that service from the run would kill the run halfway. Only a run from outside
+        (`platformctl up`) may."""
         pid = self.supervisor.status(name).pid
-        if pid is not None and os.getpgid(0) == pid:
+        ancestors = {proc.pid for proc in psutil.Process().parents()}
+        if pid is not None and (os.getpgid(0) == pid or pid in ancestors):
             raise SelfRestartError(f"{name} cannot restart itself from a run it launched: run `platformctl up`")
 
 
-CODE_DIGEST_ENV = "PLATFORM_CODE_DIGEST"
-
-
-def code_digest() -> str:
-    """sha256 of the code the code servers load (every .py file of the platform's packages, by path)."""
-    digest = hashlib.sha256()
-    root = Path(__file__).resolve().parents[2]
-    for package in CODE_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+CODE_DIGEST_ENV = "PLATFORM_LOADED_DIGEST"  # a code server's code and config: a change restarts it
 
 
 def grpc_serving(target: str, timeout: float = 2.0) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 from platform_core.alerting.alerts import AlertsResource
 from platform_core.alerting.findings import Finding, track
 from platform_core.alerting.service_drift import credentials_finding
+from platform_core.catalog import SERVICE_ASSETS
 from platform_core.orchestrator.services import CODE_SERVERS, WATCHDOG_BEAT, DagsterResource
 from platform_core.redact import redact
 from platform_core.services.postgres import PostgresResource
@@ -67,7 +68,8 @@ class Watchdog:
         def spec() -> ServiceSpec:
             return next(s for s in dagster.code_server_specs() if s.name == CODE_SERVERS[location])
 
-        return Watched(CODE_SERVERS[location], spec, lambda: self.supervisor.ensure(spec()).action)
+        # named by its asset, as the drift findings on the same process are (catalog.SERVICE_ASSETS)
+        return Watched(SERVICE_ASSETS[CODE_SERVERS[location]], spec, lambda: self.supervisor.ensure(spec()).action)
 
     def round(self) -> list[Finding]:
         """Probe each watched service in order, restart the dead, alert on what appeared or cleared."""

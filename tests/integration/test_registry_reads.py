@@ -1,8 +1,9 @@
 """The registry reads every `up` makes go through MLflow's REST API (platform_core/services/mlflow_rest.py), not
 its client: on the stack's real MLflow they must answer what the client answers, and a version's files must land
 byte for byte as `mlflow.artifacts.download_artifacts` lays them out, or every approved digest would stop matching.
-The checks' predictions of an approved version are remembered by the files' digest and the rows: a second check
-on the same rows loads no model, other rows do, and files that are not the approved ones are refused either way."""
+The checks' predictions of an approved version are remembered by the files' digest, the code and libraries that
+score them, and the rows: a second check on the same rows loads no model; other rows, or another release, do;
+files that are not the approved ones are refused either way."""
 
 from __future__ import annotations
 
@@ -74,13 +75,17 @@ def test_predictions_of_approved_files_are_remembered_by_digest_and_rows(
     assert np.array_equal(first, tracker.predict(champion.version, rows))  # what the model itself predicts
     assert len(list(tmp_path.glob("*.npy"))) == 1
 
-    def no_load(root: Path) -> None:
+    def no_load(url: str, root: Path) -> None:
         raise AssertionError(f"loaded the model from {root}")
 
     monkeypatch.setattr(tracking, "_load_files", no_load)
     assert np.array_equal(tracker.approved_predictions(champion.version, rows, tmp_path), first)  # no load
     with pytest.raises(AssertionError, match="loaded the model"):  # other rows: the model must score them
         tracker.approved_predictions(champion.version, rows.head(5), tmp_path)
+    with monkeypatch.context() as upgraded:  # other code or libraries (the model's class is pickled by reference)
+        upgraded.setattr(tracking, "_scoring_code", lambda: "another-release")
+        with pytest.raises(AssertionError, match="loaded the model"):
+            tracker.approved_predictions(champion.version, rows, tmp_path)
 
     tracker.tag(champion.version, {DIGEST_TAG: "0" * 64})  # the gate approved other files than these
     try:

@@ -1,6 +1,7 @@
-"""The orchestrator on the platform it builds (local target): Dagster's webserver and daemon as supervised
-services on the instance in the platform's Postgres, and the watchdog that restarts them (and Postgres) when
-they die, since no sensor can notice that the daemon evaluating it has stopped."""
+"""The orchestrator on the platform it builds (local target): a gRPC code server per code location, Dagster's
+webserver and daemon loading from them, as supervised services on the instance in the platform's Postgres, and
+the watchdog that restarts them (and Postgres) when they die, since no sensor can notice that the daemon
+evaluating it has stopped."""
 
 import hashlib
 import time
@@ -15,6 +16,7 @@ from platform_core.catalog import PLATFORM_OWNERS
 from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
+from platform_core.orchestrator.instance import WORKSTATION_RUN_TAG
 from platform_core.orchestrator.services import (
     LOCATIONS,
     WATCHDOG_STALE_ROUNDS,
@@ -29,6 +31,8 @@ from platform_core.supervisor import EnsureResult, ServiceSpec, Supervisor
 GROUP = "orchestrator"
 WEBSERVER, DAEMON, WATCHDOG = "dagster_webserver", "dagster_daemon", "orchestrator_watchdog"
 CODE_SERVERS = "dagster_code_servers"
+RUN_DRAIN_SECONDS = 600  # how long a code server's restart waits for the runs it carries
+IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 ORCHESTRATOR_SPECS = [
@@ -63,7 +67,8 @@ ORCHESTRATOR_SPECS = [
         kinds={"python"},
         owners=PLATFORM_OWNERS,
         deps=[DAEMON, WEBSERVER],
-        description="Restarts Postgres, the daemon and the webserver when they die, and alerts: outside Dagster.",
+        description="Restarts Postgres, the code servers, the daemon and the webserver when they die, and alerts: "
+        "outside Dagster.",
     ),
 ]
 
@@ -79,11 +84,31 @@ def orchestrator_processes(
     supervisor, wanted = dagster_resource.supervisor, {key.to_user_string() for key in context.selected_asset_keys}
     for wave in _waves(dagster_resource):
         services = [entry for entry in wave if entry[0] in wanted]
-        for _, spec, _ in services:
-            if supervisor.inspect(spec).action == "restart":
-                dagster_resource.refuse_self_restart(spec.name)  # a run launched by this very service
+        restarting = [spec for _, spec, _ in services if supervisor.inspect(spec).action == "restart"]
+        for spec in restarting:
+            dagster_resource.refuse_self_restart(spec.name)  # a run launched under this very service
+        if any(name == CODE_SERVERS and spec in restarting for name, spec, _ in services):
+            _wait_for_launched_runs(context)
         results = supervisor.ensure_together([spec for _, spec, _ in services])
         yield from _results(supervisor, list(zip(services, results, strict=True)))
+
+
+def _wait_for_launched_runs(context: dg.AssetExecutionContext) -> None:
+    """Runs launched from the UI or by a sensor run as children of a code server: restarting it would kill them
+    halfway. Wait for them to finish (runs `platformctl` executes itself are not a code server's)."""
+    deadline = time.monotonic() + RUN_DRAIN_SECONDS
+    while True:
+        runs = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS))
+        launched = [r.run_id for r in runs if r.run_id != context.run_id and WORKSTATION_RUN_TAG not in r.tags]
+        if not launched:
+            return
+        if time.monotonic() > deadline:
+            raise dg.Failure(
+                f"{len(launched)} launched run(s) still in progress ({', '.join(i[:8] for i in launched)}): the code "
+                "servers restart once they are done; run `make up` again then"
+            )
+        context.log.info(f"waiting for {len(launched)} launched run(s) before restarting the code servers")
+        time.sleep(5)
 
 
 def _waves(dagster_resource: DagsterResource) -> list[list[tuple[str, ServiceSpec, dict[str, object]]]]:
