@@ -2,7 +2,8 @@
 `scripts/install-python-packages` uses when it can) against plain pip, the peer, in the same run.
 
 Both start cold: a new venv each, no package cache (pip --no-cache-dir, uv --no-cache), the same
-constraints.txt and extras. uv's own bootstrap (`pip install uv` into the venv) is counted in its time, as a
+constraints.txt and extras, both compiling bytecode (pip's default; uv's --compile-bytecode, as the script
+asks). uv's own bootstrap (`pip install uv` into the venv) is counted in its time, as a
 machine without uv pays it. Needs the package index; takes a few minutes.
 
     .venv/bin/python benchmarks/install_vs_pip.py
@@ -19,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ["-c", "constraints.txt", "-e", ".[dev]"]
+UV = ["-m", "uv", "pip", "install", "--quiet", "--no-cache", "--compile-bytecode"]  # as the script runs it
 TARGET_SECONDS = 60.0  # the whole first command, clone to served champion; the install is most of it
 
 
@@ -40,9 +42,7 @@ def main() -> None:
         shutil.rmtree(Path(tmp) / "pip")
         uv_python = fresh_venv(Path(tmp) / "uv")
         bootstrap = timed([str(uv_python), "-m", "pip", "install", "--quiet", "--no-cache-dir", "uv>=0.5,<1"])
-        uv = timed(
-            [str(uv_python), "-m", "uv", "pip", "install", "--quiet", "--no-cache", "--python", str(uv_python), *SPEC]
-        )
+        uv = timed([str(uv_python), *UV, "--python", str(uv_python), *SPEC])
     total = bootstrap + uv
     print("install of the project's packages into a fresh venv, no cache (same constraints.txt)")
     print(f"  pip (peer)                 {pip:6.1f} s")

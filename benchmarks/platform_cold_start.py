@@ -47,7 +47,9 @@ def direct(config: Path) -> float:
         weed.ensure_bucket(bucket.name)
         weed.round_trip(bucket.name)
     weed.wrong_secret_refused()
+    mlflow.ensure_users()  # as the mlflow_server asset does: its users before the server serves
     mlflow.ensure_server()
+    mlflow.claim_models()
     mlflow.round_trip(weed)
     elapsed = time.perf_counter() - started
     _stop(r)
