@@ -193,7 +193,8 @@ class ModelTracker:
         """The version's predictions for `frame` from its approved files only (ModelRejected for any other files).
         Loading the model is most of a check's second (sklearn's import, the unpickling), and the same files on
         the same rows predict the same: a table they scored before is answered from `memo_dir`, kept by the files'
-        digest and the rows' content, after the files are hashed again."""
+        digest, the code and libraries that score them (`_scoring_code`) and the rows' content, after the files
+        are downloaded and hashed again."""
         from ml_assets.data.store import frame_hash
 
         tags = self.version_tags(version)
