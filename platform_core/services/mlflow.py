@@ -13,6 +13,7 @@ import requests
 from platform_core.resource import PlatformResource
 from platform_core.services import mlflow_auth
 from platform_core.services.mlflow_auth import INI_NAME, MlflowIdentity
+from platform_core.services.mlflow_rest import ARTIFACTS, MlflowRest
 from platform_core.services.seaweedfs import ADMIN, SeaweedFSResource
 from platform_core.supervisor import EnsureResult, ServiceSpec
 
@@ -174,11 +175,12 @@ class MlflowResource(PlatformResource):
         except requests.RequestException as err:
             raise ConnectionError(f"mlflow server at {self.url} is not reachable: {err}") from err
         experiment_id, _ = self.ensure_experiment(CHECK_EXPERIMENT)
-        run = self._api("runs/create", {"experiment_id": experiment_id, "run_name": "platform-check"})["run"]["info"]
+        rest = MlflowRest(self.url, self.writer.auth)
+        run = rest.post("runs/create", {"experiment_id": experiment_id, "run_name": "platform-check"})["run"]["info"]
         token = uuid.uuid4().hex
         try:
             root = run["artifact_uri"].split(":/", 1)[1]  # mlflow-artifacts:/<experiment>/<run>/artifacts
-            artifact = f"{self.url}/api/2.0/mlflow-artifacts/artifacts/{root}/probe.txt"  # the server's proxy
+            artifact = f"{self.url}/{ARTIFACTS}/{root}/probe.txt"  # the server's proxy
             requests.put(artifact, data=token.encode(), auth=self.writer.auth, timeout=30).raise_for_status()
             back = requests.get(artifact, auth=self.writer.auth, timeout=30)
             back.raise_for_status()
@@ -186,15 +188,9 @@ class MlflowResource(PlatformResource):
                 raise AssertionError("artifact read back through MLflow differs from what was logged")
             key = self._find_in_bucket(s3, experiment_id, run["run_id"])
         finally:  # check runs are bookkeeping, not experiments: leave neither the run nor its artifact behind
-            self._api("runs/delete", {"run_id": run["run_id"]})
+            rest.post("runs/delete", {"run_id": run["run_id"]})
             self._delete_artifacts(s3, experiment_id, run["run_id"])
         return MlflowRoundTrip(experiment_id, run["run_id"], key)
-
-    def _api(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = requests.post(f"{self.url}/api/2.0/mlflow/{method}", json=body, auth=self.writer.auth, timeout=30)
-        response.raise_for_status()
-        answer: dict[str, Any] = response.json()
-        return answer
 
     def _delete_artifacts(self, s3: SeaweedFSResource, experiment_id: str, run_id: str) -> None:
         admin, bucket = s3.client(ADMIN), self.cfg.mlflow.artifact_bucket
