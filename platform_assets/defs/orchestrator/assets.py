@@ -17,6 +17,7 @@ from platform_core.config import PlatformConfig
 from platform_core.decisions import decides
 from platform_core.host.resource import HostResource
 from platform_core.orchestrator.instance import WORKSTATION_RUN_TAG
+from platform_core.orchestrator.services import CODE_SERVERS as CODE_SERVER_SERVICES
 from platform_core.orchestrator.services import (
     LOCATIONS,
     WATCHDOG_STALE_ROUNDS,
@@ -195,7 +196,7 @@ def webserver_serves_both_locations(dagster_resource: DagsterResource) -> dg.Ass
 @dg.asset_check(asset=CODE_SERVERS, blocking=True, description="Each code server listens on 127.0.0.1 only.")
 @check_errors_fail
 def code_servers_loopback_only(dagster_resource: DagsterResource) -> dg.AssetCheckResult:
-    verdicts = [loopback_only(dagster_resource.supervisor, spec.name) for spec in dagster_resource.code_server_specs()]
+    verdicts = [loopback_only(dagster_resource.supervisor, name) for name in CODE_SERVER_SERVICES.values()]
     return dg.AssetCheckResult(
         passed=all(v.passed for v in verdicts), description="; ".join(str(v.description) for v in verdicts)
     )
