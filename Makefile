@@ -4,18 +4,27 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: up down status ui test lint bench install
 
+# what `make up` needs; the test tools (and the whole venv compiled) only for test, lint and bench
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	scripts/install-python-packages $(BIN)/python
 	touch $(STAMP)
 
-install: $(STAMP)
+$(DEV_STAMP): $(STAMP)
+	scripts/install-python-packages $(BIN)/python dev
+	touch $(DEV_STAMP)
 
+install: $(DEV_STAMP)
+
+# The stack's processes write the venv's bytecode cache of what they import (the install compiles none of it),
+# even where the shell sets PYTHONDONTWRITEBYTECODE: that keeps caches out of source trees, and pip would have
+# compiled the venv at install anyway. Without the cache every process compiles its imports again, every time.
 up: $(STAMP)  ## bring up (or heal) the platform, then the ML location
-	$(BIN)/platformctl up
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/platformctl up
 
 down:  ## stop every service; data stays in the state directory
 	$(BIN)/platformctl down
@@ -26,16 +35,16 @@ status:
 ui: $(STAMP)  ## where the Dagster UI answers (`make up` runs it, with the daemon, until `make down`)
 	$(BIN)/platformctl ui
 
-test: $(STAMP)  ## unit, integration (real services) and end-to-end tests
+test: $(DEV_STAMP)  ## unit, integration (real services) and end-to-end tests
 	scripts/system-packages test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: $(STAMP)  ## the benchmarks; the inference one needs Debian's wrk
+bench: $(DEV_STAMP)  ## the benchmarks; the inference one needs Debian's wrk
 	scripts/system-packages bench
 	$(BIN)/python benchmarks/definitions_load.py
 	$(BIN)/python benchmarks/install_vs_pip.py
