@@ -7,6 +7,7 @@ object and calls `predict_records` (dicts in, numpy all the way, a bounded threa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,14 @@ from ml_assets.model.features import FEATURES, FeatureEncoder
 # Inspecting the loaded BLAS/OpenMP libraries costs ~1 ms; do it once, not per prediction.
 _THREADPOOLS = ThreadpoolController()
 COMPILED_MAX_ROWS = 256  # beyond ~500 rows sklearn's own threaded predict catches up
+# What MLflow would infer the model needs by loading it in a subprocess and pruning the imports (~3.5 s of every
+# training run; tests/unit/test_model_logic.py holds the two lists equal). MLflow pins mlflow itself.
+RUNTIME_DISTRIBUTIONS = ("cloudpickle", "mlops-platform", "numpy", "pandas", "scikit-learn", "scipy")
+
+
+def pip_requirements() -> list[str]:
+    """The model's requirements.txt: each distribution its pickle needs, pinned to the one that trained it."""
+    return [f"{name}=={version(name)}" for name in RUNTIME_DISTRIBUTIONS]
 
 
 class HousePriceModel(PythonModel):

@@ -98,6 +98,8 @@ class ModelTracker:
         import mlflow
         from mlflow.models import infer_signature
 
+        from ml_assets.model.estimator import pip_requirements
+
         mlflow.set_tracking_uri(self.url)
         experiment_id = self._experiment_id()
         with mlflow.start_run(experiment_id=experiment_id) as run:
@@ -108,6 +110,7 @@ class ModelTracker:
                 python_model=model,
                 input_example=example,
                 signature=infer_signature(example, model.predict(None, example)),
+                pip_requirements=pip_requirements(),
             )
         url = f"{self.url}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
         return LoggedRun(run.info.run_id, url, info.model_uri)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from ml_assets.data.dataset import ames_listings
 from ml_assets.defs.model.registry import decide_promotion
-from ml_assets.model.estimator import HousePriceModel
+from ml_assets.model.estimator import HousePriceModel, pip_requirements
 from ml_assets.model.features import CATEGORICAL, FEATURES, FeatureEncoder
 from ml_assets.schema import COLUMNS, Listing
 from ml_assets.steps.train import Metrics, drop_price_outliers, evaluate, holdout_mask
@@ -98,6 +100,18 @@ def test_fast_path_equals_pandas_path_and_the_model_learns() -> None:
     explanation = model.explain_record(records[0])
     assert set(explanation["contributions_log"]) == set(FEATURES)
     assert explanation["prediction"] == pytest.approx(frame_prices[0])
+
+
+def test_named_requirements_are_what_mlflow_would_infer(tmp_path: Path) -> None:
+    """Training names the model's requirements instead of letting MLflow load the model in a subprocess to find
+    them: the two lists must stay the same (a new import in the model breaks this test, not a serving image)."""
+    import mlflow
+
+    data = ames_listings().iloc[:300]
+    model = HousePriceModel.train(data, data["price"].to_numpy())
+    mlflow.pyfunc.save_model(tmp_path / "inferred", python_model=model)  # MLflow infers, as it did in training
+    inferred = (tmp_path / "inferred" / "requirements.txt").read_text().split()
+    assert [line for line in inferred if not line.startswith("mlflow==")] == pip_requirements()
 
 
 def test_dataset_matches_the_seed_schema_and_listing_model() -> None:
