@@ -325,13 +325,15 @@ class Supervisor:
 
     def listen_addresses(self, name: str) -> set[tuple[str, int]]:
         """(address, port) of every listening socket the service holds."""
-        pids = self.process_tree(name)
-        return {
-            # psutil types laddr as "addr or ()": () only for unbound UNIX sockets, which kind "inet" never lists
-            (conn.laddr.ip, conn.laddr.port)  # type: ignore[union-attr]
-            for conn in psutil.net_connections(kind="inet")
-            if conn.status == psutil.CONN_LISTEN and conn.pid in pids
-        }
+        found: set[tuple[str, int]] = set()
+        for pid in self.process_tree(name):  # each process's sockets: the machine-wide list walks every process
+            with contextlib.suppress(psutil.Error):
+                found.update(
+                    (conn.laddr.ip, conn.laddr.port)
+                    for conn in psutil.Process(pid).net_connections(kind="inet")
+                    if conn.status == psutil.CONN_LISTEN
+                )
+        return found
 
     def log_tail(self, name: str, lines: int = 5) -> str:
         path = self.log_file(name)

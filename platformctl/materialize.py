@@ -11,6 +11,7 @@ import importlib
 import os
 import socket
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,9 @@ def materialize(instance: dg.DagsterInstance, step: Step, log: Path) -> bool:
     from platform_core.orchestrator.instance import WORKSTATION_RUN_TAG
 
     defs = location_definitions(step.location)
-    keys = dg.AssetSelection.from_string(step.selection).resolve(defs.resolve_asset_graph())
+    with warnings.catch_warnings():  # the selection parser's own use of a beta parameter, not ours to heed
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        keys = dg.AssetSelection.from_string(step.selection).resolve(defs.resolve_asset_graph())
     job = defs.resolve_implicit_global_asset_job_def()
     gc.freeze()  # see below
     with log.open("w") as handle, _output_to(handle):

@@ -23,17 +23,23 @@ class BlobStore:
         """Write unless identical content is there already; returns whether it wrote. Pass `digest` when the
         bytes are not deterministic (zip timestamps) but their content is."""
         digest = digest or hashlib.sha256(body).hexdigest()
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=key)
-            if head.get("Metadata", {}).get(HASH_KEY) == digest:
-                return False
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") not in _MISSING:
-                raise
+        if self.digest(key) == digest:
+            return False
         self.s3.put_object(
             Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, Metadata={HASH_KEY: digest}
         )
         return True
+
+    def digest(self, key: str) -> str | None:
+        """The sha256 `put` tagged the object with; None when there is no such object (or it has no tag)."""
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in _MISSING:
+                return None
+            raise
+        found: str | None = head.get("Metadata", {}).get(HASH_KEY)
+        return found
 
     def get(self, key: str) -> bytes | None:
         try:

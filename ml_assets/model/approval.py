@@ -49,8 +49,12 @@ def download_version(tracking_uri: str, name: str, version: str, destination: Pa
 
 def verified(root: Path, name: str, version: str, tags: dict[str, str]) -> str:
     """The digest of the files at `root`, if it is the approved one; else one line naming both digests."""
+    return approved(tree_digest(root), name, version, tags)
+
+
+def approved(actual: str, name: str, version: str, tags: dict[str, str]) -> str:
+    """`actual`, the digest of the version's files, if it is the approved one; else one line naming both."""
     expected = tags.get(DIGEST_TAG)
-    actual = tree_digest(root)
     if expected is None:
         raise ModelRejected(f"model {name} v{version} has no approved digest ({DIGEST_TAG}): not loaded")
     if actual != expected:

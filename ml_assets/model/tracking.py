@@ -12,6 +12,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import numpy as np
 
-from ml_assets.model.approval import DIGEST_TAG, download_version, tree_digest, verified
+from ml_assets.model.approval import DIGEST_TAG, approved, download_version, tree_digest, verified
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.mlflow_auth import MlflowIdentity
 from platform_core.services.mlflow_rest import DOES_NOT_EXIST, NO_SUCH_ALIAS, MlflowRest
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from ml_assets.model.estimator import HousePriceModel
 
 CHAMPION = "champion"
+RECENT_SECONDS = 60.0  # how long a version's downloaded-and-hashed digest stands for its files (recent_digest)
+_RECENT_DIGESTS: dict[tuple[str, str, str], tuple[float, str]] = {}
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -162,7 +165,17 @@ class ModelTracker:
     def stored_digest(self, version: str) -> str:
         """sha256 of the version's files as the artifact store holds them now."""
         with tempfile.TemporaryDirectory(prefix="model-") as tmp:
-            return tree_digest(download_version(self.url, self.model_name, version, Path(tmp)))
+            digest = tree_digest(download_version(self.url, self.model_name, version, Path(tmp)))
+        _RECENT_DIGESTS[(self.url, self.model_name, version)] = (time.monotonic(), digest)
+        return digest
+
+    def recent_digest(self, version: str) -> str:
+        """`stored_digest`, or what it found at most RECENT_SECONDS ago in this process: the champion's checks of
+        one pass (three of them) download and hash its files once."""
+        seen = _RECENT_DIGESTS.get((self.url, self.model_name, version))
+        if seen is not None and time.monotonic() - seen[0] < RECENT_SECONDS:
+            return seen[1]
+        return self.stored_digest(version)
 
     @_as_identity
     def approved_digest(self, version: str) -> str | None:
@@ -201,14 +214,15 @@ class ModelTracker:
         from ml_assets.data.store import frame_hash
 
         tags = self.version_tags(version)
-        with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+        digest = approved(self.recent_digest(version), self.model_name, version, tags)
+        memo = memo_dir / f"{digest[:32]}-{_scoring_code()}-{frame_hash(frame)}.npy"
+        with contextlib.suppress(OSError, ValueError):  # none yet, or unreadable: score again
+            remembered = np.asarray(np.load(memo), dtype=float)
+            if remembered.shape == (len(frame),):
+                return remembered
+        with tempfile.TemporaryDirectory(prefix="model-") as tmp:  # what is loaded is hashed again, as loaded
             root = download_version(self.url, self.model_name, version, Path(tmp))
-            digest = verified(root, self.model_name, version, tags)
-            memo = memo_dir / f"{digest[:32]}-{_scoring_code()}-{frame_hash(frame)}.npy"
-            with contextlib.suppress(OSError, ValueError):  # none yet, or unreadable: score again
-                remembered = np.asarray(np.load(memo), dtype=float)
-                if remembered.shape == (len(frame),):
-                    return remembered
+            verified(root, self.model_name, version, tags)
             prices = np.asarray(_load_files(self.url, root).predict(frame), dtype=float)
         with contextlib.suppress(OSError):  # a read-only state directory only costs the next check a load
             memo_dir.mkdir(parents=True, exist_ok=True)

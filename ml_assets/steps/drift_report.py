@@ -104,7 +104,8 @@ def drift(inputs: StepInputs) -> StepResult:
     report = detect_drift(profile, batch, drift_share=inputs.number("drift_share"), mode=inputs.text("drift_mode"))
     html = render_report(f"Drift: day {day} vs champion v{version}", report, profile, batch).encode()
     key = inputs.text("report_key")
-    written = inputs.reports.put(key, html, "text/html; charset=utf-8")
+    digest = hashlib.sha256(html).hexdigest()
+    written = inputs.reports.put(key, html, "text/html; charset=utf-8", digest)
     label = label_check(
         day,
         batch,
@@ -119,8 +120,9 @@ def drift(inputs: StepInputs) -> StepResult:
             **report_metadata(report, inputs.reports.uri(key), written, key),
             "reference_version": version,
             "rows": len(batch),
+            "report_sha256": digest,
         },
-        data_version=hashlib.sha256(html).hexdigest()[:16],
+        data_version=digest[:16],
         checks=[label, drift_check(report)],
     )
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import requests
@@ -21,6 +22,9 @@ from platform_core.orchestrator.instance import instance_env, instance_file, ins
 from platform_core.resource import PlatformResource
 from platform_core.source_digest import code_digest
 from platform_core.supervisor import ServiceSpec
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 LOCATIONS = {"platform_assets": "platform_assets.definitions", "ml_assets": "ml_assets.definitions"}
 CODE_SERVERS = {"platform_assets": "dagster_code_platform", "ml_assets": "dagster_code_ml"}  # location -> service
@@ -176,10 +180,12 @@ class DagsterResource(PlatformResource):
         since = max(started, time.time() - HEARTBEAT_STALE_SECONDS)
         return all(beats.get(name, 0.0) >= since for name in WATCHED_DAEMONS)
 
-    def heartbeats(self) -> dict[str, float]:
-        """Each daemon's newest heartbeat in the instance (unix time)."""
-        with open_instance(self.cfg, self.state) as instance:
+    def heartbeats(self, instance: dg.DagsterInstance | None = None) -> dict[str, float]:
+        """Each daemon's newest heartbeat in the instance (unix time): the one given (a run's), else opened here."""
+        if instance is not None:
             return {name: beat.timestamp for name, beat in instance.get_daemon_heartbeats().items()}
+        with open_instance(self.cfg, self.state) as opened:
+            return self.heartbeats(opened)
 
     def graphql(self) -> dict[str, object]:
         response = requests.post(f"{self.url}/graphql", json={"query": WORKSPACE_QUERY}, timeout=30)

@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,25 @@ class RoundTrip:
     bytes: int
     readonly_write_refused: bool
     readonly_read_ok: bool
+
+
+@lru_cache(maxsize=32)
+def s3_client(endpoint: str, access: str, secret: str, timeout: float) -> BaseClient:
+    """One client (and connection pool) per endpoint, key and timeout for the process's life: a `make up` asks
+    for ~35, each ~5 ms to build and a new connection to open. Rotated keys are another entry."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=Config(
+            s3={"addressing_style": "path"},
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries={"max_attempts": 1},
+        ),
+    )
 
 
 class SeaweedFSResource(PlatformResource):
@@ -149,19 +169,7 @@ class SeaweedFSResource(PlatformResource):
 
     def client(self, identity: str, timeout: float = 10, secret: str | None = None) -> BaseClient:
         access, real_secret = self.state.credentials.s3_keys(identity)
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=access,
-            aws_secret_access_key=real_secret if secret is None else secret,
-            region_name="us-east-1",
-            config=Config(
-                s3={"addressing_style": "path"},
-                connect_timeout=timeout,
-                read_timeout=timeout,
-                retries={"max_attempts": 1},
-            ),
-        )
+        return s3_client(self.endpoint, access, real_secret if secret is None else secret, timeout)
 
     def live_buckets(self) -> set[str]:
         return {b["Name"] for b in self.client(ADMIN).list_buckets().get("Buckets", [])}

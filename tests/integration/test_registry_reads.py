@@ -87,6 +87,13 @@ def test_predictions_of_approved_files_are_remembered_by_digest_and_rows(
         with pytest.raises(AssertionError, match="loaded the model"):
             tracker.approved_predictions(champion.version, rows, tmp_path)
 
+    with monkeypatch.context() as offline:  # the pass's other checks trust a download of RECENT_SECONDS ago
+        offline.setattr(tracking, "download_version", lambda *args: no_load(url, Path("the artifact store")))
+        assert np.array_equal(tracker.approved_predictions(champion.version, rows, tmp_path), first)
+        offline.setattr(tracking, "RECENT_SECONDS", 0.0)  # older than that: the files are fetched and hashed again
+        with pytest.raises(AssertionError, match="the artifact store"):
+            tracker.approved_predictions(champion.version, rows, tmp_path)
+
     tracker.tag(champion.version, {DIGEST_TAG: "0" * 64})  # the gate approved other files than these
     try:
         with pytest.raises(ModelRejected, match="not the approved"):

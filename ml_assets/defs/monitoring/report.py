@@ -7,8 +7,10 @@ presigned link to the report (signing needs no network) and its local copy.
 """
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -19,8 +21,12 @@ from ml_assets.step_runner import StepRunner, check_results, materialize_result
 from ml_assets.steps.base import StepResult
 from ml_assets.steps.drift_report import DRIFT, DRIFT_CHECK, LABEL_CHECK, no_reference
 from platform_core.catalog import ML_OWNERS
-from platform_core.decisions import UNKNOWN_YET, decides
-from platform_core.results import NO_CHANGE
+from platform_core.decisions import UNKNOWN_YET, Looking, decides
+from platform_core.results import NO_CHANGE, latest_metadata
+from platform_core.source_digest import code_digest
+
+INPUTS_KEY = "drift_inputs"  # metadata: drift_inputs() of the report
+CHECKS_KEY = "checks"  # metadata: the report's check outcomes
 
 
 @dataclass(frozen=True)
@@ -74,16 +80,55 @@ def report_links(reports: ReportsResource, key: str, result: StepResult) -> dict
     return {"report_url": dg.MetadataValue.url(reports.link(key)), "report_path": dg.MetadataValue.path(str(path))}
 
 
+def drift_inputs(datasets: DatasetsResource, batch_hash: str, reference_version: str) -> str:
+    """What a report and its two checks are a function of: the stored batch, the champion it is compared with,
+    the drift settings and the code that judges (the report's own key is the day's)."""
+    ml = datasets.cfg.ml
+    parts = [batch_hash, reference_version, ml.drift_share, ml.drift_mode, ml.degradation_tolerance, code_digest()]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
 @decides("drift_report", reads=("seaweedfs",), partitioned=True, unknown=UNKNOWN_YET)
 def drift_report_change(
-    datasets: DatasetsResource, partition: str, previous: dict[str, object], latest: Callable[[str], dict[str, object]]
+    datasets: DatasetsResource,
+    reports: ReportsResource,
+    partition: str,
+    previous: dict[str, object],
+    latest: Callable[[str], dict[str, object]],
 ) -> str:
     """A stored batch gets a report against the current reference (the champion's profile; "none" before the
-    first); one already made against that reference would come out the same."""
-    if not datasets.store().stored_hash(datasets.raw_key(int(partition))):
+    first). One made from the same inputs (drift_inputs), still in the bucket as written, would come out the
+    same, checks included."""
+    day = int(partition)
+    batch_hash = datasets.store().stored_hash(datasets.raw_key(day))
+    if not batch_hash:
         return NO_CHANGE  # no batch for that day yet: nothing to report on
     reference = str(latest(reference_profile.key.to_user_string()).get("champion_version", "none"))
-    return NO_CHANGE if previous and str(previous.get("reference_version")) == reference else "would report"
+    same = previous.get(INPUTS_KEY) == drift_inputs(datasets, batch_hash, reference) and CHECKS_KEY in previous
+    key = report_key(datasets.cfg.ml.model_name, day)
+    return NO_CHANGE if same and reports.store().digest(key) == previous.get("report_sha256") else "would report"
+
+
+def reused_report(previous: dict[str, dg.MetadataValue]) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The latest report of the partition again, as "no change", with the check results it was judged with."""
+    yield dg.MaterializeResult(
+        metadata={**previous, "change": dg.MetadataValue.text(NO_CHANGE)},
+        data_version=dg.DataVersion(str(previous["report_sha256"].value)[:16]),
+    )
+    checks: list[dict[str, Any]] = previous[CHECKS_KEY].value  # type: ignore[assignment]  # checks_metadata's list
+    for check in checks:
+        yield dg.AssetCheckResult(
+            check_name=check["name"],
+            passed=check["passed"],
+            severity=dg.AssetCheckSeverity(check["severity"]),
+            description=f"{check['description']} (unchanged: same batch, champion, settings and code)",
+            metadata=check["metadata"],
+        )
+
+
+def checks_metadata(result: StepResult) -> dict[str, dg.MetadataValue]:
+    """The check outcomes beside the report, so a pass with the same inputs can give them again."""
+    return {CHECKS_KEY: dg.MetadataValue.json([asdict(check) for check in result.checks])}
 
 
 def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -111,10 +156,22 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         if ref is None:  # nothing to compare with: no step, no pod
             result = no_reference()
             yield materialize_result(result)
-        else:
-            result = step_runner.run_step(context, DRIFT, drift_params(datasets, ref, day))
-            key = report_key(datasets.cfg.ml.model_name, day)
-            yield materialize_result(result, **(report_links(reports, key, result) if result.data_version else {}))
+            yield from check_results(result)
+            return
+        previous = latest_metadata(context.instance, context.asset_key, context.partition_key)
+        plain, latest = {k: v.value for k, v in previous.items()}, Looking({}, context.instance).previous
+        if drift_report_change(datasets, reports, context.partition_key, plain, latest) == NO_CHANGE:
+            yield from reused_report(previous)  # no batch read, no tests run, no model loaded
+            return
+        result = step_runner.run_step(context, DRIFT, drift_params(datasets, ref, day))
+        key = report_key(datasets.cfg.ml.model_name, day)
+        batch_hash = datasets.store().stored_hash(datasets.raw_key(day)) or ""
+        yield materialize_result(
+            result,
+            **(report_links(reports, key, result) if result.data_version else {}),
+            **checks_metadata(result),
+            **{INPUTS_KEY: dg.MetadataValue.text(drift_inputs(datasets, batch_hash, ref.version))},
+        )
         yield from check_results(result)
 
     return drift_report

@@ -214,8 +214,10 @@ def webserver_loopback_only(dagster_resource: DagsterResource) -> dg.AssetCheckR
     description="The sensor and schedule daemons' heartbeats in the instance are fresh, and the webserver says so.",
 )
 @check_errors_fail
-def daemon_heartbeats_fresh(dagster_resource: DagsterResource) -> dg.AssetCheckResult:
-    ages, stale = heartbeat_ages(dagster_resource.heartbeats(), time.time())
+def daemon_heartbeats_fresh(
+    context: dg.AssetCheckExecutionContext, dagster_resource: DagsterResource
+) -> dg.AssetCheckResult:
+    ages, stale = heartbeat_ages(dagster_resource.heartbeats(context.instance), time.time())
     problems = [f"{name} stale" for name in stale]
     # what the UI's daemon page shows: a daemon that is down is reported there too, not only here
     statuses = dagster_resource.graphql()["instance"]["daemonHealth"]["allDaemonStatuses"]  # type: ignore[index]
