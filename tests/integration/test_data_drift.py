@@ -120,7 +120,14 @@ def test_a_clean_batch_reports_no_drift_with_an_html_report(env: DriftEnv) -> No
     assert "<svg" in html and "house_size" in html and "no drift" in html
     assert Path(str(md["report_path"])).read_text() == html
     assert requests.get(str(md["report_url"]), timeout=10).text == html  # the UI link opens the private object
-    assert env.run("drift_report_job", "3").changes == {"drift_report": NO_CHANGE}
+    again = env.run("drift_report_job", "3")  # same batch, champion, settings, code: the report and its checks
+    assert again.changes == {"drift_report": NO_CHANGE} and again.checks == {
+        "drift_report:no_dataset_drift": True,
+        "drift_report:champion_holds_up_on_new_labels": True,
+    }
+    reports = env.resource("reports").store()
+    reports.s3.delete_object(Bucket=reports.bucket, Key=str(md["report_uri"]).split("/", 3)[3])
+    assert env.run("drift_report_job", "3").changes == {"drift_report": f"wrote {md['report_uri'].split('/', 3)[3]}"}
 
 
 def test_injected_drift_alerts_once_and_requests_one_retraining(env: DriftEnv) -> None:
@@ -185,6 +192,10 @@ def test_labels_far_from_the_champion_fail_the_label_check(env: DriftEnv) -> Non
     report = env.run("ingest_batch", "7")
     assert report.checks["drift_report:champion_holds_up_on_new_labels"] is False
     assert "RMSE(log)" in report.failures["drift_report:champion_holds_up_on_new_labels"]
+    again = env.run("drift_report_job", "7")  # nothing changed: the same failure again, not a pass
+    assert again.changes == {"drift_report": NO_CHANGE}
+    assert again.checks["drift_report:champion_holds_up_on_new_labels"] is False
+    assert "RMSE(log)" in again.failures["drift_report:champion_holds_up_on_new_labels"]
 
 
 def test_prediction_log_is_observed_and_its_last_update_check_tells_fresh_from_stale(env: DriftEnv) -> None:
