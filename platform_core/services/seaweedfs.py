@@ -25,6 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from platform_core.resource import PlatformResource
+from platform_core.services.seaweedfs_launch import VOLUME
 from platform_core.supervisor import EnsureResult, ServiceSpec
 
 ADMIN = "admin"
@@ -119,16 +120,21 @@ class SeaweedFSResource(PlatformResource):
     def service_spec(self) -> ServiceSpec:
         weed = self.cfg.services.seaweedfs
         data = self.data_dir
+        master = f"http://127.0.0.1:{weed.master_port}/cluster/status"
+        common = ("-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}")
         return ServiceSpec(
             name="seaweedfs",
+            # the volume server starts once the master leads (seaweedfs_launch.py says why)
             argv=(
+                sys.executable,
+                "-m",
+                "platform_core.services.seaweedfs_launch",
+                master,
                 weed_binary(),
                 "server",
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                f"-dir={data}",
+                *common,
                 f"-master.port={weed.master_port}",
-                f"-volume.port={weed.volume_port}",
+                "-volume=false",
                 "-filer",
                 f"-filer.port={weed.filer_port}",
                 f"-filer.localSocket={self.state.run / 'filer.sock'}",
@@ -138,10 +144,16 @@ class SeaweedFSResource(PlatformResource):
                 "-s3.port.iceberg=0",
                 "-s3.port.lance=0",
                 "-master.electionTimeout=1s",  # else a restart with data waits ~18 s for an election
-                "-volume.preStopSeconds=0",
                 "-master.telemetry=false",
                 "-master.volumeSizeLimitMB=256",  # small volumes: a laptop-sized stack, not 30 GB each
-                "-volume.max=0",  # as many volumes as the disk holds, not upstream's fixed 8
+                VOLUME,
+                weed_binary(),
+                "volume",
+                *common,
+                f"-port={weed.volume_port}",
+                f"-master=127.0.0.1:{weed.master_port}",
+                "-preStopSeconds=0",
+                "-max=0",  # as many volumes as the disk holds, not upstream's fixed 8
             ),
             health=self.is_healthy,
             ports=self.ports(),
