@@ -170,8 +170,8 @@ class ModelTracker:
         return digest
 
     def recent_digest(self, version: str) -> str:
-        """`stored_digest`, or what it found at most RECENT_SECONDS ago in this process: the champion's checks of
-        one pass (three of them) download and hash its files once."""
+        """`stored_digest`, or what it found at most RECENT_SECONDS ago in this process: the scoring checks of a
+        pass reuse the download the gate or `champion_files_approved` (always a fresh one) just made."""
         seen = _RECENT_DIGESTS.get((self.url, self.model_name, version))
         if seen is not None and time.monotonic() - seen[0] < RECENT_SECONDS:
             return seen[1]

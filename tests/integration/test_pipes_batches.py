@@ -189,12 +189,12 @@ def test_pods_record_what_the_local_runner_records_and_nothing_changes_on_a_reru
         again = _run(ml, cluster.runner, instance, BATCH_ASSETS, DAY)
         assert again.result.success, _failure(again.result)
         assert {asset: md["change"] for asset, md in again.metadata.items()} == dict.fromkeys(BATCH_ASSETS, NO_CHANGE)
-        assert again.versions == pods.versions and again.checks == pods.checks
-        # validated_batches decided "no change" before any pod: only raw_batches and drift_report ran again
-        assert [p["spec"]["containers"][0]["command"][-1] for p in cluster.fake.ran_pods[3:]] == [
-            "raw_batches",
-            "drift_report",
-        ]
+        assert again.versions == pods.versions
+        for name, (passed, description) in again.checks.items():  # the report's checks, given again as judged
+            assert passed == pods.checks[name][0] and description.startswith(pods.checks[name][1])
+            assert description.endswith("(unchanged: same batch, champion, settings and code)")
+        # validated_batches and drift_report decided "no change" before any pod: only raw_batches ran again
+        assert [p["spec"]["containers"][0]["command"][-1] for p in cluster.fake.ran_pods[3:]] == ["raw_batches"]
 
 
 def test_step_pods_are_schema_valid_and_get_their_keys_only_from_secrets(ml: Ml, cluster: PipesCluster) -> None:

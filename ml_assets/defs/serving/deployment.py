@@ -156,7 +156,7 @@ def champion_files_approved(mlflow_resource: MlflowResource) -> dg.AssetCheckRes
     champion = tracker.champion()
     if champion is None:
         return dg.AssetCheckResult(passed=False, description="no version carries the champion alias")
-    approved, stored = tracker.approved_digest(champion.version), tracker.recent_digest(champion.version)
+    approved, stored = tracker.approved_digest(champion.version), tracker.stored_digest(champion.version)
     return dg.AssetCheckResult(
         passed=approved is not None and approved == stored,
         description=f"champion v{champion.version}: its files' sha256 {stored}, approved {approved or 'none'}",
