@@ -20,9 +20,9 @@ $(DEV_STAMP): $(STAMP)
 
 install: $(DEV_STAMP)
 
-# The stack's processes write the venv's bytecode cache of what they import (the install compiles none of it),
-# even where the shell sets PYTHONDONTWRITEBYTECODE: that keeps caches out of source trees, and pip would have
-# compiled the venv at install anyway. Without the cache every process compiles its imports again, every time.
+# The stack's processes write the bytecode cache of what they import (the install compiles none of it), even
+# where the shell sets PYTHONDONTWRITEBYTECODE: pip would have compiled the venv at install anyway, and the
+# checkout's own caches are ignored by git. Without a cache every process compiles its imports, every time.
 up: $(STAMP)  ## bring up (or heal) the platform, then the ML location
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/platformctl up
 

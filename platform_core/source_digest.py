@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 
 CODE_PACKAGES = ("platform_core", "platform_assets", "ml_assets")
@@ -13,6 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def code_digest() -> str:
     """sha256 of every .py file of the platform's packages, by path (a few ms)."""
     return _digest(tuple(_stamps()))
+
+
+def runtime_digest(distributions: tuple[str, ...]) -> str:
+    """The code's digest with the versions of the libraries it runs on and the interpreter's: what decides a
+    result besides its inputs (an upgrade may change one)."""
+    libraries = ",".join(f"{name}={version(name)}" for name in distributions)
+    return hashlib.sha256(f"{code_digest()}|{libraries}|{sys.version}".encode()).hexdigest()[:16]
 
 
 def _stamps() -> list[tuple[str, int, int]]:

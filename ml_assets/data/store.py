@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+
+from ml_assets.data.blobs import HASH_KEY, BlobStore
 
 if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
     import pandas as pd
-
-HASH_KEY = "content-sha256"
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
@@ -48,13 +47,7 @@ class TableStore:
         return f"s3://{self.bucket}/{key}"
 
     def stored_hash(self, key: str) -> str | None:
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
-                return None
-            raise
-        return head.get("Metadata", {}).get(HASH_KEY)
+        return BlobStore(self.s3, self.bucket).digest(key)  # the same tag, under the same metadata key
 
     def holds(self, key: str, frame: pd.DataFrame) -> bool:
         """Whether `key` already holds exactly this table (what `put` writes only when it does not)."""

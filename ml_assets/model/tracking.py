@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -22,10 +20,11 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import numpy as np
 
-from ml_assets.model.approval import DIGEST_TAG, approved, download_version, tree_digest, verified
+from ml_assets.model.approval import DIGEST_TAG, approved, download_version, tree_digest
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.mlflow_auth import MlflowIdentity
 from platform_core.services.mlflow_rest import DOES_NOT_EXIST, NO_SUCH_ALIAS, MlflowRest
+from platform_core.source_digest import runtime_digest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from ml_assets.model.estimator import HousePriceModel
 
 CHAMPION = "champion"
-RECENT_SECONDS = 60.0  # how long a version's downloaded-and-hashed digest stands for its files (recent_digest)
+RECENT_SECONDS = 60.0  # how long a version's downloaded-and-hashed digest stands for its files (_recent_digest)
 _RECENT_DIGESTS: dict[tuple[str, str, str], tuple[float, str]] = {}
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -165,17 +164,19 @@ class ModelTracker:
     def stored_digest(self, version: str) -> str:
         """sha256 of the version's files as the artifact store holds them now."""
         with tempfile.TemporaryDirectory(prefix="model-") as tmp:
-            digest = tree_digest(download_version(self.url, self.model_name, version, Path(tmp)))
+            return self._hashed(version, download_version(self.url, self.model_name, version, Path(tmp)))
+
+    def _hashed(self, version: str, root: Path) -> str:
+        digest = tree_digest(root)
         _RECENT_DIGESTS[(self.url, self.model_name, version)] = (time.monotonic(), digest)
         return digest
 
-    def recent_digest(self, version: str) -> str:
-        """`stored_digest`, or what it found at most RECENT_SECONDS ago in this process: the scoring checks of a
-        pass reuse the download the gate or `champion_files_approved` (always a fresh one) just made."""
+    def _recent_digest(self, version: str) -> str | None:
+        """What `stored_digest` (or a load) found at most RECENT_SECONDS ago in this process, if anything: the
+        scoring checks of a pass reuse the download the gate or `champion_files_approved` (always a fresh one)
+        just made. For that long a swap of the stored files goes unseen by them, not by that check."""
         seen = _RECENT_DIGESTS.get((self.url, self.model_name, version))
-        if seen is not None and time.monotonic() - seen[0] < RECENT_SECONDS:
-            return seen[1]
-        return self.stored_digest(version)
+        return seen[1] if seen is not None and time.monotonic() - seen[0] < RECENT_SECONDS else None
 
     @_as_identity
     def approved_digest(self, version: str) -> str | None:
@@ -209,43 +210,57 @@ class ModelTracker:
         """The version's predictions for `frame` from its approved files only (ModelRejected for any other files).
         Loading the model is most of a check's second (sklearn's import, the unpickling), and the same files on
         the same rows predict the same: a table they scored before is answered from `memo_dir`, kept by the files'
-        digest, the code and libraries that score them (`_scoring_code`) and the rows' content, after the files
-        are downloaded and hashed again."""
+        digest, the code and libraries that score them (`_scoring_code`) and the rows' content, once the files'
+        digest is known (downloaded and hashed now, or within RECENT_SECONDS: `_recent_digest`)."""
         from ml_assets.data.store import frame_hash
 
-        tags = self.version_tags(version)
-        digest = approved(self.recent_digest(version), self.model_name, version, tags)
-        memo = memo_dir / f"{digest[:32]}-{_scoring_code()}-{frame_hash(frame)}.npy"
-        with contextlib.suppress(OSError, ValueError):  # none yet, or unreadable: score again
-            remembered = np.asarray(np.load(memo), dtype=float)
-            if remembered.shape == (len(frame),):
+        tags, rows = self.version_tags(version), frame_hash(frame)
+        recent = self._recent_digest(version)
+        if recent is not None:
+            remembered = _remembered(memo_dir, approved(recent, self.model_name, version, tags), rows, len(frame))
+            if remembered is not None:
                 return remembered
-        with tempfile.TemporaryDirectory(prefix="model-") as tmp:  # what is loaded is hashed again, as loaded
+        with tempfile.TemporaryDirectory(prefix="model-") as tmp:  # what is loaded is hashed as loaded
             root = download_version(self.url, self.model_name, version, Path(tmp))
-            verified(root, self.model_name, version, tags)
+            digest = approved(self._hashed(version, root), self.model_name, version, tags)
+            remembered = _remembered(memo_dir, digest, rows, len(frame))
+            if remembered is not None:
+                return remembered
             prices = np.asarray(_load_files(self.url, root).predict(frame), dtype=float)
-        with contextlib.suppress(OSError):  # a read-only state directory only costs the next check a load
-            memo_dir.mkdir(parents=True, exist_ok=True)
-            partial = memo.with_suffix(f".{os.getpid()}.tmp")
-            with partial.open("wb") as handle:
-                np.save(handle, prices)
-            partial.replace(memo)
-            prefix = memo.name.rsplit("-", 1)[0]  # kept: the tables these files scored under this code, no other
-            for stale in memo_dir.glob("*.npy"):
-                if not stale.name.startswith(prefix):
-                    stale.unlink(missing_ok=True)
+        _remember(memo_dir, digest, rows, prices)
         return prices
+
+
+def _memo(memo_dir: Path, digest: str, rows: str) -> Path:
+    return memo_dir / f"{digest[:32]}-{_scoring_code()}-{rows}.npy"
+
+
+def _remembered(memo_dir: Path, digest: str, rows: str, count: int) -> np.ndarray | None:
+    with contextlib.suppress(OSError, ValueError):  # none yet, or unreadable: score again
+        remembered = np.asarray(np.load(_memo(memo_dir, digest, rows)), dtype=float)
+        if remembered.shape == (count,):
+            return remembered
+    return None
+
+
+def _remember(memo_dir: Path, digest: str, rows: str, prices: np.ndarray) -> None:
+    memo = _memo(memo_dir, digest, rows)
+    with contextlib.suppress(OSError):  # a read-only state directory only costs the next check a load
+        memo_dir.mkdir(parents=True, exist_ok=True)
+        partial = memo.with_suffix(f".{os.getpid()}.tmp")
+        with partial.open("wb") as handle:
+            np.save(handle, prices)
+        partial.replace(memo)
+        prefix = memo.name.rsplit("-", 1)[0]  # kept: the tables these files scored under this code, no other
+        for stale in memo_dir.glob("*.npy"):
+            if not stale.name.startswith(prefix):
+                stale.unlink(missing_ok=True)
 
 
 def _scoring_code() -> str:
     """What else decides a prediction besides the files and the rows: the model's class is pickled by reference,
     so the pipeline's code and the libraries it runs on (an upgrade may change a prediction)."""
-    from importlib.metadata import version
-
-    from platform_core.source_digest import code_digest
-
-    libraries = ",".join(f"{name}={version(name)}" for name in ("scikit-learn", "numpy", "mlflow", "pandas"))
-    return hashlib.sha256(f"{code_digest()}|{libraries}|{sys.version}".encode()).hexdigest()[:16]
+    return runtime_digest(("scikit-learn", "numpy", "mlflow", "pandas"))
 
 
 def _load_files(url: str, root: Path) -> PyFuncModel:

@@ -127,6 +127,7 @@ class SeaweedFSResource(PlatformResource):
             # the volume server starts once the master leads (seaweedfs_launch.py says why)
             argv=(
                 sys.executable,
+                "-P",  # not the working directory (weed's config files) on the import path
                 "-m",
                 "platform_core.services.seaweedfs_launch",
                 master,

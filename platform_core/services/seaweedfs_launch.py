@@ -23,7 +23,7 @@ import time
 import urllib.request
 
 VOLUME = "--volume"
-LEADER_WAIT_SECONDS = 60.0
+LEADER_WAIT_SECONDS = 10.0  # well inside the service's start timeout: past it the volume server retries alone
 
 
 def leads(status_url: str) -> bool:
@@ -35,7 +35,8 @@ def leads(status_url: str) -> bool:
 
 
 def await_leader(status_url: str, server: subprocess.Popen[bytes]) -> None:
-    """Until the master leads, or it exited, or a minute passed (then the volume server retries on its own)."""
+    """Until the master leads, or it exited, or LEADER_WAIT_SECONDS passed (an unexpected answer from a newer
+    weed: the volume server then starts anyway and retries its heartbeat on its own)."""
     deadline = time.monotonic() + LEADER_WAIT_SECONDS
     while server.poll() is None and time.monotonic() < deadline and not leads(status_url):
         time.sleep(0.05)
@@ -44,9 +45,10 @@ def await_leader(status_url: str, server: subprocess.Popen[bytes]) -> None:
 def main(argv: list[str]) -> int:
     status_url, rest = argv[0], argv[1:]
     split = rest.index(VOLUME)
-    # The stop signal reaches the whole group: the two weed processes flush and exit on it, and this one waits
-    # for them rather than leaving them to the supervisor's SIGKILL of what outlives the group's leader.
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    # The stop signal reaches the whole group, the two weed processes included: this one stays while they act on
+    # it, so the group keeps its leader until the supervisor's grace ends (and its SIGKILL takes what is left).
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     server = subprocess.Popen(rest[:split])
     await_leader(status_url, server)
     children = [server] if server.poll() is not None else [server, subprocess.Popen(rest[split + 1 :])]
@@ -57,7 +59,7 @@ def main(argv: list[str]) -> int:
             child.terminate()
     for child in children:
         child.wait()
-    return 1
+    return 0 if stopping else 1  # an exit nobody asked for is a failure
 
 
 if __name__ == "__main__":

@@ -128,6 +128,15 @@ def test_a_clean_batch_reports_no_drift_with_an_html_report(env: DriftEnv) -> No
     reports = env.resource("reports").store()
     reports.s3.delete_object(Bucket=reports.bucket, Key=str(md["report_uri"]).split("/", 3)[3])
     assert env.run("drift_report_job", "3").changes == {"drift_report": f"wrote {md['report_uri'].split('/', 3)[3]}"}
+    # another drift setting: the same batch is judged again, not given its last report (whose inputs it records)
+    judged_before = env.report_metadata(3)["drift_inputs"]
+    path = Path(env.resource("reports").config_path)
+    data = yaml.safe_load(path.read_text())
+    stricter = path.with_name("stricter.yaml")
+    stricter.write_text(yaml.safe_dump({**data, "ml": {**data["ml"], "drift_share": 0.9}}, sort_keys=False))
+    other = DriftEnv(build_definitions(stricter), env.instance, env.receiver, env.alert_log)
+    assert other.run("drift_report_job", "3").status == "SUCCESS"
+    assert other.report_metadata(3)["drift_inputs"] != judged_before
 
 
 def test_injected_drift_alerts_once_and_requests_one_retraining(env: DriftEnv) -> None:

@@ -4,6 +4,7 @@ leads after a delay, and a volume server that records when it started. The real 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,10 +66,10 @@ def test_the_volume_server_starts_after_the_master_leads_and_either_exit_ends_bo
         master_started = wait_for(tmp_path / "master")
         volume_started = wait_for(tmp_path / "volume")
         assert volume_started - master_started >= 1.5  # not before the master said it leads
-        assert launcher.wait(timeout=20) == 1  # the volume server exited: the service ends, master stopped too
+        assert launcher.wait(timeout=20) == 1  # the volume server exited unasked: the service ends, master too
+        assert not _group_alive(launcher.pid)
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
+        _kill_group(launcher)
 
 
 def test_a_stop_signal_to_the_group_ends_the_launcher_once_its_processes_are_gone(tmp_path: Path) -> None:
@@ -76,7 +77,24 @@ def test_a_stop_signal_to_the_group_ends_the_launcher_once_its_processes_are_gon
     try:
         wait_for(tmp_path / "volume")
         os.killpg(launcher.pid, signal.SIGTERM)  # as the supervisor stops every service: its whole group
-        assert launcher.wait(timeout=10) == 1
+        assert launcher.wait(timeout=10) == 0  # asked to stop: an orderly end
+        assert not _group_alive(launcher.pid)  # and nothing of the service is left
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
+        _kill_group(launcher)
+
+
+def _group_alive(group: int) -> bool:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _kill_group(launcher: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.wait()

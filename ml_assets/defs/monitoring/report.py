@@ -8,7 +8,7 @@ presigned link to the report (signing needs no network) and its local copy.
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,12 +21,13 @@ from ml_assets.step_runner import StepRunner, check_results, materialize_result
 from ml_assets.steps.base import StepResult
 from ml_assets.steps.drift_report import DRIFT, DRIFT_CHECK, LABEL_CHECK, no_reference
 from platform_core.catalog import ML_OWNERS
-from platform_core.decisions import UNKNOWN_YET, Looking, decides
+from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.results import NO_CHANGE, latest_metadata
-from platform_core.source_digest import code_digest
+from platform_core.source_digest import runtime_digest
 
 INPUTS_KEY = "drift_inputs"  # metadata: drift_inputs() of the report
 CHECKS_KEY = "checks"  # metadata: the report's check outcomes
+UNCHANGED = "(unchanged: same batch, champion, settings and code)"
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,13 @@ def latest_reference(instance: dg.DagsterInstance) -> Reference | None:
     event = instance.get_latest_materialization_event(reference_profile.key)
     if event is None or event.asset_materialization is None:
         return None
-    md = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    return reference_of({k: v.value for k, v in event.asset_materialization.metadata.items()})
+
+
+def reference_of(md: Mapping[str, object]) -> Reference | None:
+    """The reference a reference_profile materialization's metadata describes (None: none made yet)."""
+    if "key" not in md:
+        return None
     days = [int(d) for d in str(md["training_days"]).split(", ") if d]
     return Reference(str(md["key"]), str(md["champion_version"]), days, float(str(md["holdout_rmse_log"])))
 
@@ -69,10 +76,11 @@ def drift_params(datasets: DatasetsResource, ref: Reference, day: int) -> dict[s
     }
 
 
-def report_links(reports: ReportsResource, key: str, result: StepResult) -> dict[str, object]:
-    """A browser link to the private object, and a local copy (fetched only when it differs from the report)."""
+def report_links(reports: ReportsResource, key: str, data_version: str) -> dict[str, dg.MetadataValue]:
+    """A browser link to the private object (signed now: it expires), and a local copy (fetched only when it
+    differs from the report)."""
     path = reports.local_path(key)
-    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest()[:16] != result.data_version:
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest()[:16] != data_version:
         body = reports.get(key)
         if body is None:
             raise dg.Failure(f"{reports.uri(key)}: the drift report the step wrote is missing")
@@ -80,12 +88,17 @@ def report_links(reports: ReportsResource, key: str, result: StepResult) -> dict
     return {"report_url": dg.MetadataValue.url(reports.link(key)), "report_path": dg.MetadataValue.path(str(path))}
 
 
-def drift_inputs(datasets: DatasetsResource, batch_hash: str, reference_version: str) -> str:
-    """What a report and its two checks are a function of: the stored batch, the champion it is compared with,
-    the drift settings and the code that judges (the report's own key is the day's)."""
-    ml = datasets.cfg.ml
-    parts = [batch_hash, reference_version, ml.drift_share, ml.drift_mode, ml.degradation_tolerance, code_digest()]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+def drift_inputs(datasets: DatasetsResource, reports: ReportsResource, batch_hash: str, ref: Reference) -> str:
+    """What a report and its two checks are a function of: the stored batch, the champion it is compared with
+    and that champion's stored profile, the drift settings, and what judges (the code, the libraries the tests and
+    the label check run on, and in the k3s target the step's image). The report's own key is the day's."""
+    cfg = datasets.cfg
+    ml = cfg.ml
+    image = cfg.k3s.training.image if cfg.target == "k3s" else None
+    profile = reports.store().digest(ref.key)
+    parts = [batch_hash, ref.version, profile, ml.drift_share, ml.drift_mode, ml.degradation_tolerance, image]
+    judges = runtime_digest(("numpy", "scipy", "pandas", "scikit-learn", "mlflow"))
+    return hashlib.sha256(json.dumps([*parts, judges]).encode()).hexdigest()[:16]
 
 
 @decides("drift_report", reads=("seaweedfs",), partitioned=True, unknown=UNKNOWN_YET)
@@ -103,16 +116,38 @@ def drift_report_change(
     batch_hash = datasets.store().stored_hash(datasets.raw_key(day))
     if not batch_hash:
         return NO_CHANGE  # no batch for that day yet: nothing to report on
-    reference = str(latest(reference_profile.key.to_user_string()).get("champion_version", "none"))
-    same = previous.get(INPUTS_KEY) == drift_inputs(datasets, batch_hash, reference) and CHECKS_KEY in previous
-    key = report_key(datasets.cfg.ml.model_name, day)
-    return NO_CHANGE if same and reports.store().digest(key) == previous.get("report_sha256") else "would report"
+    ref = reference_of(latest(reference_profile.key.to_user_string()))
+    return (
+        NO_CHANGE if ref is not None and reusable(datasets, reports, day, batch_hash, ref, previous) else "would report"
+    )
 
 
-def reused_report(previous: dict[str, dg.MetadataValue]) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """The latest report of the partition again, as "no change", with the check results it was judged with."""
+def reusable(
+    datasets: DatasetsResource,
+    reports: ReportsResource,
+    day: int,
+    batch_hash: str,
+    ref: Reference,
+    previous: Mapping[str, object],
+) -> bool:
+    """The partition's last report was made from these inputs and is in the bucket as it was written."""
+    written = previous.get("report_sha256")
+    if (
+        not written
+        or CHECKS_KEY not in previous
+        or previous.get(INPUTS_KEY) != drift_inputs(datasets, reports, batch_hash, ref)
+    ):
+        return False
+    return reports.store().digest(report_key(datasets.cfg.ml.model_name, day)) == written
+
+
+def reused_report(
+    previous: dict[str, dg.MetadataValue], links: dict[str, dg.MetadataValue]
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The latest report of the partition again, as "no change" (with a link signed now), with the check results
+    it was judged with."""
     yield dg.MaterializeResult(
-        metadata={**previous, "change": dg.MetadataValue.text(NO_CHANGE)},
+        metadata={**previous, **links, "change": dg.MetadataValue.text(NO_CHANGE)},
         data_version=dg.DataVersion(str(previous["report_sha256"].value)[:16]),
     )
     checks: list[dict[str, Any]] = previous[CHECKS_KEY].value  # type: ignore[assignment]  # checks_metadata's list
@@ -121,7 +156,7 @@ def reused_report(previous: dict[str, dg.MetadataValue]) -> Iterator[dg.Material
             check_name=check["name"],
             passed=check["passed"],
             severity=dg.AssetCheckSeverity(check["severity"]),
-            description=f"{check['description']} (unchanged: same batch, champion, settings and code)",
+            description=f"{check['description']} {UNCHANGED}",
             metadata=check["metadata"],
         )
 
@@ -158,20 +193,20 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             yield materialize_result(result)
             yield from check_results(result)
             return
+        key = report_key(datasets.cfg.ml.model_name, day)
         previous = latest_metadata(context.instance, context.asset_key, context.partition_key)
-        plain, latest = {k: v.value for k, v in previous.items()}, Looking({}, context.instance).previous
-        if drift_report_change(datasets, reports, context.partition_key, plain, latest) == NO_CHANGE:
-            yield from reused_report(previous)  # no batch read, no tests run, no model loaded
+        plain = {k: v.value for k, v in previous.items()}
+        batch_hash = datasets.store().stored_hash(datasets.raw_key(day))  # before the step: what it will read
+        if batch_hash and reusable(datasets, reports, day, batch_hash, ref, plain):
+            # no batch read, no tests run, no model loaded (the decision `plan` shows: drift_report_change)
+            yield from reused_report(previous, report_links(reports, key, str(plain["report_sha256"])[:16]))
             return
         result = step_runner.run_step(context, DRIFT, drift_params(datasets, ref, day))
-        key = report_key(datasets.cfg.ml.model_name, day)
-        batch_hash = datasets.store().stored_hash(datasets.raw_key(day)) or ""
-        yield materialize_result(
-            result,
-            **(report_links(reports, key, result) if result.data_version else {}),
-            **checks_metadata(result),
-            **{INPUTS_KEY: dg.MetadataValue.text(drift_inputs(datasets, batch_hash, ref.version))},
-        )
+        made = {}  # a report written: what it was made from, and its checks, for a later pass to reuse
+        if result.data_version and batch_hash:
+            inputs = drift_inputs(datasets, reports, batch_hash, ref)
+            made = {**report_links(reports, key, result.data_version), **checks_metadata(result), INPUTS_KEY: inputs}
+        yield materialize_result(result, **made)
         yield from check_results(result)
 
     return drift_report
