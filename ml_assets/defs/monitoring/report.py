@@ -117,9 +117,9 @@ def drift_report_change(
     if not batch_hash:
         return NO_CHANGE  # no batch for that day yet: nothing to report on
     ref = reference_of(latest(reference_profile.key.to_user_string()))
-    return (
-        NO_CHANGE if ref is not None and reusable(datasets, reports, day, batch_hash, ref, previous) else "would report"
-    )
+    if ref is None:  # no champion yet: the asset records "no reference" (no step), once
+        return NO_CHANGE if previous.get("reference_version") == "none" else "would report"
+    return NO_CHANGE if reusable(datasets, reports, day, batch_hash, ref, previous) else "would report"
 
 
 def reusable(
