@@ -14,9 +14,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-import boto3
 from botocore.client import BaseClient
-from botocore.config import Config
 
 from ml_assets.data.blobs import BlobStore
 from ml_assets.data.source import SOURCE_SETTINGS, BatchSourceResource
@@ -24,6 +22,7 @@ from ml_assets.data.store import TableStore
 from ml_assets.model.tracking import ModelTracker
 from platform_core.cluster.secrets import MLFLOW_IDENTITY_ENV, REPORTS_SECRET, SECRET_ENV, TRAINING_SECRET
 from platform_core.services.mlflow_auth import MlflowIdentity
+from platform_core.services.seaweedfs import s3_client
 
 Severity = Literal["ERROR", "WARN"]
 
@@ -81,16 +80,7 @@ class Step:
 
 
 def _s3(endpoint: str, access: str, secret: str) -> BaseClient:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-        config=Config(
-            s3={"addressing_style": "path"}, connect_timeout=10, read_timeout=60, retries={"max_attempts": 3}
-        ),
-    )
+    return s3_client(endpoint, access, secret, timeout=10, read_timeout=60, attempts=3)  # tables take a while
 
 
 class StepInputs:

@@ -59,9 +59,12 @@ class RoundTrip:
 
 
 @lru_cache(maxsize=32)
-def s3_client(endpoint: str, access: str, secret: str, timeout: float) -> BaseClient:
-    """One client (and connection pool) per endpoint, key and timeout for the process's life: a `make up` asks
-    for ~35, each ~5 ms to build and a new connection to open. Rotated keys are another entry."""
+def s3_client(
+    endpoint: str, access: str, secret: str, timeout: float, read_timeout: float | None = None, attempts: int = 1
+) -> BaseClient:
+    """A path-style S3 client of SeaweedFS (`read_timeout` defaults to `timeout`). One (and its connection pool)
+    per arguments for the process's life: a `make up` asks for ~35, each ~5 ms to build and a new connection to
+    open. Rotated keys are another entry."""
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -71,8 +74,8 @@ def s3_client(endpoint: str, access: str, secret: str, timeout: float) -> BaseCl
         config=Config(
             s3={"addressing_style": "path"},
             connect_timeout=timeout,
-            read_timeout=timeout,
-            retries={"max_attempts": 1},
+            read_timeout=timeout if read_timeout is None else read_timeout,
+            retries={"max_attempts": attempts},
         ),
     )
 

@@ -119,36 +119,28 @@ def drift_report_change(
     ref = reference_of(latest(reference_profile.key.to_user_string()))
     if ref is None:  # no champion yet: the asset records "no reference" (no step), once
         return NO_CHANGE if previous.get("reference_version") == "none" else "would report"
-    return NO_CHANGE if reusable(datasets, reports, day, batch_hash, ref, previous) else "would report"
+    inputs = drift_inputs(datasets, reports, batch_hash, ref)
+    return NO_CHANGE if reusable(datasets, reports, day, inputs, previous) else "would report"
 
 
 def reusable(
-    datasets: DatasetsResource,
-    reports: ReportsResource,
-    day: int,
-    batch_hash: str,
-    ref: Reference,
-    previous: Mapping[str, object],
+    datasets: DatasetsResource, reports: ReportsResource, day: int, inputs: str, previous: Mapping[str, object]
 ) -> bool:
-    """The partition's last report was made from these inputs and is in the bucket as it was written."""
+    """The partition's last report was made from these inputs (drift_inputs) and is in the bucket as written."""
     written = previous.get("report_sha256")
-    if (
-        not written
-        or CHECKS_KEY not in previous
-        or previous.get(INPUTS_KEY) != drift_inputs(datasets, reports, batch_hash, ref)
-    ):
+    if not written or CHECKS_KEY not in previous or previous.get(INPUTS_KEY) != inputs:
         return False
     return reports.store().digest(report_key(datasets.cfg.ml.model_name, day)) == written
 
 
 def reused_report(
-    previous: dict[str, dg.MetadataValue], links: dict[str, dg.MetadataValue]
+    previous: dict[str, dg.MetadataValue], version: str, links: dict[str, dg.MetadataValue]
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """The latest report of the partition again, as "no change" (with a link signed now), with the check results
     it was judged with."""
     yield dg.MaterializeResult(
         metadata={**previous, **links, "change": dg.MetadataValue.text(NO_CHANGE)},
-        data_version=dg.DataVersion(str(previous["report_sha256"].value)[:16]),
+        data_version=dg.DataVersion(version),
     )
     checks: list[dict[str, Any]] = previous[CHECKS_KEY].value  # type: ignore[assignment]  # checks_metadata's list
     for check in checks:
@@ -196,15 +188,16 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         key = report_key(datasets.cfg.ml.model_name, day)
         previous = latest_metadata(context.instance, context.asset_key, context.partition_key)
         plain = {k: v.value for k, v in previous.items()}
-        batch_hash = datasets.store().stored_hash(datasets.raw_key(day))  # before the step: what it will read
-        if batch_hash and reusable(datasets, reports, day, batch_hash, ref, plain):
+        batch_hash = datasets.store().stored_hash(datasets.raw_key(day))
+        inputs = drift_inputs(datasets, reports, batch_hash, ref) if batch_hash else None  # before the step reads
+        if inputs and reusable(datasets, reports, day, inputs, plain):
             # no batch read, no tests run, no model loaded (the decision `plan` shows: drift_report_change)
-            yield from reused_report(previous, report_links(reports, key, str(plain["report_sha256"])[:16]))
+            version = str(plain["report_sha256"])[:16]
+            yield from reused_report(previous, version, report_links(reports, key, version))
             return
         result = step_runner.run_step(context, DRIFT, drift_params(datasets, ref, day))
         made = {}  # a report written: what it was made from, and its checks, for a later pass to reuse
-        if result.data_version and batch_hash:
-            inputs = drift_inputs(datasets, reports, batch_hash, ref)
+        if result.data_version and inputs:
             made = {**report_links(reports, key, result.data_version), **checks_metadata(result), INPUTS_KEY: inputs}
         yield materialize_result(result, **made)
         yield from check_results(result)
