@@ -11,12 +11,11 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from botocore.client import BaseClient
-
 from ml_assets.data.blobs import HASH_KEY, BlobStore
 
 if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
     import pandas as pd
+    from botocore.client import BaseClient
 
 
 def frame_hash(frame: pd.DataFrame) -> str:

@@ -18,15 +18,14 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-import numpy as np
-
 from ml_assets.model.approval import DIGEST_TAG, approved, download_version, tree_digest
 from platform_core.services.mlflow import MlflowResource
 from platform_core.services.mlflow_auth import MlflowIdentity
 from platform_core.services.mlflow_rest import DOES_NOT_EXIST, NO_SUCH_ALIAS, MlflowRest
 from platform_core.source_digest import runtime_digest
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy too: the definitions import this module, only the scoring reads arrays
+    import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.pyfunc import PyFuncModel
@@ -203,6 +202,8 @@ class ModelTracker:
 
     @_as_identity
     def predict(self, version: str, frame: pd.DataFrame) -> np.ndarray:
+        import numpy as np
+
         return np.asarray(_load(self.url, self.model_name, version).predict(frame), dtype=float)
 
     @_as_identity
@@ -212,6 +213,8 @@ class ModelTracker:
         the same rows predict the same: a table they scored before is answered from `memo_dir`, kept by the files'
         digest, the code and libraries that score them (`_scoring_code`) and the rows' content, once the files'
         digest is known (downloaded and hashed now, or within RECENT_SECONDS: `_recent_digest`)."""
+        import numpy as np
+
         from ml_assets.data.store import frame_hash
 
         tags, rows = self.version_tags(version), frame_hash(frame)
@@ -236,6 +239,8 @@ def _memo(memo_dir: Path, digest: str, rows: str) -> Path:
 
 
 def _remembered(memo_dir: Path, digest: str, rows: str, count: int) -> np.ndarray | None:
+    import numpy as np
+
     with contextlib.suppress(OSError, ValueError):  # none yet, or unreadable: score again
         remembered = np.asarray(np.load(_memo(memo_dir, digest, rows)), dtype=float)
         if remembered.shape == (count,):
@@ -244,6 +249,8 @@ def _remembered(memo_dir: Path, digest: str, rows: str, count: int) -> np.ndarra
 
 
 def _remember(memo_dir: Path, digest: str, rows: str, prices: np.ndarray) -> None:
+    import numpy as np
+
     memo = _memo(memo_dir, digest, rows)
     with contextlib.suppress(OSError):  # a read-only state directory only costs the next check a load
         memo_dir.mkdir(parents=True, exist_ok=True)

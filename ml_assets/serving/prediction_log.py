@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from botocore.config import Config
 
 from ml_assets.schema import COLUMNS, Listing
-from ml_assets.serving.settings import ServingSettings
+from ml_assets.serving.settings import PREDICTION_LOG_PREFIX, ServingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ SCHEMA = pa.schema(
     ]
 )
 INPUT_SCHEMA = pa.schema([SCHEMA.field(name) for name in INPUT_FIELDS])
-PREFIX = "predictions"
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ class PredictionLog:
         table = to_table(batches)
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd")
-        key = f"{PREFIX}/date={batches[0].at.date().isoformat()}/{uuid.uuid4().hex}.parquet"
+        key = f"{PREDICTION_LOG_PREFIX}/date={batches[0].at.date().isoformat()}/{uuid.uuid4().hex}.parquet"
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=sink.getvalue())
         logger.info("prediction log: %d rows to s3://%s/%s", table.num_rows, self.bucket, key)
         return key

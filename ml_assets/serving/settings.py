@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+# where the prediction log writes in its bucket (and the `prediction_log` observation reads): a constant here, so
+# reading it does not import the log's own pyarrow and boto3
+PREDICTION_LOG_PREFIX = "predictions"
+
 
 class ServingSettings(BaseModel):
     tracking_uri: str

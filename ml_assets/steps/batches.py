@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from ml_assets.data.source import SOURCE_SETTINGS
 from ml_assets.data.store import TableStore
-from ml_assets.data.validation import validate_batch
 from ml_assets.steps.base import Step, StepInputs, StepRefused, StepResult, typed
 from platform_core.results import NO_CHANGE
 
@@ -39,6 +38,8 @@ def fetch_raw(inputs: StepInputs) -> StepResult:
 
 def validate(inputs: StepInputs) -> StepResult:
     """The blocking check stops an invalid batch in a job; a direct run must not slip past it either."""
+    from ml_assets.data.validation import validate_batch  # numpy: when the step runs, not at definitions load
+
     frame = inputs.datasets.get(inputs.text("raw_key"))
     report = validate_batch(frame)
     if not report.passed:

@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ml_assets.data.store import frame_hash
 from ml_assets.model.tracking import ModelTracker
 from ml_assets.schema import TARGET
 from ml_assets.steps.base import Step, StepInputs, StepResult, typed
 from platform_core.cluster.secrets import MLFLOW_WRITER_SECRET, TRAINING_SECRET
 
-if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+if TYPE_CHECKING:  # pandas and numpy load where a frame is made or read, not with the code location's definitions
+    import numpy as np
     import pandas as pd
 
 HOLDOUT_KEY_COLUMNS = ["street", "zip_code", "house_size", "bed", "bath"]
@@ -51,6 +50,8 @@ def holdout_mask(frame: pd.DataFrame, percent: int) -> np.ndarray:
 
 
 def drop_price_outliers(frame: pd.DataFrame) -> pd.DataFrame:
+    import numpy as np
+
     log_price = np.log(frame[TARGET].clip(lower=1))
     q1, q3 = np.percentile(log_price, [25, 75])
     spread = OUTLIER_IQR * (q3 - q1)
@@ -58,6 +59,8 @@ def drop_price_outliers(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def evaluate(prices: np.ndarray, truth: np.ndarray) -> Metrics:
+    import numpy as np
+
     log_error = np.log(prices) - np.log(truth)
     log_truth = np.log(truth)
     r2 = 1 - float(np.sum(log_error**2) / np.sum((log_truth - log_truth.mean()) ** 2))

@@ -15,18 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import requests
-from botocore import UNSIGNED
-from botocore.client import BaseClient
-from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from platform_core.resource import PlatformResource
 from platform_core.services.seaweedfs_launch import VOLUME
 from platform_core.supervisor import EnsureResult, ServiceSpec
+
+if TYPE_CHECKING:  # boto3 when a client is made: the definitions import this module (~50 ms of botocore)
+    from botocore.client import BaseClient
 
 ADMIN = "admin"
 READONLY = "readonly"
@@ -65,6 +63,9 @@ def s3_client(
     """A path-style S3 client of SeaweedFS (`read_timeout` defaults to `timeout`). One (and its connection pool)
     per arguments for the process's life: a `make up` asks for ~35, each ~5 ms to build and a new connection to
     open. Rotated keys are another entry."""
+    import boto3
+    from botocore.config import Config
+
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -230,6 +231,10 @@ class SeaweedFSResource(PlatformResource):
         return _is_refused(lambda: self.client(ADMIN, secret="not-the-secret").list_buckets())
 
     def anonymous_refused(self) -> bool:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
         s3 = boto3.client(
             "s3",
             endpoint_url=self.endpoint,
@@ -240,6 +245,8 @@ class SeaweedFSResource(PlatformResource):
 
 
 def _is_refused(call: Callable[[], object]) -> bool:
+    from botocore.exceptions import ClientError
+
     try:
         call()
     except ClientError as err:

@@ -22,11 +22,11 @@ from platform_core.host.executor import (
     HostTimeoutError,
     LocalExecutor,
     PlanExecutor,
-    SshExecutor,
     executor_for,
 )
 from platform_core.host.facts import host_facts, probe_egress
 from platform_core.host.prepare import prepare_host
+from platform_core.host.ssh import SshExecutor
 from tests.sshd import Sshd, start_sshd
 
 pytestmark = pytest.mark.integration

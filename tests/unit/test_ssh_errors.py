@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from platform_core.host.executor import HostAccessError, SshExecutor
+from platform_core.host.executor import HostAccessError
+from platform_core.host.ssh import SshExecutor
 
 
 def test_a_port_that_is_not_ssh_is_one_line_naming_the_address(

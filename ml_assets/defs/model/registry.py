@@ -1,11 +1,11 @@
 """The registered model: every trained candidate becomes a registry version; `champion` moves only to a better one."""
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import numpy as np
 
 from ml_assets.data.resources import DatasetsResource
 from ml_assets.defs.model.training import GROUP, trained_model
@@ -177,7 +177,7 @@ def champion_resolves_and_scores(datasets: DatasetsResource, mlflow_resource: Ml
     metrics = evaluate(prices, holdout[TARGET].to_numpy())
     floor = mlflow_resource.cfg.ml.quality_floor_r2
     return dg.AssetCheckResult(
-        passed=bool(np.all(np.isfinite(prices))) and metrics.r2_log >= floor,
+        passed=all(math.isfinite(price) for price in prices) and metrics.r2_log >= floor,
         description=f"champion v{champion.version}: holdout R²(log) {metrics.r2_log:.3f} (floor {floor}), "
         f"RMSE ${metrics.rmse:,.0f} on {metrics.rows} rows",
         metadata={"champion_version": champion.version, "r2_log": metrics.r2_log},

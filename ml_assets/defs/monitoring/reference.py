@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from ml_assets.data.resources import DatasetsResource
-from ml_assets.data_drift.engine import ReferenceProfile
-from ml_assets.data_drift.profile_io import profile_digest, profile_from_bytes, profile_to_bytes
 from ml_assets.data_drift.reports import ReportsResource
 from ml_assets.defs.model.registry import registered_model
 from ml_assets.defs.model.training import features
@@ -19,8 +17,10 @@ from platform_core.decisions import UNKNOWN_YET, decides
 from platform_core.results import NO_CHANGE, check_errors_fail
 from platform_core.services.mlflow import MlflowResource
 
-if TYPE_CHECKING:  # pandas loads where a frame is made or read, not with the code location's definitions
+if TYPE_CHECKING:  # pandas and the drift engine's numpy load where a profile is made or read, not with the definitions
     import pandas as pd
+
+    from ml_assets.data_drift.engine import ReferenceProfile
 
 GROUP = "ml_monitoring"
 
@@ -52,7 +52,7 @@ def training_rows(table: "pd.DataFrame", days: list[int]) -> "pd.DataFrame":
     return table[table["day"].isin(days) & ~table["holdout"]]
 
 
-def _columns_table(profile: ReferenceProfile) -> str:
+def _columns_table(profile: "ReferenceProfile") -> str:
     lines = ["| column | kind | distinct | nulls |", "|---|---|---|---|"]
     lines += [f"| {c.name} | {c.kind} | {c.n_unique} | {c.nulls} |" for c in profile.columns.values()]
     return "\n".join(lines)
@@ -68,6 +68,9 @@ def _columns_table(profile: ReferenceProfile) -> str:
 def reference_profile(
     datasets: DatasetsResource, reports: ReportsResource, mlflow_resource: MlflowResource
 ) -> dg.MaterializeResult:
+    from ml_assets.data_drift.engine import ReferenceProfile
+    from ml_assets.data_drift.profile_io import profile_digest, profile_to_bytes
+
     tracker = ModelTracker.of(mlflow_resource)
     champion = current_champion(tracker)
     rows = training_rows(datasets.store().get(datasets.features_key), champion.days)
@@ -113,6 +116,8 @@ def reference_profile_change(mlflow_resource: MlflowResource, previous: dict[str
 def reference_matches_champion(
     context: dg.AssetCheckExecutionContext, reports: ReportsResource, mlflow_resource: MlflowResource
 ) -> dg.AssetCheckResult:
+    from ml_assets.data_drift.profile_io import profile_digest, profile_from_bytes
+
     event = context.instance.get_latest_materialization_event(reference_profile.key)
     if event is None or event.asset_materialization is None:
         return dg.AssetCheckResult(passed=False, description="reference_profile was never materialized")

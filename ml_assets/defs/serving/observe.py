@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 
 from ml_assets.data.resources import DatasetsResource
-from ml_assets.serving.prediction_log import PREFIX
+from ml_assets.serving.settings import PREDICTION_LOG_PREFIX
 from platform_core.catalog import ML_OWNERS
 from platform_core.decisions import decides
 from platform_core.services.seaweedfs import SeaweedFSResource
@@ -27,7 +27,9 @@ def observe_prediction_log(context: dg.AssetExecutionContext, datasets: Datasets
     seaweed = SeaweedFSResource(config_path=datasets.config_path, state_dir=datasets.state_dir)
     paginator = seaweed.client(cfg.bucket(bucket).owner).get_paginator("list_objects_v2")
     objects = [
-        obj for page in paginator.paginate(Bucket=bucket, Prefix=f"{PREFIX}/") for obj in page.get("Contents", [])
+        obj
+        for page in paginator.paginate(Bucket=bucket, Prefix=f"{PREDICTION_LOG_PREFIX}/")
+        for obj in page.get("Contents", [])
     ]
     newest = max(objects, key=lambda obj: obj["LastModified"], default=None)
     metadata: dict[str, Any] = {"files": len(objects), "bytes": sum(obj["Size"] for obj in objects)}
