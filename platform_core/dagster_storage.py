@@ -11,6 +11,9 @@ from __future__ import annotations
 from platform_core.config import PlatformConfig
 
 PASSWORD_ENV = "DAGSTER_PG_PASSWORD"
+# the event log that remembers its schema (orchestrator/event_log_storage.py); named, not imported: this module
+# is read where dagster-postgres is not loaded
+EVENT_LOG_STORAGE = ("platform_core.orchestrator.event_log_storage", "SchemaCachingEventLogStorage")
 HOST_ENV, PORT_ENV = "DAGSTER_PG_HOST", "DAGSTER_PG_PORT"  # k3s workstation: where the cluster's Postgres answers
 
 
@@ -29,4 +32,21 @@ def postgres_storage(
         "db_name": cfg.orchestrator.database,
         "port": port,
         "scheme": "postgresql+psycopg2",  # SQLAlchemy's default for postgresql:// is psycopg 3, not installed
+    }
+
+
+def instance_storage(
+    cfg: PlatformConfig, hostname: str | dict[str, str], port: int | dict[str, str]
+) -> dict[str, object]:
+    """`dagster.yaml`'s storage sections, each in Postgres: runs and schedules as dagster-postgres has them, the
+    event log as `EVENT_LOG_STORAGE` (Dagster's `storage: postgres:` shorthand cannot name another class)."""
+    classes = {
+        "run_storage": ("dagster_postgres.run_storage", "PostgresRunStorage"),
+        "event_log_storage": EVENT_LOG_STORAGE,
+        "schedule_storage": ("dagster_postgres.schedule_storage", "PostgresScheduleStorage"),
+    }
+    # a section each (not one shared dict, which YAML would write as an anchor and aliases)
+    return {
+        section: {"module": module, "class": name, "config": {"postgres_db": postgres_storage(cfg, hostname, port)}}
+        for section, (module, name) in classes.items()
     }

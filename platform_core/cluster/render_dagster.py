@@ -33,7 +33,7 @@ from platform_core.cluster.render_base import (
 )
 from platform_core.cluster.render_storage import POSTGRES, POSTGRES_PORT, service_dns
 from platform_core.config import PlatformConfig
-from platform_core.dagster_storage import PASSWORD_ENV, postgres_storage
+from platform_core.dagster_storage import PASSWORD_ENV, instance_storage
 from platform_core.settings import CLUSTER_SECRET_DIR, CONFIG_ENV, IN_CLUSTER_ENV, STATE_DIR_ENV
 
 DAGSTER = "dagster"  # the Application, and the webserver's Deployment and Service
@@ -80,7 +80,7 @@ def instance_config(cfg: PlatformConfig) -> dict[str, Any]:
     }
     return {
         "telemetry": {"enabled": False},
-        "storage": {"postgres": {"postgres_db": postgres_storage(cfg, service_dns(POSTGRES, cfg), POSTGRES_PORT)}},
+        **instance_storage(cfg, service_dns(POSTGRES, cfg), POSTGRES_PORT),
         # K8sRunLauncher, minus run monitoring's verdict on the workstation's own runs (no Job to look at)
         "run_launcher": {
             "module": "platform_core.orchestrator.cluster_launcher",

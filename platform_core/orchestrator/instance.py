@@ -14,7 +14,7 @@ import yaml
 from platform_core.cluster.kube_error import KubeError
 from platform_core.cluster.render_storage import POSTGRES_PORT
 from platform_core.config import PlatformConfig
-from platform_core.dagster_storage import HOST_ENV, PASSWORD_ENV, PORT_ENV, instance_role, postgres_storage
+from platform_core.dagster_storage import HOST_ENV, PASSWORD_ENV, PORT_ENV, instance_role, instance_storage
 from platform_core.resource import recorded_endpoints, service_address
 from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV
 from platform_core.state import StateDir
@@ -51,11 +51,9 @@ def instance_yaml(cfg: PlatformConfig, cluster_storage: bool = False) -> str:
     it, hence from the environment); without, files in the state directory."""
     config: dict[str, object] = {"telemetry": {"enabled": False}}
     if cfg.target == "local":
-        storage = postgres_storage(cfg, "127.0.0.1", cfg.services.postgres.port)
-        config["storage"] = {"postgres": {"postgres_db": storage}}
+        config |= instance_storage(cfg, "127.0.0.1", cfg.services.postgres.port)
     elif cluster_storage:
-        storage = postgres_storage(cfg, {"env": HOST_ENV}, {"env": PORT_ENV})
-        config["storage"] = {"postgres": {"postgres_db": storage}}
+        config |= instance_storage(cfg, {"env": HOST_ENV}, {"env": PORT_ENV})
     # runs stuck in STARTING or CANCELING (their launch died with a killed daemon) are failed after a timeout
     config["run_monitoring"] = {"enabled": True, "poll_interval_seconds": 30}
     header = "# Written by platformctl from platform.yaml (orchestrator.database); edits are overwritten.\n"

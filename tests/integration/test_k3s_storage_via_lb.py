@@ -46,6 +46,7 @@ from tests.k8s.fake_apiserver import FakeApiServer
 from tests.k8s.scenario_k3s import platform_doc
 
 pytestmark = pytest.mark.integration
+SECTIONS = {"run_storage", "event_log_storage", "schedule_storage"}  # dagster.yaml's, when it names Postgres
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +169,7 @@ def test_the_workstation_records_into_the_in_cluster_instance_once_dagster_runs_
     for name in ("secrets/credentials.json", "kubeconfig", "endpoints.json"):
         shutil.copy(cluster_state.root / name, state.root / name)
     assert bootstrap_instance(cfg, state, k3s_config, restarts_orchestrator=False) == []
-    assert "storage" not in yaml.safe_load(instance_file(state).read_text())  # sqlite, in the state directory
+    assert not SECTIONS & set(yaml.safe_load(instance_file(state).read_text()))  # sqlite, in the state directory
 
     @dg.asset(name="before_dagster_ran_in_the_cluster")
     def before() -> None:
@@ -182,7 +183,9 @@ def test_the_workstation_records_into_the_in_cluster_instance_once_dagster_runs_
     (state.root / "endpoints.json").write_text(json.dumps(endpoints))
     [line] = bootstrap_instance(cfg, state, k3s_config, restarts_orchestrator=False)
     assert line.startswith("instance moved from sqlite to postgres: 1 runs with"), line
-    storage = yaml.safe_load(instance_file(state).read_text())["storage"]["postgres"]["postgres_db"]
+    written = yaml.safe_load(instance_file(state).read_text())
+    storage, *others = (written[section]["config"]["postgres_db"] for section in sorted(SECTIONS))
+    assert others == [storage, storage]  # runs, events and schedules in the one database
     # where the port-forward answers is known only in the process that opens it; the password never in the file
     assert storage["hostname"] == {"env": "DAGSTER_PG_HOST"} and storage["port"] == {"env": "DAGSTER_PG_PORT"}
     assert storage["password"] == {"env": "DAGSTER_PG_PASSWORD"}
@@ -194,7 +197,7 @@ def test_the_workstation_records_into_the_in_cluster_instance_once_dagster_runs_
     (state.root / "endpoints.json").write_text(json.dumps({**endpoints, "postgres": {"host": "127.0.0.1", "port": 9}}))
     [line] = bootstrap_instance(cfg, state, k3s_config, restarts_orchestrator=False)
     assert line.startswith("instance: the cluster's Postgres does not answer (") and "copied into" in line, line
-    assert "storage" not in yaml.safe_load(instance_file(state).read_text())
+    assert not SECTIONS & set(yaml.safe_load(instance_file(state).read_text()))
     with open_instance(cfg, state) as local:
         meanwhile = dg.materialize([before], instance=local).run_id
         # and a command killed mid-run: its run was left STARTED

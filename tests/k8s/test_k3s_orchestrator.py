@@ -78,7 +78,8 @@ def test_a_run_launched_from_the_in_cluster_instance_becomes_a_valid_job(install
     p = installed
     cfg = load_config(p.config)
     config = instance_config(cfg)
-    config.pop("storage")
+    for section in ("run_storage", "event_log_storage", "schedule_storage"):
+        config.pop(section)
     config["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
     launcher = config["run_launcher"]["config"]
     launcher.update(load_incluster_config=False, kubeconfig_file=str(p.state_dir / "kubeconfig"))

@@ -221,8 +221,10 @@ def test_service_commands_and_secrets(seed: PlatformConfig) -> None:
     text = "\n".join(t for p, t in render.render_infra_tree(seed).items() if p != instance_file)
     assert "stringData" not in text and "kind: Secret" not in text and "password:" not in text
     instance = next(o for o in tree_objects(seed) if o["metadata"]["name"] == "dagster-instance")
-    storage = yaml.safe_load(instance["data"]["dagster.yaml"])["storage"]["postgres"]["postgres_db"]
-    assert storage["password"] == {"env": "DAGSTER_PG_PASSWORD"}  # the instance's, from the environment
+    written = yaml.safe_load(instance["data"]["dagster.yaml"])
+    for section in ("run_storage", "event_log_storage", "schedule_storage"):
+        # the instance's password, from the environment
+        assert written[section]["config"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
 
 
 def test_vendor_manifests_validate_after_dropping_unserved_kinds() -> None:
