@@ -3,7 +3,7 @@ process) versus the same selections through `dagster asset materialize` (what `u
 process, and one load of the definitions, per selection), on the same stack in the same run, interleaved.
 
 A fresh stack is brought up first (its cold `up` is printed too), then each round times one no-op `up` and the
-same five selections through the CLI. Target: no-op `up` <= 5 s. Everything is stopped at the end.
+same selections (`UP_STEPS`) through the CLI. Target: no-op `up` <= 5 s. Everything is stopped at the end.
 
     .venv/bin/python benchmarks/make_up_noop.py [--rounds 3]
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from platformctl.cli import ML_MODEL, ORCHESTRATOR, PLATFORM, drift_step, ingest_step
+from platformctl.cli import UP_STEPS
 from tests.stacks import write_stack_config
 
 TARGET_SECONDS = 5.0
@@ -37,9 +37,9 @@ def platformctl(config: Path, *args: str) -> float:
 
 
 def through_cli(config: Path) -> float:
-    """The same five selections, each a `dagster asset materialize` process on the stack's instance."""
+    """The same selections, each a `dagster asset materialize` process on the stack's instance."""
     started = time.perf_counter()
-    for step in (PLATFORM, ingest_step(0, with_drift_report=False), ML_MODEL, drift_step(0), ORCHESTRATOR):
+    for step in UP_STEPS:
         args = ["dagster", "asset", "materialize", "-m", step.location, "--select", step.selection]
         platformctl(config, *args, *(["--partition", step.partition] if step.partition else []))
     return time.perf_counter() - started
