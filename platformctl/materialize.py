@@ -50,6 +50,7 @@ def materialize(instance: dg.DagsterInstance, step: Step, log: Path) -> bool:
         keys = dg.AssetSelection.from_string(step.selection).resolve(defs.resolve_asset_graph())
     job = defs.resolve_implicit_global_asset_job_def()
     gc.freeze()  # see below
+    gc.enable()  # platformctl's main pauses it while the command loads (a no-op when not paused)
     with log.open("w") as handle, _output_to(handle):
         result = job.execute_in_process(
             instance=instance,
