@@ -330,7 +330,8 @@ class Supervisor:
             with contextlib.suppress(psutil.Error):
                 found.update(
                     (conn.laddr.ip, conn.laddr.port)
-                    for conn in psutil.Process(pid).net_connections(kind="inet")
+                    # TCP only: listening is a TCP state (UDP's would double the /proc/net tables read per process)
+                    for conn in psutil.Process(pid).net_connections(kind="tcp")
                     if conn.status == psutil.CONN_LISTEN
                 )
         return found

@@ -136,9 +136,13 @@ class DagsterResource(PlatformResource):
     def _serving(port: int) -> Callable[[], bool]:
         return lambda: grpc_serving(f"127.0.0.1:{port}")
 
-    def daemon_spec(self) -> ServiceSpec:
+    def daemon_spec(self, instance: dg.DagsterInstance | None = None) -> ServiceSpec:
+        """`instance`: where its health probe reads the heartbeats (a run's own, open already), else opened per
+        probe (~70 ms: the storage's three connections)."""
         return self._spec(
-            "dagster_daemon", ["dagster-daemon", "run", "-w", str(self.workspace_file)], self.daemon_healthy
+            "dagster_daemon",
+            ["dagster-daemon", "run", "-w", str(self.workspace_file)],
+            lambda: self.daemon_healthy(instance),
         )
 
     def watchdog_spec(self) -> ServiceSpec:
@@ -173,10 +177,10 @@ class DagsterResource(PlatformResource):
         # generous: while it loads both code locations, a busy 2-core machine can keep it from answering for seconds
         return requests.get(f"{self.url}/server_info", timeout=10).status_code == 200
 
-    def daemon_healthy(self) -> bool:
+    def daemon_healthy(self, instance: dg.DagsterInstance | None = None) -> bool:
         """Every watched daemon has beaten since this daemon process started, and within the stale window."""
         started = self.supervisor.status("dagster_daemon").started_at or 0.0
-        beats = self.heartbeats()
+        beats = self.heartbeats(instance)
         since = max(started, time.time() - HEARTBEAT_STALE_SECONDS)
         return all(beats.get(name, 0.0) >= since for name in WATCHED_DAEMONS)
 

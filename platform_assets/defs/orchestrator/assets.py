@@ -83,7 +83,7 @@ def orchestrator_processes(
     the daemon each take seconds to start, and neither needs the other up (a sensor's tick meanwhile sees a
     service starting, not one down)."""
     supervisor, wanted = dagster_resource.supervisor, {key.to_user_string() for key in context.selected_asset_keys}
-    for wave in _waves(dagster_resource):
+    for wave in _waves(dagster_resource, context.instance):
         services = [entry for entry in wave if entry[0] in wanted]
         restarting = [spec for _, spec, _ in services if supervisor.inspect(spec).action == "restart"]
         for spec in restarting:
@@ -112,8 +112,11 @@ def _wait_for_launched_runs(context: dg.AssetExecutionContext) -> None:
         time.sleep(5)
 
 
-def _waves(dagster_resource: DagsterResource) -> list[list[tuple[str, ServiceSpec, dict[str, object]]]]:
-    """(asset, one of its services, what its materialization shows), wave by wave."""
+def _waves(
+    dagster_resource: DagsterResource, instance: dg.DagsterInstance
+) -> list[list[tuple[str, ServiceSpec, dict[str, object]]]]:
+    """(asset, one of its services, what its materialization shows), wave by wave; the daemon's health read from
+    the run's `instance`."""
     interval = dagster_resource.cfg.orchestrator.watchdog_seconds
     ports = {name: dagster_resource.code_port(name) for name in LOCATIONS}
     return [
@@ -123,7 +126,7 @@ def _waves(dagster_resource: DagsterResource) -> list[list[tuple[str, ServiceSpe
         ],
         [
             (WEBSERVER, dagster_resource.webserver_spec(), {"url": dg.MetadataValue.url(dagster_resource.url)}),
-            (DAEMON, dagster_resource.daemon_spec(), {"watched_daemons": ", ".join(WATCHED_DAEMONS)}),
+            (DAEMON, dagster_resource.daemon_spec(instance), {"watched_daemons": ", ".join(WATCHED_DAEMONS)}),
             (WATCHDOG, dagster_resource.watchdog_spec(), {"interval_seconds": interval}),
         ],
     ]
