@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from platform_core import idle_imports
 from platform_core.config import ConfigError, PlatformConfig
 from platform_core.redact import redact
 from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV, config_path
@@ -166,8 +167,21 @@ FIRST_DAY = Step(
 UP_STEPS = (PLATFORM, FIRST_DAY, ORCHESTRATOR)
 
 
+# What `up`'s steps import, in the order they need it, imported ahead while a service it starts is coming up
+# (platform_core/idle_imports.py): MLflow's auth store (its users, before its server starts), the ML location, the
+# model's libraries (training, scoring), the drift tests.
+UP_IMPORTS = (
+    "mlflow.server.auth.sqlalchemy_store",
+    "ml_assets.definitions",
+    "pandas",
+    "ml_assets.model.estimator",
+    "ml_assets.data_drift.engine",
+)
+
+
 def up(state: StateDir, cfg: PlatformConfig) -> int:
     """The platform, then the first batch, the model on it, and the batch's drift report against that model."""
+    idle_imports.expect(*UP_IMPORTS)
     code = run_steps(state, cfg, "up", list(UP_STEPS))
     if code == 0 and cfg.target == "local":
         _print_where(state, cfg)
