@@ -43,6 +43,15 @@ def waiting() -> Iterator[None]:
             _waits -= 1
 
 
+def settle(timeout: float = 10.0) -> None:
+    """Let an import in progress finish before the interpreter exits (one cut off at exit may crash it)."""
+    with _lock:
+        _expected.clear()
+        worker = _worker
+    if worker is not None:
+        worker.join(timeout)
+
+
 def _import_while_waiting() -> None:
     while True:
         with _lock:

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _command(argv)
     finally:
+        idle_imports.settle()
         gc.enable()
 
 
