@@ -44,12 +44,15 @@ test: $(DEV_STAMP)  ## unit, integration (real services) and end-to-end tests
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# as `make up` runs: the bytecode cache written (else every process they start compiles the code again)
+BENCH := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python
+
 bench: $(DEV_STAMP)  ## the benchmarks; the inference one needs Debian's wrk
 	scripts/system-packages bench
-	$(BIN)/python benchmarks/definitions_load.py
-	$(BIN)/python benchmarks/install_vs_pip.py
-	$(BIN)/python benchmarks/first_command.py
-	$(BIN)/python benchmarks/platform_cold_start.py
-	$(BIN)/python benchmarks/make_up_noop.py
-	$(BIN)/python benchmarks/inference_vs_mlflow_serve.py
-	$(BIN)/python benchmarks/drift_vs_evidently.py
+	$(BENCH) benchmarks/definitions_load.py
+	$(BENCH) benchmarks/install_vs_pip.py
+	$(BENCH) benchmarks/first_command.py
+	$(BENCH) benchmarks/platform_cold_start.py
+	$(BENCH) benchmarks/make_up_noop.py
+	$(BENCH) benchmarks/inference_vs_mlflow_serve.py
+	$(BENCH) benchmarks/drift_vs_evidently.py

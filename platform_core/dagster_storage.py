@@ -33,8 +33,9 @@ def postgres_storage(
         "port": port,
         "scheme": "postgresql+psycopg2",  # SQLAlchemy's default for postgresql:// is psycopg 3, not installed
         # A run writes each event in a transaction of its own (~1,300 commits in a no-op `make up`), each waiting for
-        # its WAL flush. Off, for the run history's connections only: a crash of Postgres or the host may lose the
-        # last ~0.6 s of events (3 x wal_writer_delay), never consistency (Postgres docs, "Asynchronous Commit").
+        # its WAL flush. Off, for the instance's connections only (runs, events, sensor cursors): a crash of Postgres
+        # or the host may lose their last ~0.6 s of writes (3 x wal_writer_delay), never consistency (Postgres docs,
+        # "Asynchronous Commit"); a run whose last events were lost shows as still started.
         # No-op `up` 6.0 -> 5.4 s (farm-bench, median of 7).
         "params": {"options": "-c synchronous_commit=off"},
     }

@@ -2,10 +2,12 @@
 
 A cold `make up` waits on start-ups with its own process idle (SeaweedFS ~2 s, MLflow ~6 s, the inference service,
 Dagster's processes), then pays its imports one after another (MLflow's auth store ~2.5 s, pandas, scikit-learn,
-the ML location). A command names what its steps will import (`expect`); the supervisor's wait for a start lets a
-thread import them meanwhile (`waiting`), one module at a time and none once the wait is over: beside busy steps
-a thread only takes the interpreter's lock from them. With nothing to start (a no-op `up`) nothing is imported
-ahead. A module that fails to import here is imported again by the step that needs it, which reports the error.
+the ML location's libraries). A command names what its steps will import (`expect`): libraries only, never the
+project's own code or Dagster's, whose import-time registries the command's runs use meanwhile. The supervisor's
+wait for a start lets a thread import them (`waiting`), one module at a time and none begun once the wait is over:
+beside busy steps a thread only takes the interpreter's lock from them. With nothing to start (a no-op `up`)
+nothing is imported ahead. A module that fails to import here is imported again by the step that needs it, which
+reports the error.
 """
 
 from __future__ import annotations
@@ -53,9 +55,11 @@ def settle(timeout: float = 10.0) -> None:
 
 
 def _import_while_waiting() -> None:
+    global _worker
     while True:
         with _lock:
             if not (_waits and _expected):
+                _worker = None  # under the lock: the next wait starts another
                 return
             name = _expected.pop(0)
         with contextlib.suppress(Exception):

@@ -100,8 +100,7 @@ class EnsureResult:
 
 @dataclass(frozen=True)
 class ServiceState:
-    """A supervised service against its spec: the one decision `ensure` acts on, drift alerts on and plan
-    reports."""
+    """A supervised service against its spec: the decision `ensure` acts on, drift alerts on, plan reports."""
 
     status: ServiceStatus
     wanted_hash: str

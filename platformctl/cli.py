@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import os
 import subprocess
 import sys
@@ -24,22 +23,17 @@ from platform_core.redact import redact
 from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV, config_path
 from platform_core.state import StateDir, load_platform
 from platform_core.supervisor import Supervisor
-from platformctl.materialize import Step, materialize
+from platformctl.materialize import Step, collector_paused, materialize
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
 
 
 def main(argv: list[str] | None = None) -> int:
-    # What a command imports and loads (Dagster, the storage, the definitions: ~1M objects) lives until it ends:
-    # the cyclic collector scanning it all as it arrives was ~0.25 s of a no-op `up`. Paused until the first step
-    # runs (materialize freezes what is loaded, then resumes it), and resumed when the command ends in any case.
-    gc.disable()
     try:
         return _command(argv)
     finally:
         idle_imports.settle()
-        gc.enable()
 
 
 def _command(argv: list[str] | None) -> int:
@@ -151,9 +145,8 @@ ML_MODEL = Step(
 )
 
 
-def ingest_step(day: int, with_drift_report: bool = True) -> Step:
-    selection = "group:ml_data or key:drift_report" if with_drift_report else "group:ml_data"
-    return Step(f"batch of day {day}", "ml_assets.definitions", selection, str(day))
+def ingest_step(day: int) -> Step:
+    return Step(f"batch of day {day}", "ml_assets.definitions", "group:ml_data or key:drift_report", str(day))
 
 
 # `up`'s ML in one run (each run costs ~0.2 s of Dagster's own): the first batch, the model on it, and the batch's
@@ -168,16 +161,10 @@ FIRST_DAY = Step(
 UP_STEPS = (PLATFORM, FIRST_DAY, ORCHESTRATOR)
 
 
-# What `up`'s steps import, in the order they need it, imported ahead while a service it starts is coming up
-# (platform_core/idle_imports.py): MLflow's auth store (its users, before its server starts), the ML location, the
-# model's libraries (training, scoring), the drift tests.
-UP_IMPORTS = (
-    "mlflow.server.auth.sqlalchemy_store",
-    "ml_assets.definitions",
-    "pandas",
-    "ml_assets.model.estimator",
-    "ml_assets.data_drift.engine",
-)
+# The libraries `up`'s steps import, in the order they need them, imported ahead while a service it starts is
+# coming up (platform_core/idle_imports.py): MLflow's auth store (its users, before its server starts), the
+# batches' and the model's (training, scoring), the drift tests'.
+UP_IMPORTS = ("mlflow.server.auth.sqlalchemy_store", "pandas", "mlflow.pyfunc", "sklearn.ensemble", "scipy.stats")
 
 
 def up(state: StateDir, cfg: PlatformConfig) -> int:
@@ -211,6 +198,14 @@ def rotate_credentials(state: StateDir, cfg: PlatformConfig) -> int:
 
 
 def run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[Step]) -> int:
+    # What the command imports and loads before its first run (Dagster, the storage, the definitions: ~1M objects)
+    # lives until it ends: the cyclic collector scanning it all as it arrives was ~0.25 s of a no-op `up`. Paused
+    # until the first run (materialize freezes what is loaded, then resumes it), as it was after, in any case.
+    with collector_paused():
+        return _run_steps(state, cfg, command, steps)
+
+
+def _run_steps(state: StateDir, cfg: PlatformConfig, command: str, steps: list[Step]) -> int:
     from platform_core.orchestrator.instance import (
         in_cluster_instance,
         in_postgres,

@@ -50,7 +50,7 @@ def materialize(instance: dg.DagsterInstance, step: Step, log: Path) -> bool:
         keys = dg.AssetSelection.from_string(step.selection).resolve(defs.resolve_asset_graph())
     job = defs.resolve_implicit_global_asset_job_def()
     gc.freeze()  # see below
-    gc.enable()  # platformctl's main pauses it while the command loads (a no-op when not paused)
+    gc.enable()  # paused while the command loaded (collector_paused)
     with log.open("w") as handle, _output_to(handle):
         result = job.execute_in_process(
             instance=instance,
@@ -67,6 +67,19 @@ def materialize(instance: dg.DagsterInstance, step: Step, log: Path) -> bool:
     # the step left that no collection reached yet are frozen with it: a short command's bounded cost
     gc.freeze()
     return success
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic collector off while a command imports and loads (the first `materialize` resumes it), as it was
+    after, in any case."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager

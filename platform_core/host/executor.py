@@ -1,4 +1,4 @@
-"""Running commands and writing files on the k3s host: here (local), over SSH (paramiko), or as a plan.
+"""Running commands and writing files on the k3s host: here (local), over SSH (host/ssh.py), or as a plan.
 
 Commands are argv lists, never shell strings built from user data: over SSH they are quoted with
 ``shlex.join``; the few constant ``sh -c`` scripts below take user data only as positional parameters.

@@ -31,11 +31,16 @@ def test_schema_questions_reach_postgres_until_the_answer_is_yes(
     state.secrets_file.write_text(stack.resource("postgres_resource").state.secrets_file.read_text())
     write_instance_yaml(cfg, state)
     asked: list[str] = []
-    for name in ("has_table", "has_asset_key_col"):  # what the base class would ask the database
-        original = getattr(PostgresEventLogStorage, name)
-        monkeypatch.setattr(
-            PostgresEventLogStorage, name, lambda self, arg, original=original: asked.append(arg) or original(self, arg)
-        )
+    table, column = PostgresEventLogStorage.has_table, PostgresEventLogStorage._has_asset_key_col_on_connection
+    # what the base class would ask the database: tables, and asset_keys columns (asset reads and event writes)
+    monkeypatch.setattr(
+        PostgresEventLogStorage, "has_table", lambda self, name: asked.append(name) or table(self, name)
+    )
+    monkeypatch.setattr(
+        PostgresEventLogStorage,
+        "_has_asset_key_col_on_connection",
+        lambda self, conn, name: asked.append(name) or column(self, conn, name),
+    )
 
     with open_instance(cfg, state) as instance:
         storage = instance.event_log_storage
@@ -46,5 +51,6 @@ def test_schema_questions_reach_postgres_until_the_answer_is_yes(
         again = dg.materialize([probe], instance=instance)
         assert again.success and asked == []  # every answer was yes, and is remembered
         assert instance.get_latest_materialization_event(probe.key) is not None
+        assert storage.has_asset_key_col("last_materialization_timestamp") and asked == []
         assert not storage.has_table(MISSING) and not storage.has_table(MISSING)
         assert asked == [MISSING, MISSING]  # a no is asked again: a migration elsewhere may add the table

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from platform_core import idle_imports
 
 
 @pytest.fixture
-def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Three importable modules of the test's own: the second takes 0.3 s to import, a fourth fails."""
     bodies = {
         "idle_first": "",
@@ -59,7 +60,9 @@ def test_a_wait_imports_in_order_and_a_failure_is_left_to_the_step(modules: list
 def test_no_new_import_starts_once_the_wait_is_over(modules: list[str]) -> None:
     idle_imports.expect(*modules)
     with idle_imports.waiting():
-        time.sleep(0.1)  # the first is imported, the slow one has begun
+        deadline = time.monotonic() + 5
+        while "idle_slow" not in sys.modules and time.monotonic() < deadline:  # in sys.modules once begun
+            time.sleep(0.01)
     _join()
     assert {"idle_first", "idle_slow"} <= set(sys.modules)  # begun before the wait ended: finished
     assert "idle_last" not in sys.modules
