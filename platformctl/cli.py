@@ -150,8 +150,9 @@ def ingest_step(day: int) -> Step:
 
 
 # `up`'s ML in one run (each run costs ~0.2 s of Dagster's own): the first batch, the model on it, and the batch's
-# drift report against that model, which its dependency on reference_profile orders after the model. (`ingest`
-# reports a new batch's drift against the champion before it retrains: there the report runs first, on its own.)
+# drift report against that model, which its dependency on reference_profile orders after the model. A batch that
+# fails stops what depends on it (features to the report); the experiment and the inference service still run.
+# (`ingest` reports a new batch's drift against the champion before it retrains: its report runs with the batch.)
 FIRST_DAY = Step(
     "first batch, model (features, training, registry, serving) and the batch's drift report",
     "ml_assets.definitions",
