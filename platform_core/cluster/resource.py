@@ -14,7 +14,8 @@ from typing import Any
 from platform_core.cluster.k3s_install import Mode, resolve_install_mode
 from platform_core.cluster.kube import KubeClient
 from platform_core.cluster.upstream import Manifest, obtain_manifest, parse_manifest
-from platform_core.host.executor import Executor, HostError, PlanExecutor, executor_for
+from platform_core.host.executor import Executor, HostError, PlanExecutor
+from platform_core.host.reach import executor_for
 from platform_core.resource import KUBECONFIG_FILE, PlatformResource
 from platform_core.settings import in_cluster
 from platform_core.state import is_planning

@@ -6,18 +6,13 @@ Commands are argv lists, never shell strings built from user data: over SSH they
 
 from __future__ import annotations
 
-import getpass
 import hashlib
-import ipaddress
 import os
 import shlex
 import subprocess
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol, runtime_checkable
-
-from platform_core.config.models import PlatformConfig
 
 # Atomic write: a private temp file beside the target, then chmod and rename; $1..$4 = tmp, mode, path, dir.
 _WRITE_SCRIPT = 'umask 077 && mkdir -p -- "$4" && cat > "$1" && chmod "$2" "$1" && mv -f -- "$1" "$3"'
@@ -224,26 +219,3 @@ class PlanExecutor:
         # Size and mode only: file contents may be secret.
         self.planned.append(f"write{' (sudo)' if sudo else ''}: {path} ({len(data)} bytes, mode {mode:o})")
         return True
-
-
-def _is_local(address: str) -> bool:
-    try:
-        return address == "localhost" or ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
-def executor_for(cfg: PlatformConfig, state_dir: Path) -> Executor:
-    """Local when the host is this machine and no SSH user is set; otherwise SSH (TOFU in state_dir/known_hosts)."""
-    host = cfg.host
-    if _is_local(host.address) and not host.ssh_user:
-        return LocalExecutor()
-    from platform_core.host.ssh import SshExecutor  # paramiko's import only where a host is reached over SSH
-
-    return SshExecutor(
-        host.address,
-        user=host.ssh_user or getpass.getuser(),
-        port=host.ssh_port,
-        key_path=host.ssh_key,
-        known_hosts=state_dir / "known_hosts",
-    )

@@ -22,10 +22,10 @@ from platform_core.host.executor import (
     HostTimeoutError,
     LocalExecutor,
     PlanExecutor,
-    executor_for,
 )
 from platform_core.host.facts import host_facts, probe_egress
 from platform_core.host.prepare import prepare_host
+from platform_core.host.reach import executor_for
 from platform_core.host.ssh import SshExecutor
 from tests.sshd import Sshd, start_sshd
 
