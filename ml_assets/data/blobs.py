@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
-from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+if TYPE_CHECKING:  # botocore where a client is made: the definitions import this module
+    from botocore.client import BaseClient
 
+T = TypeVar("T")
 HASH_KEY = "content-sha256"
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
@@ -32,19 +35,21 @@ class BlobStore:
 
     def digest(self, key: str) -> str | None:
         """The sha256 `put` tagged the object with; None when there is no such object (or it has no tag)."""
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in _MISSING:
-                return None
-            raise
-        found: str | None = head.get("Metadata", {}).get(HASH_KEY)
+        head = _unless_missing(lambda: self.s3.head_object(Bucket=self.bucket, Key=key))
+        found: str | None = None if head is None else head.get("Metadata", {}).get(HASH_KEY)
         return found
 
     def get(self, key: str) -> bytes | None:
-        try:
-            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in _MISSING:
-                return None
-            raise
+        return _unless_missing(lambda: self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+
+def _unless_missing(call: Callable[[], T]) -> T | None:
+    """`call`'s answer; None when S3 says the object is not there (any other error is raised)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return call()
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in _MISSING:
+            return None
+        raise

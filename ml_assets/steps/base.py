@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Any, Literal
-
-from botocore.client import BaseClient
+from typing import TYPE_CHECKING, Any, Literal
 
 from ml_assets.data.blobs import BlobStore
 from ml_assets.data.source import SOURCE_SETTINGS, BatchSourceResource
@@ -23,6 +21,9 @@ from ml_assets.model.tracking import ModelTracker
 from platform_core.cluster.secrets import MLFLOW_IDENTITY_ENV, REPORTS_SECRET, SECRET_ENV, TRAINING_SECRET
 from platform_core.services.mlflow_auth import MlflowIdentity
 from platform_core.services.seaweedfs import s3_client
+
+if TYPE_CHECKING:  # botocore where a client is made (s3_client): the definitions import this module
+    from botocore.client import BaseClient
 
 Severity = Literal["ERROR", "WARN"]
 
