@@ -27,7 +27,7 @@ from platform_core.config.pins import unpinned
 from platform_core.redact import redact_url
 
 
-def _is_loopback(address: str) -> bool:
+def is_loopback(address: str) -> bool:
     try:
         return address == "localhost" or ipaddress.ip_address(address).is_loopback
     except ValueError:
@@ -302,7 +302,7 @@ class PlatformConfig(_Model):
             if "address" not in self.host.model_fields_set and not _is_local(self.network.host_ip):
                 msg = f"required when target is k3s: network.host_ip {self.network.host_ip} is not this machine"
                 raise _FieldError("host.address", msg + " (set the VM's address, or run platformctl on the VM)")
-            if not self.host.ssh_user and not _is_loopback(self.host.address):
+            if not self.host.ssh_user and not is_loopback(self.host.address):
                 msg = f"required when target is k3s and host {self.host.address} is remote"
                 raise _FieldError("host.ssh_user", msg)
         databases = {"mlflow.database": self.mlflow.database}
