@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import psutil
 
-from platform_core import idle_imports
 from platform_core.processes import (
     group_orphans,
     is_same_process,
@@ -288,14 +287,13 @@ class Supervisor:
 
     def _wait_healthy(self, spec: ServiceSpec, pid: int, create_time: float) -> None:
         deadline = time.monotonic() + spec.start_timeout
-        with idle_imports.waiting():  # this process is idle until the service answers
-            while time.monotonic() < deadline:
-                if not is_same_process(pid, create_time):
-                    self._mark_stopped(spec.name, spec.config_hash, deployed=True)  # wanted up, so it is down
-                    raise ServiceStartError(f"{spec.name} exited while starting: {self.log_tail(spec.name)}")
-                if probe(spec.health):
-                    return
-                time.sleep(0.2)
+        while time.monotonic() < deadline:
+            if not is_same_process(pid, create_time):
+                self._mark_stopped(spec.name, spec.config_hash, deployed=True)  # wanted up, so it is down
+                raise ServiceStartError(f"{spec.name} exited while starting: {self.log_tail(spec.name)}")
+            if probe(spec.health):
+                return
+            time.sleep(0.2)
         self._stop(spec.name, spec.stop_signal, spec.stop_timeout, on_purpose=False)
         raise ServiceStartError(f"{spec.name} not healthy after {spec.start_timeout:.0f}s: {self.log_tail(spec.name)}")
 

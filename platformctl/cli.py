@@ -17,7 +17,6 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from platform_core import idle_imports
 from platform_core.config import ConfigError, PlatformConfig
 from platform_core.redact import redact
 from platform_core.settings import CONFIG_ENV, STATE_DIR_ENV, config_path
@@ -30,13 +29,6 @@ if TYPE_CHECKING:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return _command(argv)
-    finally:
-        idle_imports.settle()
-
-
-def _command(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="platformctl", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help=f"platform.yaml to use (env {CONFIG_ENV}; default ./platform.yaml)")
     parser.add_argument("--state-dir", help=f"state directory (env {STATE_DIR_ENV}; default from platform.yaml)")
@@ -162,15 +154,8 @@ FIRST_DAY = Step(
 UP_STEPS = (PLATFORM, FIRST_DAY, ORCHESTRATOR)
 
 
-# The libraries `up`'s steps import, in the order they need them, imported ahead while a service it starts is
-# coming up (platform_core/idle_imports.py): MLflow's auth store (its users, before its server starts), the
-# batches' and the model's (training, scoring), the drift tests'.
-UP_IMPORTS = ("mlflow.server.auth.sqlalchemy_store", "pandas", "mlflow.pyfunc", "sklearn.ensemble", "scipy.stats")
-
-
 def up(state: StateDir, cfg: PlatformConfig) -> int:
     """The platform, then the first batch, the model on it, and the batch's drift report against that model."""
-    idle_imports.expect(*UP_IMPORTS)
     code = run_steps(state, cfg, "up", list(UP_STEPS))
     if code == 0 and cfg.target == "local":
         _print_where(state, cfg)
