@@ -52,4 +52,5 @@ class Listing(BaseModel):
     prev_sold_date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")
 
 
+LISTING_FIELDS = tuple(Listing.model_fields)
 REQUIRED_LISTING_FIELDS = tuple(name for name, info in Listing.model_fields.items() if info.is_required())

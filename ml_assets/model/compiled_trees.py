@@ -1,9 +1,9 @@
 """Exact, low-overhead prediction for a fitted `HistGradientBoostingRegressor` (squared error) on small batches.
 
 sklearn spends ~2.5 ms per `predict` call on validation, the categorical `ColumnTransformer` and OpenMP set-up,
-however few rows come in. Here all trees are flattened into shared numpy arrays and every (row, tree) pair walks
-down at once, one vectorised step per depth level: ~0.1 ms for one row, ~1.3 ms for 100. Past ~600 rows sklearn's
-compiled walk wins, so use this for small batches.
+however few rows come in. Here all trees are flattened into shared numpy arrays, which a compiled loop reads
+(`tree_walk.py`: each row's distinct splits decided once, then the row walked down every tree): ~25 µs for one row,
+~0.6 ms for 100. Past ~600 rows sklearn's threaded predict catches up, so use this for small batches.
 
 Semantics reproduced from sklearn 1.9 (`_predictor.pyx`, `gradient_boosting.py`, `binning.py`):
 - With categorical features the estimator has a `_preprocessor` (`ColumnTransformer`): an `OrdinalEncoder` maps a
@@ -21,7 +21,6 @@ Semantics reproduced from sklearn 1.9 (`_predictor.pyx`, `gradient_boosting.py`,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import pairwise
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -49,14 +48,12 @@ class CompiledForest:
     # Walk tables, derived in __post_init__ (see there).
     _split_read: np.ndarray = field(init=False, repr=False)
     _split_cut: np.ndarray = field(init=False, repr=False)
-    _blocks: list[tuple[int, int, int, np.ndarray]] = field(init=False, repr=False)
-    _width: int = field(init=False, repr=False)
+    _column_splits: np.ndarray = field(init=False, repr=False)
+    _left_by_code: np.ndarray = field(init=False, repr=False)
     _decision: np.ndarray = field(init=False, repr=False)
     _next: np.ndarray = field(init=False, repr=False)
     _leaf_value: np.ndarray = field(init=False, repr=False)
     _roots: np.ndarray = field(init=False, repr=False)
-    _unsort: np.ndarray = field(init=False, repr=False)
-    _active: np.ndarray = field(init=False, repr=False)
 
     @classmethod
     def from_estimator(cls, est: HistGradientBoostingRegressor) -> CompiledForest:
@@ -131,66 +128,54 @@ class CompiledForest:
         )
 
     def __post_init__(self) -> None:
-        """Walk tables: per call, every row gets a bool "goes left" per distinct split; pairs then only gather."""
+        """Tables of the compiled prediction (`tree_walk.py`): per row it decides each distinct split once, then
+        walks the trees reading those decisions."""
         nf, n = self.n_features, self.feature.size
         # Numeric splits are few distinct (column, threshold) pairs, thresholds being bin edges. A split whose NaN
-        # goes left reads column + nf, a copy of X with NaN -> -inf (`-inf <= t` holds); otherwise `NaN <= t` fails
-        # and NaN goes right, even when t is +inf.
+        # goes left reads column + nf, X with NaN -> -inf (`-inf <= t` holds); otherwise `NaN <= t` fails and NaN
+        # goes right, even when t is +inf.
         numeric = np.flatnonzero(~np.isnan(self.threshold))  # leaves and categorical splits hold NaN
         keys = np.stack([self.feature[numeric] + nf * self.missing_left[numeric], self.threshold[numeric]], axis=1)
         splits, which = np.unique(keys, axis=0, return_inverse=True)
         self._split_read, self._split_cut = splits[:, 0].astype(np.intp), splits[:, 1].copy()
-        decision = np.zeros(n, dtype=np.intp)  # leaves read column 0: both their slots lead back to themselves
+        decision = np.zeros(n, dtype=np.intp)  # leaves read split 0: both their slots lead back to themselves
         decision[numeric] = which.ravel()
         decision[self.category_nodes] = len(splits) + np.arange(self.category_nodes.size)
-        # Categorical splits, grouped by column k: decision columns [lo, hi) and, per code, where they go left.
+        # Categorical splits are grouped by column: those of column k are [column_splits[k], column_splits[k + 1]).
         column_of = np.searchsorted(self.categorical_columns, self.feature[self.category_nodes])
-        bounds = np.searchsorted(column_of, np.arange(self.categorical_columns.size + 1))
-        self._blocks = [
-            (k, len(splits) + lo, len(splits) + hi, np.ascontiguousarray(self.category_left[lo:hi].T))
-            for k, (lo, hi) in enumerate(pairwise(bounds))
-            if hi > lo
-        ]
-        self._width = len(splits) + self.category_nodes.size
-        # A pair's state is a slot, 2 * node; slot + went_left indexes its next state (right child first).
+        self._column_splits = np.searchsorted(column_of, np.arange(self.categorical_columns.size + 1))
+        self._left_by_code = np.ascontiguousarray(self.category_left.T)
+        # A row's place in a tree is a slot, 2 * node; slot + went_left indexes the next slot (right child first).
         self._decision = np.repeat(decision, 2)
         self._next = (2 * self.children[:, ::-1]).ravel()
         self._leaf_value = np.repeat(self.value, 2)
-        order = np.argsort(-self.tree_depth, kind="stable")  # deepest trees first: active pairs form a prefix
-        self._roots, self._unsort = 2 * self.roots[order], np.argsort(order)
-        steps = np.arange(self.tree_depth.max(initial=0))
-        self._active = (self.tree_depth[None, :] > steps[:, None]).sum(axis=1)  # trees still descending per step
+        self._roots = 2 * self.roots
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Raw predictions, equal to `est.predict(X)` for the squared-error loss."""
-        X = np.asarray(X, dtype=np.float64)
+        from ml_assets.model.tree_walk import predict  # numba: only a process that predicts this way imports it
+
+        X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"X must have shape (n_rows, {self.n_features}), got {X.shape}")
-        rows = X.shape[0]
-        went_left = np.empty((rows, self._width), dtype=bool)
-        both = np.concatenate([X, np.where(np.isnan(X), -np.inf, X)], axis=1)
-        np.less_equal(both[:, self._split_read], self._split_cut, out=went_left[:, : self._split_cut.size])
-        if self._blocks:
-            # The OrdinalEncoder as one searchsorted over every column's categories; non-matches become MISSING.
-            raw = X[:, self.categorical_columns]
-            pos = np.searchsorted(self.category_values[:-1], raw)
-            hit = self.category_values.take(pos) == raw
-            codes = np.where(hit, self.category_codes[np.arange(raw.shape[1]), pos], MISSING)
-            for k, lo, hi, goes_left in self._blocks:  # one per categorical column, not per row or tree
-                went_left[:, lo:hi] = goes_left[codes[:, k]]
-        flat_left = went_left.ravel()
-
-        # Pairs are tree-major (deepest tree first), so at each step only a prefix is still descending.
-        n_trees = self._roots.size
-        state = np.repeat(self._roots, rows)
-        base = np.tile(np.arange(rows) * self._width, n_trees)
-        for trees in self._active:
-            s = state[: trees * rows]
-            left = flat_left.take(base[: s.size] + self._decision.take(s, mode="clip"), mode="clip")
-            np.take(self._next, s + left, out=s, mode="clip")
-        leaves = self._leaf_value.take(state).reshape(n_trees, rows)[self._unsort]
-        # Same order as sklearn: baseline, then tree by tree. cumsum adds sequentially, unlike pairwise np.sum.
-        return np.cumsum(np.vstack([np.full((1, rows), self.baseline), leaves]), axis=0)[-1]
+        out = np.full(X.shape[0], self.baseline)
+        predict(
+            X,
+            self._split_read,
+            self._split_cut,
+            self.categorical_columns,
+            self.category_values,
+            self.category_codes,
+            self._column_splits,
+            self._left_by_code,
+            self._decision,
+            self._next,
+            self._leaf_value,
+            self._roots,
+            self.tree_depth,
+            out,
+        )
+        return out
 
 
 def _unpack(bitsets: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ml_assets.schema import Listing
+from ml_assets.schema import LISTING_FIELDS, Listing
 from ml_assets.serving.limits import BodyLimitMiddleware, validation_error_handler
 from ml_assets.serving.metrics import MetricsMiddleware, ServiceMetrics
 from ml_assets.serving.model_slot import LoadedModel, ModelSlot, NoChampionError
@@ -121,12 +121,12 @@ def create_app(settings: ServingSettings) -> FastAPI:
 
     def predict_rows(listings: list[Listing]) -> tuple[list[float], str]:
         loaded = serving()
-        records = [listing.model_dump() for listing in listings]
-        prices = loaded.model.predict_records(records)
+        columns = {name: [getattr(listing, name) for listing in listings] for name in LISTING_FIELDS}
+        prices = loaded.model.predict_columns(columns)
         if not np.isfinite(prices).all():  # JSON has no NaN/inf: say so rather than fail serialising
             raise HTTPException(422, "the model returned a non-finite price for these inputs")
         values = prices.tolist()
-        log.append(records, values, loaded.version)
+        log.append(columns, values, loaded.version)
         metrics.predictions.inc(len(values))
         return values, loaded.version
 

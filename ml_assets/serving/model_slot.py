@@ -99,9 +99,9 @@ class ModelSlot:
             verified(local, name, version, tags)
             pyfunc = mlflow.pyfunc.load_model(str(local))
         model = pyfunc.unwrap_python_model()
-        if not callable(getattr(model, "predict_records", None)):
+        if not callable(getattr(model, "predict_columns", None)):
             raise TypeError(f"model {name} v{version} is a {type(model).__name__}, not a HousePriceModel")
         model.threads = self.settings.threads
-        model.predict_records([{}])  # warm up (and prove it predicts) before any request sees it
+        model.predict_columns({"house_size": [None]})  # one listing, nothing known: warm up (and prove it predicts)
         metrics = self._client.get_run(run_id).data.metrics if run_id else {}
         return LoadedModel(model, name, version, self.settings.alias, run_id, dict(metrics))

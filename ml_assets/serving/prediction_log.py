@@ -9,40 +9,71 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from itertools import groupby
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 
 import boto3
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.config import Config
 
-from ml_assets.schema import COLUMNS, Listing
+from ml_assets.schema import COLUMNS, LISTING_FIELDS
 from ml_assets.serving.settings import PREDICTION_LOG_PREFIX, ServingSettings
 
 logger = logging.getLogger(__name__)
 
-INPUT_FIELDS = tuple(Listing.model_fields)
 SCHEMA = pa.schema(
-    [(name, pa.float64() if COLUMNS[name] == "float64" else pa.string()) for name in INPUT_FIELDS]
+    [(name, pa.float64() if COLUMNS[name] == "float64" else pa.string()) for name in LISTING_FIELDS]
     + [
         ("predicted_price", pa.float64()),
         ("model_version", pa.string()),
         ("predicted_at", pa.timestamp("us", tz="UTC")),
     ]
 )
-INPUT_SCHEMA = pa.schema([SCHEMA.field(name) for name in INPUT_FIELDS])
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROS_PER_DAY = 86_400_000_000
 
 
-@dataclass(frozen=True)
-class _Batch:
-    records: Sequence[dict[str, object]]
-    prices: Sequence[float]
-    model_version: str
-    at: datetime
+class RowBuffer:
+    """Rows not yet written, one list per column of the log (`predicted_at` in microseconds since the epoch).
+
+    Appending adds values to long-lived lists and keeps no container per request or row, so the buffer gives the
+    cyclic collector nothing to scan: with a dict per row (or lists per request) kept until the flush, full
+    collections walked the whole buffer, the tail of single-row latency. Writing it is one conversion per column.
+    """
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[object]] = {name: [] for name in SCHEMA.names}
+
+    def __len__(self) -> int:
+        return len(self.columns["predicted_price"])
+
+    def add(self, listings: Mapping[str, Sequence[object]], prices: Sequence[float], version: str, at: int) -> None:
+        """One request: its listings field by field (a field left out is null), their prices, when (µs)."""
+        rows = len(prices)
+        for name in LISTING_FIELDS:
+            self.columns[name].extend(listings[name] if name in listings else [None] * rows)
+        self.columns["predicted_price"].extend(prices)
+        self.columns["model_version"].extend([version] * rows)
+        self.columns["predicted_at"].extend([at] * rows)
+
+    def put_back(self, rows: RowBuffer, start: int) -> None:
+        """`rows` from `start` on, in front of what came since: the log stays in time order."""
+        for name, values in self.columns.items():
+            values[:0] = rows.columns[name][start:]
+
+    def table(self) -> pa.Table:
+        return pa.table([pa.array(self.columns[field.name], field.type) for field in SCHEMA], schema=SCHEMA)
+
+    def days(self) -> list[tuple[date, int, int]]:
+        """(UTC date, first row, end row) of each run of rows on one date: one Parquet file each."""
+        day = np.asarray(self.columns["predicted_at"], dtype=np.int64) // MICROS_PER_DAY
+        bounds = [0, *(np.flatnonzero(np.diff(day)) + 1).tolist(), len(day)]
+        return [((EPOCH + timedelta(days=int(day[a]))).date(), a, b) for a, b in pairwise(bounds) if b > a]
 
 
 class PredictionLog:
@@ -51,7 +82,7 @@ class PredictionLog:
         self.flush_rows = settings.log_flush_rows
         self.interval = settings.flush_interval_seconds
         self.failed_flushes = 0
-        self._batches: list[_Batch] = []
+        self._buffer = RowBuffer()
         self._rows = 0
         self._lock = threading.Lock()  # guards the buffer; held for list operations only
         self._flush_lock = threading.Lock()  # one writer at a time: the thread's flush and the shutdown's
@@ -76,11 +107,12 @@ class PredictionLog:
     def pending_rows(self) -> int:
         return self._rows
 
-    def append(self, records: Sequence[dict[str, object]], prices: Sequence[float], model_version: str) -> None:
-        batch = _Batch(records, prices, model_version, datetime.now(UTC))
+    def append(self, listings: Mapping[str, Sequence[object]], prices: Sequence[float], model_version: str) -> None:
+        """One request's rows: its listings field by field (what the model read), their prices."""
+        at = time.time_ns() // 1000
         with self._lock:
-            self._batches.append(batch)
-            self._rows += len(records)
+            self._buffer.add(listings, prices, model_version, at)
+            self._rows += len(prices)
             full = self._rows >= self.flush_rows
         if full:
             self._wake.set()
@@ -114,44 +146,27 @@ class PredictionLog:
         """Write the buffer, one Parquet file per UTC date; False when a write failed (its rows are kept)."""
         with self._flush_lock:
             with self._lock:
-                batches, self._batches = self._batches, []
+                rows, self._buffer = self._buffer, RowBuffer()
                 self._rows = 0
-            by_date = [list(group) for _, group in groupby(batches, key=lambda b: b.at.date())]
-            for i, group in enumerate(by_date):
+            if not len(rows):
+                return True
+            table = rows.table()
+            for day, start, end in rows.days():
                 try:
-                    self._write(group)
+                    self._write(table.slice(start, end - start), day)
                 except Exception:
                     self.failed_flushes += 1
                     logger.exception("prediction log: write to s3://%s failed; rows kept for retry", self.bucket)
-                    self._requeue([b for g in by_date[i:] for b in g])
+                    with self._lock:
+                        self._buffer.put_back(rows, start)
+                        self._rows += len(rows) - start
                     return False
             return True
 
-    def _requeue(self, batches: list[_Batch]) -> None:
-        with self._lock:
-            self._batches[:0] = batches  # in front of newer rows: the log stays in time order
-            self._rows += sum(len(b.records) for b in batches)
-
-    def _write(self, batches: list[_Batch]) -> str:
-        table = to_table(batches)
+    def _write(self, table: pa.Table, day: date) -> str:
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd")
-        key = f"{PREDICTION_LOG_PREFIX}/date={batches[0].at.date().isoformat()}/{uuid.uuid4().hex}.parquet"
+        key = f"{PREDICTION_LOG_PREFIX}/date={day.isoformat()}/{uuid.uuid4().hex}.parquet"
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=sink.getvalue())
         logger.info("prediction log: %d rows to s3://%s/%s", table.num_rows, self.bucket, key)
         return key
-
-
-def to_table(batches: Sequence[_Batch]) -> pa.Table:
-    """The buffered rows as one table: pyarrow reads the records in one pass (a third of a Python loop's time,
-    spent with the GIL held while requests wait), then the three columns of the log itself."""
-    records = [record for batch in batches for record in batch.records]
-    table = pa.Table.from_pylist(records, schema=INPUT_SCHEMA)
-    own = {
-        "predicted_price": [price for batch in batches for price in batch.prices],
-        "model_version": [batch.model_version for batch in batches for _ in batch.records],
-        "predicted_at": [batch.at for batch in batches for _ in batch.records],
-    }
-    for name, values in own.items():
-        table = table.append_column(SCHEMA.field(name), pa.array(values, SCHEMA.field(name).type))
-    return table

@@ -26,6 +26,7 @@ from mlflow.models import infer_signature
 from ml_assets.data.dataset import ames_listings
 from ml_assets.model.estimator import HousePriceModel
 from ml_assets.model.tracking import ModelTracker
+from ml_assets.schema import LISTING_FIELDS
 from ml_assets.serving.prediction_log import SCHEMA
 from ml_assets.serving.resource import InferenceResource
 from ml_assets.serving.settings import ServingSettings
@@ -51,6 +52,11 @@ def listings(start: int = TRAIN_ROWS, count: int = 100) -> pd.DataFrame:
 
 def as_json(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def as_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Listings field by field, as the service hands them to the model and its prediction log."""
+    return {name: [row.get(name) for row in rows] for name in LISTING_FIELDS}
 
 
 def register_model(tracking_uri: str, name: str, train_rows: int = TRAIN_ROWS) -> Registered:

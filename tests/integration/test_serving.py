@@ -22,6 +22,7 @@ from ml_assets.serving.resource import InferenceResource
 from tests.integration.serving_helpers import (
     ALIAS,
     Registered,
+    as_columns,
     as_json,
     ensure_champion,
     listings,
@@ -241,7 +242,7 @@ def test_the_log_is_written_every_interval_below_the_row_threshold(stack) -> Non
     street = f"{uuid.uuid4().hex} Interval Street"
     log.start()
     try:
-        log.append([{**as_json(listings(count=1))[0], "street": street}], [5.0], "7")
+        log.append(as_columns([{**as_json(listings(count=1))[0], "street": street}]), [5.0], "7")
         assert [r["predicted_price"] for r in logged_rows(stack, street, 1, timeout=5)] == [5.0]
     finally:
         assert log.close() == 0
@@ -252,10 +253,10 @@ def test_a_failed_write_keeps_its_rows_for_the_next_flush(stack) -> None:
     log = PredictionLog(log_settings(stack, cfg.mlflow.artifact_bucket))  # not the owner's: S3 refuses
     street = f"{uuid.uuid4().hex} Retry Street"
     rows = [{**row, "street": street} for row in as_json(listings(count=3))]
-    log.append(rows[:2], [1.0, 2.0], "7")
+    log.append(as_columns(rows[:2]), [1.0, 2.0], "7")
     assert log.flush() is False
     assert (log.pending_rows, log.failed_flushes) == (2, 1)
-    log.append(rows[2:], [3.0], "7")
+    log.append(as_columns(rows[2:]), [3.0], "7")
     log.bucket = cfg.ml.predictions_bucket  # now somewhere it may write
     assert log.flush() is True and log.pending_rows == 0
     assert [r["predicted_price"] for r in logged_rows(stack, street, 3, timeout=5)] == [1.0, 2.0, 3.0]

@@ -2,18 +2,53 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import gc
+from datetime import UTC, date, datetime, timedelta
 
-from ml_assets.serving.prediction_log import SCHEMA, _Batch, to_table
+from ml_assets.serving.prediction_log import EPOCH, SCHEMA, RowBuffer
 
 
-def test_the_table_keeps_every_row_in_order_with_its_batch_fields() -> None:
-    first, second = datetime(2026, 12, 7, 8, 0, tzinfo=UTC), datetime(2026, 12, 7, 8, 1, tzinfo=UTC)
-    rows = [{"city": "Ames", "bed": 3.0}, {"city": None, "house_size": 1200.0}]
-    table = to_table([_Batch(rows, [1.5, 2.5], "7", first), _Batch(rows[:1], [3.5], "8", second)])
+def micros(at: datetime) -> int:
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+FIRST, SECOND = datetime(2026, 12, 7, 8, 0, tzinfo=UTC), datetime(2026, 12, 7, 8, 1, tzinfo=UTC)
+
+
+def two_requests() -> RowBuffer:
+    rows = RowBuffer()
+    rows.add({"city": ["Ames", None], "bed": [3.0, None], "house_size": [None, 1200.0]}, [1.5, 2.5], "7", micros(FIRST))
+    rows.add({"city": ["Ames"], "bed": [3.0]}, [3.5], "8", micros(SECOND))
+    return rows
+
+
+def test_the_table_keeps_every_row_in_order_with_its_request_fields() -> None:
+    table = two_requests().table()
     assert table.schema.equals(SCHEMA)
     assert table.column("city").to_pylist() == ["Ames", None, "Ames"]
-    assert table.column("bed").to_pylist() == [3.0, None, 3.0]  # a field a record lacks is null
+    assert table.column("bed").to_pylist() == [3.0, None, 3.0]
+    assert table.column("house_size").to_pylist() == [None, 1200.0, None]  # a field a request lacks is null
+    assert table.column("street").to_pylist() == [None, None, None]
     assert table.column("predicted_price").to_pylist() == [1.5, 2.5, 3.5]
     assert table.column("model_version").to_pylist() == ["7", "7", "8"]
-    assert table.column("predicted_at").to_pylist() == [first, first, second]
+    assert table.column("predicted_at").to_pylist() == [FIRST, FIRST, SECOND]
+
+
+def test_rows_split_by_utc_date_and_rows_put_back_go_first() -> None:
+    rows = two_requests()
+    rows.add({"city": ["Boone"]}, [4.5], "8", micros(datetime(2026, 12, 8, 0, 0, tzinfo=UTC)))
+    assert rows.days() == [(date(2026, 12, 7), 0, 3), (date(2026, 12, 8), 3, 4)]
+    newer = RowBuffer()
+    newer.add({"city": ["Nevada"]}, [5.5], "9", micros(datetime(2026, 12, 8, 0, 1, tzinfo=UTC)))
+    newer.put_back(rows, 3)  # the first date was written, the second failed
+    assert newer.table().column("city").to_pylist() == ["Boone", "Nevada"]
+    assert len(newer) == 2
+
+
+def test_buffered_rows_hold_no_container_the_collector_tracks() -> None:
+    rows = RowBuffer()
+    tracked = len(gc.get_objects())
+    for _ in range(1000):
+        rows.add({"city": ["Ames"], "bed": [3.0]}, [1.5], "7", 1)
+    assert len(rows) == 1000
+    assert len(gc.get_objects()) - tracked < 10
