@@ -19,7 +19,6 @@ import numpy as np
 from ml_assets.model.compiled_trees import MISSING
 
 
-
 def _predict(
     X: np.ndarray,  # (rows, features) float64, C order
     split_read: np.ndarray,  # (splits,) the column a numeric split reads; column + features: NaN reads as -inf

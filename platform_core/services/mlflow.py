@@ -12,7 +12,7 @@ import requests
 
 from platform_core.resource import PlatformResource
 from platform_core.services import mlflow_auth
-from platform_core.services.mlflow_auth import INI_NAME, MlflowIdentity
+from platform_core.services.mlflow_auth import INI_NAME, WRITER, MlflowIdentity
 from platform_core.services.mlflow_rest import ARTIFACTS, MlflowRest
 from platform_core.services.seaweedfs import ADMIN, SeaweedFSResource
 from platform_core.supervisor import EnsureResult, ServiceSpec
@@ -58,11 +58,21 @@ class MlflowResource(PlatformResource):
         return mlflow_auth.reader(self.state.credentials)
 
     def ensure_users(self) -> list[str]:
-        """The writer and the reader in MLflow's auth store, before the server serves (see mlflow_auth); when the
-        running server already answers both as themselves, nothing to do."""
+        """The writer and the reader, once the server answers (see mlflow_auth): nothing when both sign in as
+        themselves; else, after taking over a first start's bootstrap password, mended through the REST API as the
+        writer, or through MLflow's auth store when the writer cannot sign in (a rotated password)."""
         users = [(self.writer, True), (self.reader, False)]
-        if self.supervisor.status("mlflow").running and mlflow_auth.users_in_place(self.url, users):
+        if mlflow_auth.users_in_place(self.url, users):
             return []
+        bootstrap = self.state.credentials.token(mlflow_auth.BOOTSTRAP_TOKEN)
+        made = (
+            [f"created MLflow user {WRITER}"]
+            if mlflow_auth.take_over_bootstrap(self.url, self.writer, bootstrap)
+            else []
+        )
+        mended = mlflow_auth.users_via_api(self.url, self.writer, users)
+        if mended is not None:
+            return made + mended
         password = self.state.credentials.postgres_password(self.backend_role)
         return mlflow_auth.sync_users(mlflow_auth.with_password(self.backend_uri, password), users)
 
@@ -80,6 +90,8 @@ class MlflowResource(PlatformResource):
             "MLFLOW_AUTH_CONFIG_PATH": str(self.state.etc / INI_NAME),
             # signs the UI's sessions and CSRF tokens: the same in every worker
             "MLFLOW_FLASK_SERVER_SECRET_KEY": self.state.credentials.token(mlflow_auth.FLASK_SECRET_TOKEN),
+            # the writer's password from the first start until ensure_users replaces it: never the writer's own
+            "MLFLOW_AUTH_ADMIN_PASSWORD": self.state.credentials.token(mlflow_auth.BOOTSTRAP_TOKEN),
             "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{cfg.services.seaweedfs.s3_port}",
             "AWS_ACCESS_KEY_ID": access,
             "AWS_SECRET_ACCESS_KEY": secret,

@@ -8,11 +8,14 @@ and the probe that proves it.
   and the checks' model as soon as the server answers (`claim_models`): the reader can never own them.
 - Anyone else gets 401; MLflow leaves only /health and static files open.
 
-Both users are written into MLflow's auth store before the server serves, by the same function in both targets:
-the `mlflow_server` asset here, an init container in the cluster (`python -m platform_core.services.mlflow_auth`).
-It uses the store `mlflow server` itself bootstraps its admin with (mlflow/server/auth/__init__.py,
-create_admin_user), so a rotated password is set without knowing the old one, and the server never holds the
-writer's password.
+How the users get there, and the server never holds the writer's password:
+- Locally, the server's first start makes the writer itself (MLflow's `create_admin_user`) with a one-time
+  bootstrap password from its environment (`MLFLOW_AUTH_ADMIN_PASSWORD`, a generated token), which the
+  `mlflow_server` asset replaces at once through the REST API (`take_over_bootstrap`), then makes or mends the
+  reader there as the writer (`users_via_api`). No MLflow import in `platformctl` (its auth store's is ~2.5 s).
+- Where the writer cannot sign in (a rotated password), and in the cluster's init container
+  (`python -m platform_core.services.mlflow_auth`, before the server starts), both are written into the store
+  `mlflow server` itself bootstraps its admin with (`sync_users`), so a password is set without knowing the old.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ READER = "reader"
 INI_NAME = "mlflow-auth.ini"
 APP_NAME = "basic-auth"
 FLASK_SECRET_TOKEN = "mlflow-flask-secret"  # the auth app's session signing key, a generated token
+BOOTSTRAP_TOKEN = "mlflow-admin-bootstrap"  # the writer's password from the server's first start until replaced
 CHECK_MODEL = "_platform_checks"  # a registered model of the checks' own, like the check experiment
 _PROBE_ALIAS = "auth-probe"
 # The init container's environment (the Secret mlflow-users); the ini names the store, PGPASSWORD unlocks it.
@@ -137,16 +141,56 @@ def sync_users(database_uri: str, users: Sequence[tuple[MlflowIdentity, bool]]) 
 
 
 def users_in_place(url: str, users: Sequence[tuple[MlflowIdentity, bool]]) -> bool:
-    """The running server answers each identity as itself, with its admin flag: the store needs no visit (the
-    re-apply path; one request each, where `sync_users` pays a migration check and two password hashes)."""
-    for identity, is_admin in users:
-        try:
-            response = requests.get(f"{url}/api/2.0/mlflow/users/current", auth=identity.auth, timeout=5)
-        except requests.RequestException:
-            return False
-        if response.status_code != 200 or response.json().get("user", {}).get("is_admin") is not is_admin:
-            return False
+    """The running server answers each identity as itself, with its admin flag: nothing to do (the re-apply path;
+    one request each)."""
+    return all(_is_admin(url, identity) is is_admin for identity, is_admin in users)
+
+
+def _is_admin(url: str, identity: MlflowIdentity) -> bool | None:
+    """Whether the identity signs in as an admin; None when it does not sign in (or the server does not answer)."""
+    try:
+        response = requests.get(f"{url}/api/2.0/mlflow/users/current", auth=identity.auth, timeout=5)
+    except requests.RequestException:
+        return None
+    return bool(response.json().get("user", {}).get("is_admin")) if response.status_code == 200 else None
+
+
+def take_over_bootstrap(url: str, writer_id: MlflowIdentity, bootstrap: str) -> bool:
+    """The server's first start made the writer with the one-time `bootstrap` password: set the writer's own.
+    False when the bootstrap password does not sign in (taken over before, or the writer was made otherwise)."""
+    first = MlflowIdentity(writer_id.username, bootstrap)
+    if _is_admin(url, first) is not True:
+        return False
+    body = {"username": writer_id.username, "password": writer_id.password, "current_password": bootstrap}
+    requests.patch(
+        f"{url}/api/2.0/mlflow/users/update-password", json=body, auth=first.auth, timeout=10
+    ).raise_for_status()
     return True
+
+
+def users_via_api(url: str, admin: MlflowIdentity, users: Sequence[tuple[MlflowIdentity, bool]]) -> list[str] | None:
+    """Each (identity, is_admin) made or mended through the REST API as `admin`; what changed, one line each.
+    None when `admin` does not sign in as an admin: only the store can mend that (`sync_users`)."""
+    if _is_admin(url, admin) is not True:
+        return None
+    api, changes = f"{url}/api/2.0/mlflow/users", []
+    for identity, is_admin in users:
+        name, found = identity.username, _is_admin(url, identity)
+        if found is None:  # missing, or its password is not the generated one
+            known = requests.get(f"{api}/get", params={"username": name}, auth=admin.auth, timeout=10)
+            missing = known.status_code == 404
+            if not missing:
+                known.raise_for_status()
+            method, path = ("POST", "create") if missing else ("PATCH", "update-password")
+            credentials = {"username": name, "password": identity.password}
+            requests.request(method, f"{api}/{path}", json=credentials, auth=admin.auth, timeout=10).raise_for_status()
+            changes.append(f"{'created' if missing else 'set the rotated password of'} MLflow user {name}")
+            found = _is_admin(url, identity)
+        if found is not is_admin:
+            flag: dict[str, object] = {"username": name, "is_admin": is_admin}
+            requests.patch(f"{api}/update-admin", json=flag, auth=admin.auth, timeout=10).raise_for_status()
+            changes.append(f"made MLflow user {name} {'an admin' if is_admin else 'a non-admin'} again")
+    return changes
 
 
 def _reachable(database_uri: str) -> None:

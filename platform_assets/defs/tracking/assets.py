@@ -32,9 +32,8 @@ def build_mlflow_server_asset(artifact_bucket: str) -> dg.AssetsDefinition:
         description="mlflow server on the platform Postgres, artifacts proxied to SeaweedFS S3.",
     )
     def mlflow_server(mlflow_resource: MlflowResource) -> dg.MaterializeResult:
-        users = mlflow_resource.ensure_users()
         result = mlflow_resource.ensure_server()
-        users += mlflow_resource.claim_models()
+        users = mlflow_resource.ensure_users() + mlflow_resource.claim_models()
         cfg = mlflow_resource.cfg
         return service_result(
             mlflow_resource.supervisor,
