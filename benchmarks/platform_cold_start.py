@@ -47,8 +47,8 @@ def direct(config: Path) -> float:
         weed.ensure_bucket(bucket.name)
         weed.round_trip(bucket.name)
     weed.wrong_secret_refused()
-    mlflow.ensure_users()  # as the mlflow_server asset does: its users before the server serves
-    mlflow.ensure_server()
+    mlflow.ensure_server()  # as the mlflow_server asset does: the server, then its users, then the models
+    mlflow.ensure_users()
     mlflow.claim_models()
     mlflow.round_trip(weed)
     elapsed = time.perf_counter() - started

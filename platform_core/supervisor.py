@@ -359,6 +359,7 @@ NOT_INHERITED = (
     "MLFLOW_TRACKING_USERNAME",  # a service that talks to MLflow is given its own identity, or none
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
 )
 
 

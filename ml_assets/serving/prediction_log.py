@@ -53,8 +53,11 @@ class RowBuffer:
         return len(self.columns["predicted_price"])
 
     def add(self, listings: Mapping[str, Sequence[object]], prices: Sequence[float], version: str, at: int) -> None:
-        """One request: its listings field by field (a field left out is null), their prices, when (µs)."""
+        """One request: its listings field by field (a field left out is null), their prices, when (µs). A field
+        of another length than the prices is refused before anything is added: the columns stay aligned."""
         rows = len(prices)
+        if any(len(listings[name]) != rows for name in LISTING_FIELDS if name in listings):
+            raise ValueError(f"every listing field needs {rows} values, one per price")
         for name in LISTING_FIELDS:
             self.columns[name].extend(listings[name] if name in listings else [None] * rows)
         self.columns["predicted_price"].extend(prices)
@@ -150,17 +153,18 @@ class PredictionLog:
                 self._rows = 0
             if not len(rows):
                 return True
-            table = rows.table()
-            for day, start, end in rows.days():
-                try:
+            start = 0  # the first row not yet written
+            try:
+                table = rows.table()
+                for day, start, end in rows.days():
                     self._write(table.slice(start, end - start), day)
-                except Exception:
-                    self.failed_flushes += 1
-                    logger.exception("prediction log: write to s3://%s failed; rows kept for retry", self.bucket)
-                    with self._lock:
-                        self._buffer.put_back(rows, start)
-                        self._rows += len(rows) - start
-                    return False
+            except Exception:
+                self.failed_flushes += 1
+                logger.exception("prediction log: write to s3://%s failed; rows kept for retry", self.bucket)
+                with self._lock:
+                    self._buffer.put_back(rows, start)
+                    self._rows += len(rows) - start
+                return False
             return True
 
     def _write(self, table: pa.Table, day: date) -> str:

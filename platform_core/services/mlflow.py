@@ -59,22 +59,20 @@ class MlflowResource(PlatformResource):
 
     def ensure_users(self) -> list[str]:
         """The writer and the reader, once the server answers (see mlflow_auth): nothing when both sign in as
-        themselves; else, after taking over a first start's bootstrap password, mended through the REST API as the
-        writer, or through MLflow's auth store when the writer cannot sign in (a rotated password)."""
+        themselves; else, after taking over a writer-less start's bootstrap password, mended through the REST API
+        as the writer, or through MLflow's auth store when the writer cannot sign in (a rotated password)."""
         users = [(self.writer, True), (self.reader, False)]
         if mlflow_auth.users_in_place(self.url, users):
             return []
         bootstrap = self.state.credentials.token(mlflow_auth.BOOTSTRAP_TOKEN)
-        made = (
-            [f"created MLflow user {WRITER}"]
-            if mlflow_auth.take_over_bootstrap(self.url, self.writer, bootstrap)
-            else []
-        )
+        made = []
+        if mlflow_auth.take_over_bootstrap(self.url, self.writer, bootstrap):
+            made.append(f"MLflow user {WRITER} made by the server's start, its password set")
         mended = mlflow_auth.users_via_api(self.url, self.writer, users)
-        if mended is not None:
-            return made + mended
-        password = self.state.credentials.postgres_password(self.backend_role)
-        return mlflow_auth.sync_users(mlflow_auth.with_password(self.backend_uri, password), users)
+        if mended is None:
+            password = self.state.credentials.postgres_password(self.backend_role)
+            mended = mlflow_auth.sync_users(mlflow_auth.with_password(self.backend_uri, password), users)
+        return made + mended
 
     def claim_models(self) -> list[str]:
         """The production model and the checks' model, made by the writer before anyone else can own them."""
@@ -90,7 +88,7 @@ class MlflowResource(PlatformResource):
             "MLFLOW_AUTH_CONFIG_PATH": str(self.state.etc / INI_NAME),
             # signs the UI's sessions and CSRF tokens: the same in every worker
             "MLFLOW_FLASK_SERVER_SECRET_KEY": self.state.credentials.token(mlflow_auth.FLASK_SECRET_TOKEN),
-            # the writer's password from the first start until ensure_users replaces it: never the writer's own
+            # the writer's password after a start that found none, until ensure_users replaces it: never its own
             "MLFLOW_AUTH_ADMIN_PASSWORD": self.state.credentials.token(mlflow_auth.BOOTSTRAP_TOKEN),
             "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{cfg.services.seaweedfs.s3_port}",
             "AWS_ACCESS_KEY_ID": access,

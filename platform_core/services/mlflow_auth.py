@@ -9,10 +9,11 @@ and the probe that proves it.
 - Anyone else gets 401; MLflow leaves only /health and static files open.
 
 How the users get there, and the server never holds the writer's password:
-- Locally, the server's first start makes the writer itself (MLflow's `create_admin_user`) with a one-time
-  bootstrap password from its environment (`MLFLOW_AUTH_ADMIN_PASSWORD`, a generated token), which the
-  `mlflow_server` asset replaces at once through the REST API (`take_over_bootstrap`), then makes or mends the
-  reader there as the writer (`users_via_api`). No MLflow import in `platformctl` (its auth store's is ~2.5 s).
+- Locally, a server start that finds no writer (the first) makes it itself (MLflow's `create_admin_user`) with a
+  bootstrap password from its environment (`MLFLOW_AUTH_ADMIN_PASSWORD`, a generated token kept beside the other
+  secrets), which the `mlflow_server` asset replaces at once through the REST API (`take_over_bootstrap`), then
+  makes or mends the reader there as the writer (`users_via_api`). No MLflow import in `platformctl` (its auth
+  store's is ~2.5 s).
 - Where the writer cannot sign in (a rotated password), and in the cluster's init container
   (`python -m platform_core.services.mlflow_auth`, before the server starts), both are written into the store
   `mlflow server` itself bootstraps its admin with (`sync_users`), so a password is set without knowing the old.
@@ -39,7 +40,7 @@ READER = "reader"
 INI_NAME = "mlflow-auth.ini"
 APP_NAME = "basic-auth"
 FLASK_SECRET_TOKEN = "mlflow-flask-secret"  # the auth app's session signing key, a generated token
-BOOTSTRAP_TOKEN = "mlflow-admin-bootstrap"  # the writer's password from the server's first start until replaced
+BOOTSTRAP_TOKEN = "mlflow-admin-bootstrap"  # the writer's password from a writer-less start until replaced
 CHECK_MODEL = "_platform_checks"  # a registered model of the checks' own, like the check experiment
 _PROBE_ALIAS = "auth-probe"
 # The init container's environment (the Secret mlflow-users); the ini names the store, PGPASSWORD unlocks it.
@@ -150,21 +151,26 @@ def _is_admin(url: str, identity: MlflowIdentity) -> bool | None:
     """Whether the identity signs in as an admin; None when it does not sign in (or the server does not answer)."""
     try:
         response = requests.get(f"{url}/api/2.0/mlflow/users/current", auth=identity.auth, timeout=5)
-    except requests.RequestException:
+        return bool(response.json().get("user", {}).get("is_admin")) if response.status_code == 200 else None
+    except (requests.RequestException, ValueError):
         return None
-    return bool(response.json().get("user", {}).get("is_admin")) if response.status_code == 200 else None
+
+
+def change_own_password(url: str, identity: MlflowIdentity, password: str) -> requests.Response:
+    """What MLflow lets any signed-in user do (it asks for the current password)."""
+    body = {"username": identity.username, "password": password, "current_password": identity.password}
+    return requests.patch(f"{url}/api/2.0/mlflow/users/update-password", json=body, auth=identity.auth, timeout=10)
 
 
 def take_over_bootstrap(url: str, writer_id: MlflowIdentity, bootstrap: str) -> bool:
-    """The server's first start made the writer with the one-time `bootstrap` password: set the writer's own.
-    False when the bootstrap password does not sign in (taken over before, or the writer was made otherwise)."""
-    first = MlflowIdentity(writer_id.username, bootstrap)
-    if _is_admin(url, first) is not True:
+    """A start that found no writer made it with the `bootstrap` password: the writer's own replaces it. False when
+    the bootstrap password does not sign in (taken over before, or the writer was made otherwise). The change is
+    the only request made with it, so the one worker that checks it is the one that forgets it (MLflow's login
+    cache is per worker and the password change clears it there)."""
+    changed = change_own_password(url, MlflowIdentity(writer_id.username, bootstrap), writer_id.password)
+    if changed.status_code == 401:
         return False
-    body = {"username": writer_id.username, "password": writer_id.password, "current_password": bootstrap}
-    requests.patch(
-        f"{url}/api/2.0/mlflow/users/update-password", json=body, auth=first.auth, timeout=10
-    ).raise_for_status()
+    changed.raise_for_status()
     return True
 
 

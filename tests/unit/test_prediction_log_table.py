@@ -5,7 +5,10 @@ from __future__ import annotations
 import gc
 from datetime import UTC, date, datetime, timedelta
 
-from ml_assets.serving.prediction_log import EPOCH, SCHEMA, RowBuffer
+import pytest
+
+from ml_assets.serving.prediction_log import EPOCH, SCHEMA, PredictionLog, RowBuffer
+from ml_assets.serving.settings import ServingSettings
 
 
 def micros(at: datetime) -> int:
@@ -52,3 +55,40 @@ def test_buffered_rows_hold_no_container_the_collector_tracks() -> None:
         rows.add({"city": ["Ames"], "bed": [3.0]}, [1.5], "7", 1)
     assert len(rows) == 1000
     assert len(gc.get_objects()) - tracked < 10
+
+
+def test_a_request_whose_fields_and_prices_differ_in_length_is_refused_whole() -> None:
+    rows = two_requests()
+    with pytest.raises(ValueError, match="2 values, one per price"):
+        rows.add({"city": ["Ames", "Boone"], "bed": [3.0]}, [1.0, 2.0], "7", 1)
+    assert {len(values) for values in rows.columns.values()} == {3}
+
+
+def test_a_failed_write_of_the_second_date_keeps_only_that_dates_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    log = PredictionLog(
+        ServingSettings(
+            tracking_uri="http://127.0.0.1:9",
+            model_name="m",
+            s3_endpoint="http://127.0.0.1:9",
+            s3_access_key="a",
+            s3_secret_key="b",
+            predictions_bucket="p",
+        )
+    )
+    rows = two_requests()
+    rows.add({"city": ["Boone"]}, [4.5], "8", micros(datetime(2026, 12, 8, 0, 0, tzinfo=UTC)))
+    log._buffer, log._rows = rows, len(rows)
+    written: list[tuple[date, int]] = []
+
+    def write(table: object, day: date) -> None:
+        if day == date(2026, 12, 8):
+            raise ConnectionError("S3 is down")
+        written.append((day, len(table)))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(log, "_write", write)
+    assert log.flush() is False
+    assert written == [(date(2026, 12, 7), 3)]
+    assert (log.pending_rows, log.failed_flushes) == (1, 1)
+    monkeypatch.setattr(log, "_write", lambda table, day: written.append((day, len(table))))
+    assert log.flush() is True and log.pending_rows == 0
+    assert written[-1] == (date(2026, 12, 8), 1)
