@@ -4,8 +4,8 @@ numpy walked every (row, tree) pair down one level per step, five array passes a
 300 trees), and a single row paid ~20 numpy calls' overhead. Here one loop decides each row's distinct splits, then
 walks it down each tree, a tree's depth in steps with no branch to mispredict (a leaf leads back to itself): ~0.6 ms
 for 100 rows, ~25 µs for one. Rows are independent chains, so the processor overlaps their loads. The import
-(~0.6 s) and the compilation (~1 s, cached beside this file after the first time) are paid by the process that
-predicts this way, the inference service, when it loads a model.
+(~0.6 s) and the compilation (~1 s, then cached: beside this file, else in the user's cache directory, else not at
+all) are paid by the process that predicts this way, the inference service, when it loads a model.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from typing import Any
 
 import numba
 import numpy as np
-
-from ml_assets.model.compiled_trees import MISSING
 
 
 def _predict(
@@ -41,6 +39,7 @@ def _predict(
     went_left = np.empty(rows * width, dtype=np.uint8)
     both = np.empty(2 * features)  # the row, then the row with NaN as -inf
     known = category_values.size - 1
+    missing = left_by_code.shape[0] - 1  # a missing or unknown category's code (a global would be frozen in the cache)
     for row in range(rows):
         base = row * width
         for f in range(features):
@@ -52,7 +51,7 @@ def _predict(
         for k in range(categorical_columns.size):  # the OrdinalEncoder: a category's code, else MISSING
             raw = X[row, categorical_columns[k]]
             pos = np.searchsorted(category_values[:known], raw)
-            code = category_codes[k, pos] if category_values[pos] == raw else MISSING
+            code = category_codes[k, pos] if category_values[pos] == raw else missing
             lo, hi = column_splits[k], column_splits[k + 1]
             went_left[base + splits + lo : base + splits + hi] = left_by_code[code, lo:hi]
     state = np.empty(rows, dtype=np.intp)

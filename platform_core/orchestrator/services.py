@@ -150,7 +150,7 @@ class DagsterResource(PlatformResource):
         env = {k: v for k, v in instance_env(self.cfg, self.state, Path(self.config_path)).items() if k != PASSWORD_ENV}
         return ServiceSpec(
             name="watchdog",
-            argv=(sys.executable, "-m", "platform_core.orchestrator.watchdog"),
+            argv=(sys.executable, "-m", "platform_core.watchdog"),
             env=env,
             health=self.watchdog_healthy,
             cwd=Path(self.config_path).parent,

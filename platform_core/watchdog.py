@@ -6,7 +6,7 @@ When Postgres or the daemon dies, no sensor can say so. The watchdog probes them
 through the same alerts resource: one alert when a finding appears, one when it clears (cursor in a file, so a
 restarted watchdog repeats nothing). Everything else stays the sensors' job.
 
-Run as the supervised service `watchdog` (`python -m platform_core.orchestrator.watchdog`).
+Run as the supervised service `watchdog` (`python -m platform_core.watchdog`).
 """
 
 from __future__ import annotations
