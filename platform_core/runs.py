@@ -119,22 +119,6 @@ def daemon_line(beats: dict[str, float] | None, now: float, watched: tuple[str, 
 AUTOMATION_TAGS = {"dagster/sensor_name", "dagster/schedule_name", "dagster/backfill"}
 
 
-RUN_WINDOW = 100  # the newest runs compared: a command's run is the one that is new among them
-
-
-def known_run_ids(instance: dg.DagsterInstance) -> set[str]:
-    return {run.run_id for run in instance.get_runs(limit=RUN_WINDOW)}
-
-
-def command_run_report(instance: dg.DagsterInstance, known: set[str]) -> RunReport | None:
-    """The report of the newest run a command started since `known` was taken, or None when it started none
-    (it failed before, e.g. while loading definitions). The daemon's own runs in the meantime are not it."""
-    for run in instance.get_runs(limit=RUN_WINDOW):  # the window `known` was taken over: old ones are in it
-        if run.run_id not in known and not AUTOMATION_TAGS & run.tags.keys():
-            return run_report(instance, run.run_id)
-    return None
-
-
 def report_lines(report: RunReport) -> list[str]:
     """What a run changed and how its checks went, a line each, then each failure's own line."""
     lines = [f"run {report.run_id[:8]}: {report.status}"]

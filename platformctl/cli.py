@@ -237,28 +237,27 @@ def _bootstrap(state: StateDir, cfg: PlatformConfig, restarts_orchestrator: bool
 
 
 def _run_step(instance: DagsterInstance, log: Path, step: Step) -> bool:
-    from platform_core.runs import command_run_report, known_run_ids, report_lines
+    from platform_core.runs import report_lines, run_report
 
     started = time.monotonic()
     print(f"==> {step.title} ({step.location}; log: {log})", flush=True)
-    before = known_run_ids(instance)
     try:
-        ok = materialize(instance, step, log)
+        ran = materialize(instance, step, log)
     except Exception as err:  # the definitions did not load, or the selection names nothing: one line, not a trace
         with log.open("a") as handle:
             traceback.print_exc(file=handle)
         print(f"platformctl: {step.title} failed: {redact(f'{type(err).__name__}: {err}')}", file=sys.stderr)
         print(f"platformctl: the whole log: {log}", file=sys.stderr)
         return False
-    print(f"    {'ok' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s", flush=True)
-    report = command_run_report(instance, before)
-    for line in report_lines(report) if report else []:
+    print(f"    {'ok' if ran.success else 'FAILED'} in {time.monotonic() - started:.1f}s", flush=True)
+    report = run_report(instance, ran.run_id)  # the run itself: no listing of the instance's runs to find it
+    for line in report_lines(report):
         print(f"    {line}")
-    if not ok:
-        cause = next(iter(report.failures.values()), None) if report else None
+    if not ran.success:
+        cause = next(iter(report.failures.values()), None)
         print(f"platformctl: {step.title} failed: {cause or redact(last_error_line(log))}", file=sys.stderr)
         print(f"platformctl: the whole log: {log}", file=sys.stderr)
-    return ok
+    return ran.success
 
 
 def last_error_line(log: Path) -> str:

@@ -38,8 +38,14 @@ def location_definitions(location: str) -> dg.Definitions:
     return definitions
 
 
-def materialize(instance: dg.DagsterInstance, step: Step, log: Path) -> bool:
-    """Run the step into `instance`, its Dagster log in `log`; True when the run succeeded."""
+@dataclass(frozen=True)
+class Ran:
+    run_id: str
+    success: bool
+
+
+def materialize(instance: dg.DagsterInstance, step: Step, log: Path) -> Ran:
+    """Run the step into `instance`, its Dagster log in `log`: which run it was, and whether it succeeded."""
     import dagster as dg
 
     from platform_core.orchestrator.instance import WORKSTATION_RUN_TAG
@@ -59,14 +65,14 @@ def materialize(instance: dg.DagsterInstance, step: Step, log: Path) -> bool:
             raise_on_error=False,
             tags={WORKSTATION_RUN_TAG: socket.gethostname()},
         )
-    success = result.success
+    ran = Ran(result.run_id, result.success)
     del result  # the run's events and outputs are the instance's now
     # What lives on (Dagster, the definitions, the libraries a step imported) lives until the command ends: out of
     # the cyclic collector's sight, its full collections scan only what the next step allocates, and the
     # interpreter's exit skips a last one (a no-op `up` spent 1.3 s collecting and 1 s exiting before). Cycles
     # the step left that no collection reached yet are frozen with it: a short command's bounded cost
     gc.freeze()
-    return success
+    return ran
 
 
 @contextlib.contextmanager

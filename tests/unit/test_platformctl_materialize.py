@@ -32,8 +32,9 @@ def test_a_step_runs_its_selection_tagged_as_the_workstations(tmp_path: Path, mo
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "tiny_location", raising=False)
     with dg.DagsterInstance.ephemeral() as instance:
-        assert materialize(instance, Step("tiny", "tiny_location", "key:second"), tmp_path / "step.log")
+        ran = materialize(instance, Step("tiny", "tiny_location", "key:second"), tmp_path / "step.log")
         [run] = instance.get_runs()
+        assert ran.success and ran.run_id == run.run_id  # the run it reports is the run it made
         assert run.tags[WORKSTATION_RUN_TAG] == socket.gethostname()  # the cluster's run monitoring spares it
         materialized = {key.to_user_string() for key in instance.get_asset_keys()}
     assert materialized == {"second"}
