@@ -11,8 +11,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ml_assets.serving.model_slot import LoadedModel
 from ml_assets.serving.prediction_log import PredictionLog
 
-# The model call is ~4 ms; finer buckets at the low end separate "model time" from "queueing".
-LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+# A request is ~0.3 ms (one row) to ~2 ms (100 rows) of work; finer buckets at the low end separate that from
+# queueing.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
 class ServiceMetrics:
