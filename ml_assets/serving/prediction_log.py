@@ -86,7 +86,6 @@ class PredictionLog:
         self.interval = settings.flush_interval_seconds
         self.failed_flushes = 0
         self._buffer = RowBuffer()
-        self._rows = 0
         self._lock = threading.Lock()  # guards the buffer; held for list operations only
         self._flush_lock = threading.Lock()  # one writer at a time: the thread's flush and the shutdown's
         self._wake = threading.Event()
@@ -108,15 +107,14 @@ class PredictionLog:
 
     @property
     def pending_rows(self) -> int:
-        return self._rows
+        return len(self._buffer)
 
     def append(self, listings: Mapping[str, Sequence[object]], prices: Sequence[float], model_version: str) -> None:
         """One request's rows: its listings field by field (what the model read), their prices."""
         at = time.time_ns() // 1000
         with self._lock:
             self._buffer.add(listings, prices, model_version, at)
-            self._rows += len(prices)
-            full = self._rows >= self.flush_rows
+            full = len(self._buffer) >= self.flush_rows
         if full:
             self._wake.set()
 
@@ -131,9 +129,9 @@ class PredictionLog:
         if self._thread is not None:
             self._thread.join(timeout)
         self.flush()
-        if self._rows:
-            logger.error("prediction log: %d rows could not be written to s3://%s", self._rows, self.bucket)
-        return self._rows
+        if self.pending_rows:
+            logger.error("prediction log: %d rows could not be written to s3://%s", self.pending_rows, self.bucket)
+        return self.pending_rows
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -150,7 +148,6 @@ class PredictionLog:
         with self._flush_lock:
             with self._lock:
                 rows, self._buffer = self._buffer, RowBuffer()
-                self._rows = 0
             if not len(rows):
                 return True
             start = 0  # the first row not yet written
@@ -163,7 +160,6 @@ class PredictionLog:
                 logger.exception("prediction log: write to s3://%s failed; rows kept for retry", self.bucket)
                 with self._lock:
                     self._buffer.put_back(rows, start)
-                    self._rows += len(rows) - start
                 return False
             return True
 
